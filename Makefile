@@ -1,0 +1,54 @@
+# MRM developer entry points. Two matter to users:
+#   make demo   install everything and run the whole journey on embedded SQLite
+#   make test   install everything and run every check and test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUF := node_modules/.bin/buf
+
+.PHONY: install test lint typecheck buf-lint proto proto-check pytest demo bench clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed node_modules/.installed
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+buf-lint: install
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+proto: install
+	tools/genproto.sh
+
+proto-check: install
+	tools/genproto.sh --check
+
+pytest: install
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck buf-lint proto-check pytest
+
+demo: install
+	tools/demo.sh
+
+bench: install
+	$(BIN)/python -m benchmarks.ledger_append
+	$(BIN)/python -m benchmarks.ledger_proofs
+
+clean:
+	rm -rf $(VENV) node_modules .mrm .mrm-demo

@@ -1,0 +1,107 @@
+"""The leaf bytes of an audit record: one RFC 8785 canonical JSON object.
+
+The envelope is spelled out here, once, for the server that hashes records on
+append and for the auditor that re-derives every leaf. Its keys, in canonical
+(sorted) order, are: actor, body, kind, model_name, model_version, record_id,
+recorded_at, span_id, subject, trace_id, v. Every key is always present and an
+absent string is "". `body` is the record's JSON object in canonical form.
+
+Because the canonical form of a nested object does not depend on where it sits,
+the envelope is assembled from the already-canonical body without re-walking
+it: that keeps the ledger's append path and `mrmctl ledger verify` fast.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mrm.v1 import ledger_pb2
+
+LEAF_FORMAT_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _s(value: str) -> bytes:
+    # json.dumps with ensure_ascii=False escapes exactly what RFC 8785 escapes.
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def format_timestamp(micros: int) -> str:
+    """RFC 3339 UTC with exactly six fractional digits, e.g. 2026-11-28T17:18:48.000001Z."""
+    moment = _EPOCH + timedelta(microseconds=micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def leaf_bytes(
+    *,
+    record_id: str,
+    kind: str,
+    model_name: str,
+    model_version: str,
+    subject: str,
+    trace_id: str,
+    span_id: str,
+    body_canonical: bytes,
+    recorded_at_us: int,
+    actor: str,
+) -> bytes:
+    """The canonical JSON leaf of one record; `body_canonical` must already be RFC 8785."""
+    return b"".join(
+        (
+            b'{"actor":',
+            _s(actor),
+            b',"body":',
+            body_canonical,
+            b',"kind":',
+            _s(kind),
+            b',"model_name":',
+            _s(model_name),
+            b',"model_version":',
+            _s(model_version),
+            b',"record_id":',
+            _s(record_id),
+            b',"recorded_at":"',
+            format_timestamp(recorded_at_us).encode(),
+            b'","span_id":',
+            _s(span_id),
+            b',"subject":',
+            _s(subject),
+            b',"trace_id":',
+            _s(trace_id),
+            b',"v":',
+            str(LEAF_FORMAT_VERSION).encode(),
+            b"}",
+        )
+    )
+
+
+def kind_name(kind_value: int) -> str:
+    """The leaf spelling of a RecordKind: its enum name without the RECORD_KIND_ prefix."""
+    from mrm.v1 import ledger_pb2
+
+    return ledger_pb2.RecordKind.Name(kind_value).removeprefix("RECORD_KIND_")  # type: ignore[arg-type]
+
+
+def leaf_bytes_from_proto(record: ledger_pb2.Record) -> bytes:
+    """Re-derive a stored record's leaf bytes from the fields the ledger returned.
+
+    The ledger returns `body_json` in canonical form; it is used verbatim, so a
+    body that was altered in any way, even only reformatted, no longer hashes to
+    its leaf.
+    """
+    ts = record.recorded_at
+    return leaf_bytes(
+        record_id=record.record_id,
+        kind=kind_name(record.kind),
+        model_name=record.model_name,
+        model_version=record.model_version,
+        subject=record.subject,
+        trace_id=record.trace_id,
+        span_id=record.span_id,
+        body_canonical=record.body_json.encode(),
+        recorded_at_us=ts.seconds * 1_000_000 + ts.nanos // 1000,
+        actor=record.actor,
+    )

@@ -1,0 +1,90 @@
+"""Database engines and schema migrations (PostgreSQL via psycopg 3, or embedded SQLite)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from mrm.core.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+APPEND_ONLY_TABLES = ("ledger_log", "ledger_leaves", "ledger_checkpoints")
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine with the settings the ledger relies on for durability."""
+    if url.startswith("sqlite"):
+        path = sa.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # SQLAlchemy's pysqlite driver defers BEGIN; make it explicit (and IMMEDIATE
+        # for writers, see `begin_immediate`) so SQLite's locking is predictable.
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def upgrade(engine: sa.Engine, *, app_role: str | None = None) -> None:
+    """Bring the schema to the newest migration, then (re)apply the app role's grants."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            if app_role:
+                grant_app_role(conn, app_role)
+    except sa.exc.OperationalError as exc:
+        raise Unavailable(f"database unreachable: {_short(exc)}") from exc
+
+
+def grant_app_role(conn: sa.Connection, role: str) -> None:
+    """The services' role may read and append, never change or remove, ledger rows."""
+    if conn.dialect.name != "postgresql":
+        return
+    if not _ROLE_NAME.match(role):
+        raise ValueError(f"database_app_role: {role!r} is not a plain PostgreSQL role name")
+    for table in APPEND_ONLY_TABLES:
+        conn.exec_driver_sql(f'REVOKE ALL ON {table} FROM PUBLIC, "{role}"')
+        conn.exec_driver_sql(f'GRANT SELECT, INSERT ON {table} TO "{role}"')
+    conn.exec_driver_sql(f'GRANT SELECT ON alembic_version TO "{role}"')
+
+
+def ping(engine: sa.Engine) -> bool:
+    """True when the database answers a trivial query."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return True
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("database not reachable: %s", _short(exc))
+        return False
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

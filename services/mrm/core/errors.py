@@ -1,0 +1,48 @@
+"""Domain errors. Each carries its gRPC status code; one interceptor maps them."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class MrmError(Exception):
+    """Base of every error a caller is meant to see."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(MrmError):
+    """A request field is wrong. Names the field and what was expected."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+class NotFound(MrmError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(MrmError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(MrmError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(MrmError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class IntegrityError(MrmError):
+    """The stored log contradicts itself or a signed checkpoint: evidence of tampering."""
+
+    code = grpc.StatusCode.DATA_LOSS

@@ -1,0 +1,100 @@
+"""The one place where domain errors become gRPC statuses."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from mrm.core.errors import InvalidArgument, MrmError
+
+log = logging.getLogger(__name__)
+
+
+def to_status(exc: MrmError) -> grpc.Status:
+    """A rich status: code, message and, for a bad field, a google.rpc.BadRequest."""
+    details: list[any_pb2.Any] = []
+    if isinstance(exc, InvalidArgument):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=exc.field, description=exc.description
+                    )
+                ]
+            )
+        )
+        details.append(detail)
+    proto = status_pb2.Status(code=exc.code.value[0], message=exc.message, details=details)
+    status: grpc.Status = rpc_status.to_status(proto)
+    return status
+
+
+def _internal(method: str, exc: BaseException) -> grpc.Status:
+    ref = uuid.uuid4().hex[:12]
+    log.error("unexpected error in %s (ref %s)", method, ref, exc_info=exc)
+    status: grpc.Status = rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error (ref {ref})")
+    )
+    return status
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps MrmError to its status; anything else to INTERNAL with the details logged."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            inner: Any = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    return await inner(request, context)
+                except MrmError as exc:
+                    await context.abort_with_status(to_status(exc))
+                except (grpc.aio.AbortError, grpc.aio.BaseError):
+                    raise
+                except Exception as exc:
+                    await context.abort_with_status(_internal(method, exc))
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_stream: Any = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except MrmError as exc:
+                    await context.abort_with_status(to_status(exc))
+                except (grpc.aio.AbortError, grpc.aio.BaseError):
+                    raise
+                except Exception as exc:
+                    await context.abort_with_status(_internal(method, exc))
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

@@ -1,0 +1,145 @@
+"""The gRPC server bootstrap every MRM service shares.
+
+grpc.aio; grpc.health.v1 that follows real readiness; reflection; one error
+interceptor; the OpenTelemetry interceptor; SIGTERM → NOT_SERVING → stop(grace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from mrm.core.interceptors import ErrorInterceptor
+from mrm.core.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
+
+Probe = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class Service:
+    """One gRPC service to host: its full name, how to register it, whether it is ready."""
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+    ready: Probe
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+
+
+class GrpcServer:
+    """Hosts services on one address and keeps their health status truthful."""
+
+    def __init__(
+        self,
+        address: str,
+        services: Sequence[Service],
+        *,
+        grace: float,
+        health_interval: float,
+        max_message_bytes: int,
+    ) -> None:
+        self.address = address if not address.startswith(":") else "[::]" + address
+        self.services = list(services)
+        self.grace = grace
+        self.health_interval = health_interval
+        setup_tracing("mrm")
+        otel: grpc.aio.ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
+        self.server = grpc.aio.server(
+            interceptors=[otel, ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> int:
+        """Bind, start serving and begin probing readiness. Returns the bound port."""
+        for svc in self.services:
+            svc.register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [s.name for s in self.services]
+        reflection.enable_server_reflection(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        for name in [*names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self.server.add_insecure_port(self.address)
+        await self.server.start()
+        await self._probe()
+        self._tasks.append(asyncio.create_task(self._probe_loop()))
+        for svc in self.services:
+            for job in svc.background:
+                self._tasks.append(asyncio.create_task(job()))
+        log.info("serving %s on %s (port %d)", ", ".join(names), self.address, self.port)
+        return self.port
+
+    async def _probe(self) -> None:
+        all_ok = True
+        for svc in self.services:
+            try:
+                ok = await svc.ready()
+            except Exception:
+                log.exception("readiness probe of %s failed", svc.name)
+                ok = False
+            all_ok &= ok
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if ok
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await self.health.set(svc.name, status)
+        overall = (
+            health_pb2.HealthCheckResponse.SERVING
+            if all_ok
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", overall)
+
+    async def _probe_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.health_interval)
+            except TimeoutError:
+                await self._probe()
+
+    async def stop(self) -> None:
+        """NOT_SERVING first, so balancers drain us; then finish in-flight calls."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        await self.health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.stop(self.grace)
+        log.info("stopped %s", self.address)
+
+
+async def serve_until_signalled(servers: Sequence[GrpcServer]) -> None:
+    """Run the servers until SIGTERM or SIGINT, then stop them gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received; shutting down")
+    await asyncio.gather(*(s.stop() for s in servers))

@@ -1,0 +1,66 @@
+"""Server settings, read once in `main` from `MRM_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the MRM services. Build once in `main` and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="MRM_", extra="ignore")
+
+    home: Path = Path(".mrm")
+    """Directory for the embedded defaults: the SQLite database, the ledger key."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL, e.g. postgresql+psycopg://root@127.0.0.1/mrm. Default: SQLite in `home`."""
+
+    database_app_role: str | None = None
+    """PostgreSQL role the services run as. Migrations grant it SELECT and INSERT
+    on the ledger tables and nothing more (no UPDATE, DELETE or TRUNCATE)."""
+
+    ledger_addr: str = "localhost:50052"
+    """Where the ledger's gRPC server listens (host:port; ':port' means all interfaces)."""
+
+    ledger_origin: str | None = None
+    """The log's origin line. Default: generated once per database as <host>/<random id>."""
+
+    ledger_key_file: Path | None = None
+    """Ed25519 signer key (C2SP note PRIVATE+KEY format). Default: `home`/ledger.key,
+    generated on first start with mode 0600."""
+
+    ledger_checkpoint_every: int = Field(default=1000, ge=1)
+    """Sign a checkpoint once this many leaves have been appended since the last one."""
+
+    ledger_checkpoint_interval: float = Field(default=5.0, gt=0)
+    """...or once this many seconds have passed with unsigned leaves."""
+
+    ledger_max_record_bytes: int = Field(default=1 << 20, ge=1024)
+    """Largest canonical record body accepted, in bytes."""
+
+    ledger_max_batch: int = Field(default=4096, ge=1)
+    """Most records in one AppendRecords call."""
+
+    grpc_max_message_bytes: int = Field(default=64 << 20, ge=1 << 20)
+    """Largest gRPC message a server accepts."""
+
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    """Seconds in-flight RPCs get to finish after SIGTERM."""
+
+    health_interval: float = Field(default=2.0, gt=0)
+    """Seconds between readiness probes of the database."""
+
+    log_level: str = "INFO"
+    """Python logging level for the services."""
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'mrm.db').resolve()}"
+
+    def resolved_key_file(self) -> Path:
+        return self.ledger_key_file or self.home / "ledger.key"

@@ -1,0 +1,72 @@
+"""Wires the ledger service from settings: store, key, signer loop, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import sqlalchemy as sa
+
+from mrm.core import db
+from mrm.core.errors import IntegrityError
+from mrm.core.server import Service
+from mrm.core.settings import Settings
+from mrm.ledger.service import Ledger
+from mrm.ledger.servicer import LedgerServicer
+from mrm.ledger.store import LedgerStore
+from mrm.ledger.validate import Limits
+from mrm.v1 import ledger_pb2, ledger_pb2_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+
+
+def open_ledger(settings: Settings, engine: sa.Engine) -> Ledger:
+    """Open the log (creating its identity and key on first start). Blocking."""
+    return Ledger.open(
+        LedgerStore(engine),
+        key_file=str(settings.resolved_key_file()),
+        configured_origin=settings.ledger_origin,
+        checkpoint_every=settings.ledger_checkpoint_every,
+    )
+
+
+def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Service:
+    sign_wanted = asyncio.Event()
+    servicer = LedgerServicer(
+        ledger,
+        Limits(
+            max_record_bytes=settings.ledger_max_record_bytes,
+            max_batch=settings.ledger_max_batch,
+        ),
+        sign_wanted,
+    )
+    broken: list[str] = []
+
+    async def ready() -> bool:
+        return not broken and await asyncio.to_thread(db.ping, engine)
+
+    async def signer_loop() -> None:
+        # Signs every N leaves (woken by appends) or every T seconds, whichever first.
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sign_wanted.wait(), settings.ledger_checkpoint_interval)
+            sign_wanted.clear()
+            try:
+                await asyncio.to_thread(ledger.sign_checkpoint)
+            except IntegrityError as exc:
+                # Evidence of tampering: stop claiming to be healthy, keep serving reads.
+                log.critical("ledger integrity failure: %s", exc)
+                broken.append(str(exc))
+            except Exception:
+                log.exception("signing a checkpoint failed; will retry")
+
+    return Service(
+        name=SERVICE_NAME,
+        register=lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(
+            servicer, server
+        ),
+        ready=ready,
+        background=[signer_loop],
+    )

@@ -1,0 +1,101 @@
+"""Signing checkpoints: the log's key, its origin, and the rule never to sign a fork."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from mrm.core.errors import FailedPrecondition, IntegrityError
+from mrm.ledger import merkle
+from mrm.ledger.records import SignedCheckpoint
+from mrm.ledger.store import LedgerStore
+from mrm.tlog.checkpoint import Checkpoint
+from mrm.tlog.merkle import ProofError, verify_consistency
+from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
+
+log = logging.getLogger(__name__)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def new_origin() -> str:
+    """A fresh log's origin, so a new stack is never mistaken for a fork of an old one."""
+    host = socket.gethostname().split(".")[0] or "mrm"
+    return f"{host}/{secrets.token_hex(6)}"
+
+
+def load_or_create_key(path: Path, name: str) -> Signer:
+    """Read the signer key, or generate it on first start with mode 0600."""
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("ledger key %s is readable by others (mode %o); chmod 600 it", path, mode)
+        try:
+            return parse_signer_key(path.read_text().strip())
+        except ValueError as exc:
+            raise FailedPrecondition(f"ledger key file {path} is not a signer key: {exc}") from exc
+    signer = generate_signer(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signer.encode() + "\n")
+    log.info("generated ledger key %s (verifier key %s)", path, signer.vkey())
+    return signer
+
+
+class CheckpointSigner:
+    """Signs tree heads, each one proven consistent with the one before it."""
+
+    def __init__(self, store: LedgerStore, signer: Signer, origin: str) -> None:
+        self.store = store
+        self.signer = signer
+        self.origin = origin
+        self.verifier_key = signer.vkey()
+
+    def sign(self) -> SignedCheckpoint:
+        """Sign the current tree if it grew since the last checkpoint; return the latest."""
+        with self.store.signing() as txn:
+            latest = txn.latest()
+            size = txn.size()
+            if latest is not None and latest.tree_size == size:
+                return latest
+            if latest is not None and latest.tree_size > size:
+                raise IntegrityError(
+                    f"the log holds {size} leaves but a checkpoint of size "
+                    f"{latest.tree_size} was signed: leaves were removed"
+                )
+            new_root = merkle.root(size, txn.read_nodes)
+            if latest is not None:
+                self._check_extends(latest, size, new_root, txn.read_nodes)
+            body = Checkpoint(origin=self.origin, size=size, root_hash=new_root).text()
+            cp = SignedCheckpoint(
+                tree_size=size,
+                root_hash=new_root,
+                note=sign_note(body, [self.signer]),
+                signed_at_us=now_us(),
+            )
+            txn.add(cp)
+            log.info("signed checkpoint %s size=%d root=%s", self.origin, size, new_root.hex())
+            return cp
+
+    @staticmethod
+    def _check_extends(
+        old: SignedCheckpoint, size: int, new_root: bytes, read: merkle.NodeReader
+    ) -> None:
+        old_root = merkle.root(old.tree_size, read)
+        if old_root != old.root_hash:
+            raise IntegrityError(
+                f"the stored tree no longer matches the checkpoint signed at size "
+                f"{old.tree_size}; refusing to sign (run `mrmctl ledger verify`)"
+            )
+        path = merkle.hash_ranges(merkle.consistency_ranges(old.tree_size, size), read)
+        try:
+            verify_consistency(old.tree_size, size, path, old.root_hash, new_root)
+        except ProofError as exc:
+            raise IntegrityError(f"refusing to sign an inconsistent checkpoint: {exc}") from exc

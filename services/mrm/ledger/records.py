@@ -1,0 +1,116 @@
+"""The ledger's domain types: what is appended, what is stored, what is signed."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from mrm.tlog.leaf import leaf_bytes
+
+RECORD_KINDS = (
+    "MODEL_INGESTED",
+    "DATA_LINEAGE",
+    "PERFORMANCE_SNAPSHOT",
+    "EXPLAINABILITY_BASELINE",
+    "DEPLOYMENT",
+    "PREDICTION",
+    "EXPLANATION",
+    "GAP",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """A validated record, ready to append. `body` is canonical JSON text."""
+
+    record_id: uuid.UUID
+    kind: str
+    model_name: str
+    model_version: str
+    subject: str
+    trace_id: str
+    span_id: str
+    body: str
+
+    def same_content(self, other: StoredRecord) -> bool:
+        """Whether a replay carries what was first appended under this id."""
+        return (
+            self.kind == other.kind
+            and self.model_name == other.model_name
+            and self.model_version == other.model_version
+            and self.subject == other.subject
+            and self.trace_id == other.trace_id
+            and self.span_id == other.span_id
+            and self.body == other.body
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as the ledger holds it."""
+
+    leaf_index: int
+    record_id: uuid.UUID
+    kind: str
+    model_name: str
+    model_version: str
+    subject: str
+    trace_id: str
+    span_id: str
+    body: str
+    recorded_at_us: int
+    actor: str
+    leaf_hash: bytes
+
+    def leaf_bytes(self) -> bytes:
+        return leaf_bytes(
+            record_id=str(self.record_id),
+            kind=self.kind,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            subject=self.subject,
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            body_canonical=self.body.encode(),
+            recorded_at_us=self.recorded_at_us,
+            actor=self.actor,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    record: StoredRecord
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilter:
+    kind: str = ""
+    model_name: str = ""
+    model_version: str = ""
+    subject: str = ""
+    trace_id: str = ""
+    start_us: int | None = None
+    end_us: int | None = None
+
+    def fingerprint(self) -> str:
+        return "|".join(
+            str(v)
+            for v in (
+                self.kind,
+                self.model_name,
+                self.model_version,
+                self.subject,
+                self.trace_id,
+                self.start_us,
+                self.end_us,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    tree_size: int
+    root_hash: bytes
+    note: str
+    signed_at_us: int

@@ -1,0 +1,231 @@
+"""The ledger's domain core: append, read, prove. Transport-free."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mrm.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from mrm.ledger import merkle
+from mrm.ledger.checkpoint import CheckpointSigner, load_or_create_key, new_origin, now_us
+from mrm.ledger.records import Appended, NewRecord, RecordFilter, SignedCheckpoint, StoredRecord
+from mrm.ledger.store import LedgerStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    leaf_index: int
+    tree_size: int
+    leaf_hash: bytes
+    path: list[bytes]
+    root_hash: bytes
+    checkpoint: SignedCheckpoint | None
+    record: StoredRecord
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    path: list[bytes]
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[StoredRecord]
+    next_token: str
+
+
+class Ledger:
+    """One log: its records, its tree and its signed checkpoints."""
+
+    def __init__(self, store: LedgerStore, signer: CheckpointSigner, checkpoint_every: int) -> None:
+        self.store = store
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self._unsigned = 0
+
+    @property
+    def origin(self) -> str:
+        return self.signer.origin
+
+    @property
+    def verifier_key(self) -> str:
+        return self.signer.verifier_key
+
+    @classmethod
+    def open(
+        cls,
+        store: LedgerStore,
+        *,
+        key_file: str,
+        configured_origin: str | None,
+        checkpoint_every: int,
+    ) -> Ledger:
+        """Load (or on first start create) the log's identity and sign its first checkpoint."""
+        from pathlib import Path
+
+        identity = store.identity()
+        if identity is None:
+            origin = configured_origin or new_origin()
+            key = load_or_create_key(Path(key_file), origin)
+            origin, vkey = store.create_identity(origin, key.vkey(), now_us())
+        else:
+            origin, vkey = identity
+            if configured_origin and configured_origin != origin:
+                raise FailedPrecondition(
+                    f"MRM_LEDGER_ORIGIN is {configured_origin!r} but this database holds "
+                    f"the log {origin!r}; unset it or point MRM_DATABASE_URL elsewhere"
+                )
+            key = load_or_create_key(Path(key_file), origin)
+        if key.vkey() != vkey:
+            raise FailedPrecondition(
+                f"the ledger key in {key_file} ({key.vkey()}) is not the key of log "
+                f"{origin!r} ({vkey}); configure MRM_LEDGER_KEY_FILE with the log's key"
+            )
+        ledger = cls(store, CheckpointSigner(store, key, origin), checkpoint_every)
+        ledger.signer.sign()
+        return ledger
+
+    # -- writes -----------------------------------------------------------------
+
+    def append(self, batch: Sequence[NewRecord], actor: str) -> list[Appended]:
+        results = self.store.append(batch, actor, now_us())
+        self._unsigned += sum(1 for r in results if not r.duplicate)
+        return results
+
+    def checkpoint_due(self) -> bool:
+        """Whether enough leaves arrived since the last signature to sign now."""
+        return self._unsigned >= self.checkpoint_every
+
+    def sign_checkpoint(self) -> SignedCheckpoint:
+        self._unsigned = 0
+        return self.signer.sign()
+
+    # -- reads ------------------------------------------------------------------
+
+    def get(self, record_id: uuid.UUID) -> StoredRecord:
+        rec = self.store.get(record_id)
+        if rec is None:
+            raise NotFound(f"record {record_id} is not in the ledger")
+        return rec
+
+    def query(
+        self, flt: RecordFilter, *, page_token: str, page_size: int, newest_first: bool
+    ) -> Page:
+        after = _decode_token(page_token, flt, newest_first)
+        records = self.store.query(flt, after=after, limit=page_size + 1, newest_first=newest_first)
+        more = len(records) > page_size
+        records = records[:page_size]
+        token = _encode_token(records[-1].leaf_index, flt, newest_first) if more else ""
+        return Page(records, token)
+
+    def latest_checkpoint(self, *, refresh: bool) -> SignedCheckpoint:
+        if refresh:
+            return self.sign_checkpoint()
+        cp = self.store.latest_checkpoint()
+        return cp if cp is not None else self.sign_checkpoint()
+
+    def list_checkpoints(
+        self, *, page_token: str, page_size: int
+    ) -> tuple[list[SignedCheckpoint], str]:
+        after = _decode_token(page_token, None, False)
+        cps = self.store.list_checkpoints(after=after, limit=page_size + 1)
+        more = len(cps) > page_size
+        cps = cps[:page_size]
+        return cps, (_encode_token(cps[-1].tree_size, None, False) if more else "")
+
+    # -- proofs -----------------------------------------------------------------
+
+    def _resolve_size(self, tree_size: int, field: str) -> tuple[int, SignedCheckpoint | None]:
+        if tree_size == 0:
+            cp = self.latest_checkpoint(refresh=False)
+            return cp.tree_size, cp
+        current = self.store.size()
+        if tree_size > current:
+            raise InvalidArgument(field, f"{tree_size} is beyond the tree size {current}")
+        return tree_size, self.store.checkpoint_at(tree_size)
+
+    def inclusion_proof(
+        self, *, record_id: uuid.UUID | None, leaf_index: int | None, tree_size: int
+    ) -> InclusionProof:
+        if record_id is not None:
+            rec = self.get(record_id)
+        else:
+            assert leaf_index is not None
+            found = self.store.get_by_index(leaf_index)
+            if found is None:
+                size = self.store.size()
+                if leaf_index >= size:
+                    raise InvalidArgument(
+                        "leaf_index", f"{leaf_index} is beyond the tree size {size}"
+                    )
+                raise NotFound(f"leaf {leaf_index} is missing from storage")
+            rec = found
+        size, cp = self._resolve_size(tree_size, "tree_size")
+        if rec.leaf_index >= size:
+            if tree_size == 0:
+                raise FailedPrecondition(
+                    f"leaf {rec.leaf_index} is not yet covered by a signed checkpoint (latest "
+                    f"size {size}); ask for a fresh checkpoint (GetCheckpoint refresh) first"
+                )
+            raise InvalidArgument(
+                "tree_size", f"{size} does not cover leaf {rec.leaf_index} (want > leaf index)"
+            )
+        ranges = merkle.inclusion_ranges(rec.leaf_index, size)
+        hashes = merkle.hash_ranges([*ranges, (0, size)], self.store.read_nodes)
+        return InclusionProof(
+            leaf_index=rec.leaf_index,
+            tree_size=size,
+            leaf_hash=rec.leaf_hash,
+            path=hashes[:-1],
+            root_hash=hashes[-1],
+            checkpoint=cp,
+            record=rec,
+        )
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        new, _ = self._resolve_size(new_size, "new_size")
+        if old_size > new:
+            raise InvalidArgument("old_size", f"{old_size} is greater than new_size {new}")
+        ranges = merkle.consistency_ranges(old_size, new)
+        hashes = merkle.hash_ranges([*ranges, (0, old_size), (0, new)], self.store.read_nodes)
+        return ConsistencyProof(
+            old_size=old_size,
+            new_size=new,
+            old_root=hashes[-2],
+            new_root=hashes[-1],
+            path=hashes[:-2],
+        )
+
+
+def _fingerprint(flt: RecordFilter | None, newest_first: bool) -> str:
+    raw = f"{flt.fingerprint() if flt else ''}|{newest_first}".encode()
+    return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def _encode_token(position: int, flt: RecordFilter | None, newest_first: bool) -> str:
+    raw = f"v1:{_fingerprint(flt, newest_first)}:{position}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str, flt: RecordFilter | None, newest_first: bool) -> int | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        version, fingerprint, position = raw.split(":")
+        pos = int(position)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("page_token", "is not a token this server issued") from exc
+    if version != "v1" or fingerprint != _fingerprint(flt, newest_first) or pos < 0:
+        raise InvalidArgument("page_token", "belongs to a different query; start from page 1")
+    return pos

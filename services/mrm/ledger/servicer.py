@@ -1,0 +1,150 @@
+"""The LedgerService gRPC adapter: protobuf in, domain call, protobuf out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mrm.core.auth import principal
+from mrm.ledger import validate
+from mrm.ledger.records import SignedCheckpoint, StoredRecord
+from mrm.ledger.service import Ledger
+from mrm.v1 import ledger_pb2, ledger_pb2_grpc
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+def _ts(micros: int) -> Timestamp:
+    return Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
+
+
+def record_pb(rec: StoredRecord) -> ledger_pb2.Record:
+    return ledger_pb2.Record(
+        record_id=str(rec.record_id),
+        kind=ledger_pb2.RecordKind.Value("RECORD_KIND_" + rec.kind),
+        model_name=rec.model_name,
+        model_version=rec.model_version,
+        subject=rec.subject,
+        trace_id=rec.trace_id,
+        span_id=rec.span_id,
+        body_json=rec.body,
+        leaf_index=rec.leaf_index,
+        recorded_at=_ts(rec.recorded_at_us),
+        actor=rec.actor,
+        leaf_hash=rec.leaf_hash,
+    )
+
+
+class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
+    """Thin transport over `Ledger`; storage work runs in worker threads."""
+
+    def __init__(self, ledger: Ledger, limits: validate.Limits, on_append: asyncio.Event) -> None:
+        self.ledger = ledger
+        self.limits = limits
+        self._sign_wanted = on_append
+
+    def _checkpoint_pb(self, cp: SignedCheckpoint) -> ledger_pb2.Checkpoint:
+        return ledger_pb2.Checkpoint(
+            origin=self.ledger.origin,
+            tree_size=cp.tree_size,
+            root_hash=cp.root_hash,
+            note=cp.note,
+            signed_at=_ts(cp.signed_at_us),
+            verifier_key=self.ledger.verifier_key,
+        )
+
+    async def AppendRecords(
+        self, request: ledger_pb2.AppendRecordsRequest, context: Context
+    ) -> ledger_pb2.AppendRecordsResponse:
+        batch = validate.validate_append(request, self.limits)
+        results = await asyncio.to_thread(self.ledger.append, batch, principal(context))
+        if self.ledger.checkpoint_due():
+            self._sign_wanted.set()
+        return ledger_pb2.AppendRecordsResponse(
+            results=[
+                ledger_pb2.AppendResult(
+                    record_id=str(r.record.record_id),
+                    leaf_index=r.record.leaf_index,
+                    leaf_hash=r.record.leaf_hash,
+                    recorded_at=_ts(r.record.recorded_at_us),
+                    duplicate=r.duplicate,
+                )
+                for r in results
+            ]
+        )
+
+    async def GetRecord(
+        self, request: ledger_pb2.GetRecordRequest, context: Context
+    ) -> ledger_pb2.GetRecordResponse:
+        record_id = validate.validate_get_record(request)
+        rec = await asyncio.to_thread(self.ledger.get, record_id)
+        return ledger_pb2.GetRecordResponse(record=record_pb(rec))
+
+    async def QueryRecords(
+        self, request: ledger_pb2.QueryRecordsRequest, context: Context
+    ) -> ledger_pb2.QueryRecordsResponse:
+        flt = validate.validate_query(request)
+        size = validate.page_size(request.page_size, 100)
+        page = await asyncio.to_thread(
+            lambda: self.ledger.query(
+                flt,
+                page_token=request.page_token,
+                page_size=size,
+                newest_first=request.newest_first,
+            )
+        )
+        return ledger_pb2.QueryRecordsResponse(
+            records=[record_pb(r) for r in page.records], next_page_token=page.next_token
+        )
+
+    async def GetCheckpoint(
+        self, request: ledger_pb2.GetCheckpointRequest, context: Context
+    ) -> ledger_pb2.GetCheckpointResponse:
+        cp = await asyncio.to_thread(self.ledger.latest_checkpoint, refresh=request.refresh)
+        return ledger_pb2.GetCheckpointResponse(checkpoint=self._checkpoint_pb(cp))
+
+    async def ListCheckpoints(
+        self, request: ledger_pb2.ListCheckpointsRequest, context: Context
+    ) -> ledger_pb2.ListCheckpointsResponse:
+        size = validate.page_size(request.page_size, 1000)
+        cps, token = await asyncio.to_thread(
+            lambda: self.ledger.list_checkpoints(page_token=request.page_token, page_size=size)
+        )
+        return ledger_pb2.ListCheckpointsResponse(
+            checkpoints=[self._checkpoint_pb(c) for c in cps], next_page_token=token
+        )
+
+    async def GetInclusionProof(
+        self, request: ledger_pb2.GetInclusionProofRequest, context: Context
+    ) -> ledger_pb2.GetInclusionProofResponse:
+        record_id, leaf_index = validate.validate_inclusion(request)
+        proof = await asyncio.to_thread(
+            lambda: self.ledger.inclusion_proof(
+                record_id=record_id, leaf_index=leaf_index, tree_size=request.tree_size
+            )
+        )
+        return ledger_pb2.GetInclusionProofResponse(
+            leaf_index=proof.leaf_index,
+            tree_size=proof.tree_size,
+            leaf_hash=proof.leaf_hash,
+            inclusion_path=proof.path,
+            root_hash=proof.root_hash,
+            checkpoint=self._checkpoint_pb(proof.checkpoint) if proof.checkpoint else None,
+            record=record_pb(proof.record),
+        )
+
+    async def GetConsistencyProof(
+        self, request: ledger_pb2.GetConsistencyProofRequest, context: Context
+    ) -> ledger_pb2.GetConsistencyProofResponse:
+        proof = await asyncio.to_thread(
+            self.ledger.consistency_proof, request.old_size, request.new_size
+        )
+        return ledger_pb2.GetConsistencyProofResponse(
+            old_size=proof.old_size,
+            new_size=proof.new_size,
+            old_root=proof.old_root,
+            new_root=proof.new_root,
+            consistency_path=proof.path,
+        )

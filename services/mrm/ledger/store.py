@@ -1,0 +1,322 @@
+"""The ledger's storage: the only module that speaks SQL to the ledger tables."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from mrm.core.errors import IntegrityError
+from mrm.ledger import merkle
+from mrm.ledger.records import Appended, NewRecord, RecordFilter, SignedCheckpoint, StoredRecord
+from mrm.ledger.tables import checkpoints, leaves, log_identity
+
+# Keys of PostgreSQL advisory locks: one writer integrates leaves, one signer signs.
+_APPEND_LOCK = 0x4D524D01
+_SIGN_LOCK = 0x4D524D02
+_HASH = 32
+_COPY_COLUMNS = (
+    "leaf_index, record_id, kind, model_name, model_version, subject, trace_id, span_id, "
+    "recorded_at_us, actor, body, leaf_hash, subtree_hashes"
+)
+_RECORD_COLUMNS = [c for c in leaves.c if c.name != "subtree_hashes"]
+
+
+def _null(value: str) -> str | None:
+    return value or None
+
+
+def _stored(row: Any) -> StoredRecord:
+    return StoredRecord(
+        leaf_index=row.leaf_index,
+        record_id=row.record_id,
+        kind=row.kind,
+        model_name=row.model_name or "",
+        model_version=row.model_version or "",
+        subject=row.subject or "",
+        trace_id=row.trace_id or "",
+        span_id=row.span_id or "",
+        body=row.body,
+        recorded_at_us=row.recorded_at_us,
+        actor=row.actor,
+        leaf_hash=bytes(row.leaf_hash),
+    )
+
+
+class LedgerStore:
+    """Append-only storage of leaves, subtree hashes and checkpoints."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._pg = engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def _writer(self, lock_key: int) -> Iterator[sa.Connection]:
+        """A write transaction that holds the ledger's writer lock until commit."""
+        if self._pg:
+            with self.engine.begin() as conn:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key)))
+                yield conn
+        else:
+            immediate = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+            with immediate as conn, conn.begin():
+                yield conn
+
+    # -- identity ---------------------------------------------------------------
+
+    def identity(self) -> tuple[str, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(log_identity)).first()
+        return (row.origin, row.verifier_key) if row else None
+
+    def create_identity(self, origin: str, verifier_key: str, now_us: int) -> tuple[str, str]:
+        """Record the log's origin and key once; a concurrent first start keeps the winner's."""
+        with self._writer(_SIGN_LOCK) as conn:
+            row = conn.execute(sa.select(log_identity)).first()
+            if row is None:
+                conn.execute(
+                    log_identity.insert().values(
+                        id=1, origin=origin, verifier_key=verifier_key, created_at_us=now_us
+                    )
+                )
+                return origin, verifier_key
+            return row.origin, row.verifier_key
+
+    # -- leaves -----------------------------------------------------------------
+
+    def append(self, batch: Sequence[NewRecord], actor: str, now_us: int) -> list[Appended]:
+        """Append the records not yet present, atomically, and integrate them into the tree."""
+        with self._writer(_APPEND_LOCK) as conn:
+            ids = [r.record_id for r in batch]
+            existing = {
+                row.record_id: _stored(row)
+                for row in conn.execute(
+                    sa.select(*_RECORD_COLUMNS).where(leaves.c.record_id.in_(ids))
+                )
+            }
+            size = self._size(conn)
+            recorded_at = now_us
+            if size:
+                last = conn.execute(
+                    sa.select(leaves.c.recorded_at_us).where(leaves.c.leaf_index == size - 1)
+                ).scalar_one()
+                recorded_at = max(now_us, last)  # recorded_at never goes backwards
+            frontier = merkle.Frontier(size, lambda nodes: self._read_nodes(conn, nodes))
+            out: list[Appended] = []
+            rows: list[tuple[Any, ...]] = []
+            fresh: dict[uuid.UUID, StoredRecord] = {}
+            for rec in batch:
+                seen = existing.get(rec.record_id) or fresh.get(rec.record_id)
+                if seen is not None:
+                    out.append(Appended(seen, duplicate=True))
+                    continue
+                stored = StoredRecord(
+                    leaf_index=frontier.size,
+                    record_id=rec.record_id,
+                    kind=rec.kind,
+                    model_name=rec.model_name,
+                    model_version=rec.model_version,
+                    subject=rec.subject,
+                    trace_id=rec.trace_id,
+                    span_id=rec.span_id,
+                    body=rec.body,
+                    recorded_at_us=recorded_at,
+                    actor=actor,
+                    leaf_hash=b"",
+                )
+                new = frontier.append(stored.leaf_bytes())
+                stored = _with_hash(stored, new.leaf_hash)
+                fresh[rec.record_id] = stored
+                out.append(Appended(stored, duplicate=False))
+                rows.append(
+                    (
+                        stored.leaf_index,
+                        rec.record_id,
+                        rec.kind,
+                        _null(rec.model_name),
+                        _null(rec.model_version),
+                        _null(rec.subject),
+                        _null(rec.trace_id),
+                        _null(rec.span_id),
+                        recorded_at,
+                        actor,
+                        rec.body,
+                        new.leaf_hash,
+                        new.subtree_hashes,
+                    )
+                )
+            if rows:
+                self._insert_leaves(conn, rows)
+            return out
+
+    def _insert_leaves(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if self._pg:
+            # COPY is PostgreSQL's bulk path; it runs inside this same transaction.
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with (
+                raw.cursor() as cur,
+                cur.copy(f"COPY ledger_leaves ({_COPY_COLUMNS}) FROM STDIN") as cp,
+            ):
+                for row in rows:
+                    cp.write_row(row)
+            return
+        names = [c.strip() for c in _COPY_COLUMNS.split(",")]
+        conn.execute(leaves.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+
+    @staticmethod
+    def _size(conn: sa.Connection) -> int:
+        top = conn.execute(sa.select(sa.func.max(leaves.c.leaf_index))).scalar_one()
+        return 0 if top is None else int(top) + 1
+
+    def size(self) -> int:
+        with self.engine.connect() as conn:
+            return self._size(conn)
+
+    def _read_nodes(
+        self, conn: sa.Connection, nodes: Iterable[merkle.NodeId]
+    ) -> dict[merkle.NodeId, bytes]:
+        wanted = list(nodes)
+        if not wanted:
+            return {}
+        rows = {merkle.row_of(n) for n in wanted}
+        found = {
+            r.leaf_index: (bytes(r.leaf_hash), bytes(r.subtree_hashes))
+            for r in conn.execute(
+                sa.select(leaves.c.leaf_index, leaves.c.leaf_hash, leaves.c.subtree_hashes).where(
+                    leaves.c.leaf_index.in_(rows)
+                )
+            )
+        }
+        out: dict[merkle.NodeId, bytes] = {}
+        for node in wanted:
+            level, _ = node
+            row = merkle.row_of(node)
+            if row not in found:
+                raise IntegrityError(f"leaf {row} is missing from storage; the tree cannot be read")
+            leaf_h, subtrees = found[row]
+            h = leaf_h if level == 0 else subtrees[(level - 1) * _HASH : level * _HASH]
+            if len(h) != _HASH:
+                raise IntegrityError(f"leaf {row} lacks its level-{level} subtree hash")
+            out[node] = h
+        return out
+
+    def read_nodes(self, nodes: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        """Stored perfect-subtree hashes, in one query."""
+        with self.engine.connect() as conn:
+            return self._read_nodes(conn, nodes)
+
+    def get(self, record_id: uuid.UUID) -> StoredRecord | None:
+        return self._one(leaves.c.record_id == record_id)
+
+    def get_by_index(self, leaf_index: int) -> StoredRecord | None:
+        return self._one(leaves.c.leaf_index == leaf_index)
+
+    def _one(self, where: sa.ColumnElement[bool]) -> StoredRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(*_RECORD_COLUMNS).where(where)).first()
+        return _stored(row) if row else None
+
+    def query(
+        self, flt: RecordFilter, *, after: int | None, limit: int, newest_first: bool
+    ) -> list[StoredRecord]:
+        """Records matching the filter, paged by leaf index (exclusive cursor `after`)."""
+        q = sa.select(*_RECORD_COLUMNS)
+        for column, value in (
+            (leaves.c.kind, flt.kind),
+            (leaves.c.model_name, flt.model_name),
+            (leaves.c.model_version, flt.model_version),
+            (leaves.c.subject, flt.subject),
+            (leaves.c.trace_id, flt.trace_id),
+        ):
+            if value:
+                q = q.where(column == value)
+        if flt.start_us is not None:
+            q = q.where(leaves.c.recorded_at_us >= flt.start_us)
+        if flt.end_us is not None:
+            q = q.where(leaves.c.recorded_at_us < flt.end_us)
+        if after is not None:
+            q = q.where(
+                leaves.c.leaf_index < after if newest_first else leaves.c.leaf_index > after
+            )
+        order = leaves.c.leaf_index.desc() if newest_first else leaves.c.leaf_index.asc()
+        with self.engine.connect() as conn:
+            return [_stored(r) for r in conn.execute(q.order_by(order).limit(limit))]
+
+    # -- checkpoints ------------------------------------------------------------
+
+    @contextmanager
+    def signing(self) -> Iterator[SigningTxn]:
+        """The one transaction in which a checkpoint may be signed and stored."""
+        with self._writer(_SIGN_LOCK) as conn:
+            yield SigningTxn(self, conn)
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        with self.engine.connect() as conn:
+            return _latest(conn)
+
+    def checkpoint_at(self, tree_size: int) -> SignedCheckpoint | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(checkpoints).where(checkpoints.c.tree_size == tree_size)
+            ).first()
+        return _checkpoint(row) if row else None
+
+    def list_checkpoints(self, *, after: int | None, limit: int) -> list[SignedCheckpoint]:
+        q = sa.select(checkpoints).order_by(checkpoints.c.tree_size).limit(limit)
+        if after is not None:
+            q = q.where(checkpoints.c.tree_size > after)
+        with self.engine.connect() as conn:
+            return [_checkpoint(r) for r in conn.execute(q)]
+
+
+class SigningTxn:
+    """Reads and writes for the signer, under the signing lock."""
+
+    def __init__(self, store: LedgerStore, conn: sa.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    def latest(self) -> SignedCheckpoint | None:
+        return _latest(self._conn)
+
+    def size(self) -> int:
+        return self._store._size(self._conn)
+
+    def read_nodes(self, nodes: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        return self._store._read_nodes(self._conn, nodes)
+
+    def add(self, cp: SignedCheckpoint) -> None:
+        self._conn.execute(
+            checkpoints.insert().values(
+                tree_size=cp.tree_size,
+                root_hash=cp.root_hash,
+                note=cp.note,
+                signed_at_us=cp.signed_at_us,
+            )
+        )
+
+
+def _latest(conn: sa.Connection) -> SignedCheckpoint | None:
+    row = conn.execute(
+        sa.select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
+    ).first()
+    return _checkpoint(row) if row else None
+
+
+def _checkpoint(row: Any) -> SignedCheckpoint:
+    return SignedCheckpoint(
+        tree_size=row.tree_size,
+        root_hash=bytes(row.root_hash),
+        note=row.note,
+        signed_at_us=row.signed_at_us,
+    )
+
+
+def _with_hash(rec: StoredRecord, leaf_hash: bytes) -> StoredRecord:
+    from dataclasses import replace
+
+    return replace(rec, leaf_hash=leaf_hash)

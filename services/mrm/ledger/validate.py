@@ -1,0 +1,183 @@
+"""One validator per LedgerService request: protobuf in, domain values out.
+
+Every rejection names the field, what it holds and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mrm.core.errors import InvalidArgument
+from mrm.ledger.records import RECORD_KINDS, NewRecord, RecordFilter
+from mrm.tlog.canonical import CanonicalJSONError, canonical_json, parse_json_object
+from mrm.v1 import ledger_pb2
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_PAGE = 10_000
+_LIMITS = {"model_name": 128, "model_version": 64, "subject": 128}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_record_bytes: int
+    max_batch: int
+
+
+def _show(value: str, width: int = 40) -> str:
+    return repr(value if len(value) <= width else value[:width] + "…")
+
+
+def parse_record_id(value: str, field: str) -> uuid.UUID:
+    """A UUIDv7 in canonical lowercase form."""
+    if not value:
+        raise InvalidArgument(field, "is required (a UUIDv7)")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(field, f"{_show(value)} is not a UUID (want a UUIDv7)") from None
+    if str(parsed) != value:
+        raise InvalidArgument(
+            field, f"{_show(value)} is not in canonical lowercase 8-4-4-4-12 form"
+        )
+    if parsed.version != 7 or parsed.variant != uuid.RFC_4122:
+        raise InvalidArgument(field, f"{_show(value)} is a version {parsed.version} UUID (want v7)")
+    return parsed
+
+
+def _kind(value: int, field: str, *, allow_unspecified: bool) -> str:
+    if value == ledger_pb2.RECORD_KIND_UNSPECIFIED and allow_unspecified:
+        return ""
+    name = ledger_pb2.RecordKind.Name(value) if value in ledger_pb2.RecordKind.values() else ""  # type: ignore[arg-type]
+    kind = name.removeprefix("RECORD_KIND_")
+    if kind not in RECORD_KINDS:
+        raise InvalidArgument(
+            field, f"{value} is not a record kind (want one of {', '.join(RECORD_KINDS)})"
+        )
+    return kind
+
+
+def _short_text(value: str, field: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidArgument(field, f"is {len(value)} characters long (at most {limit})")
+    if _CONTROL.search(value):
+        raise InvalidArgument(field, f"{_show(value)} contains control characters")
+    return value
+
+
+def _trace(record: ledger_pb2.Record, prefix: str) -> tuple[str, str]:
+    trace_id, span_id = record.trace_id, record.span_id
+    if trace_id and (not _TRACE_ID.match(trace_id) or trace_id == "0" * 32):
+        raise InvalidArgument(
+            f"{prefix}.trace_id",
+            f"{_show(trace_id)} is not a W3C trace id (32 lowercase hex, not all zero)",
+        )
+    if span_id and (not _SPAN_ID.match(span_id) or span_id == "0" * 16):
+        raise InvalidArgument(
+            f"{prefix}.span_id",
+            f"{_show(span_id)} is not a W3C span id (16 lowercase hex, not all zero)",
+        )
+    if span_id and not trace_id:
+        raise InvalidArgument(f"{prefix}.span_id", "is set without a trace_id")
+    return trace_id, span_id
+
+
+def _body(value: str, field: str, limit: int) -> str:
+    if len(value) > 4 * limit:  # cheap early refusal before parsing a huge body
+        raise InvalidArgument(field, f"is larger than the {limit}-byte record limit")
+    try:
+        canonical = canonical_json(parse_json_object(value))
+    except CanonicalJSONError as exc:
+        raise InvalidArgument(field, f"is not a JSON object: {exc}") from None
+    if len(canonical) > limit:
+        raise InvalidArgument(
+            field, f"is {len(canonical)} bytes once canonicalized (the limit is {limit} bytes)"
+        )
+    return canonical.decode()
+
+
+def _has_output_only(record: ledger_pb2.Record) -> str | None:
+    for name in ("leaf_index", "actor", "leaf_hash"):
+        if getattr(record, name):
+            return name
+    return "recorded_at" if record.HasField("recorded_at") else None
+
+
+def validate_append(req: ledger_pb2.AppendRecordsRequest, limits: Limits) -> list[NewRecord]:
+    n = len(req.records)
+    if n == 0:
+        raise InvalidArgument("records", f"is empty (send 1 to {limits.max_batch} records)")
+    if n > limits.max_batch:
+        raise InvalidArgument("records", f"has {n} records (at most {limits.max_batch} per call)")
+    out: list[NewRecord] = []
+    first: dict[uuid.UUID, NewRecord] = {}
+    for i, rec in enumerate(req.records):
+        p = f"records[{i}]"
+        if (name := _has_output_only(rec)) is not None:
+            raise InvalidArgument(f"{p}.{name}", "is output only; leave it unset")
+        trace_id, span_id = _trace(rec, p)
+        new = NewRecord(
+            record_id=parse_record_id(rec.record_id, f"{p}.record_id"),
+            kind=_kind(rec.kind, f"{p}.kind", allow_unspecified=False),
+            model_name=_short_text(rec.model_name, f"{p}.model_name", _LIMITS["model_name"]),
+            model_version=_short_text(
+                rec.model_version, f"{p}.model_version", _LIMITS["model_version"]
+            ),
+            subject=_short_text(rec.subject, f"{p}.subject", _LIMITS["subject"]),
+            trace_id=trace_id,
+            span_id=span_id,
+            body=_body(rec.body_json, f"{p}.body_json", limits.max_record_bytes),
+        )
+        earlier = first.setdefault(new.record_id, new)
+        if earlier is not new and earlier != new:
+            raise InvalidArgument(
+                f"{p}.record_id",
+                f"{new.record_id} appears twice in the batch with different content",
+            )
+        out.append(new)
+    return out
+
+
+def validate_get_record(req: ledger_pb2.GetRecordRequest) -> uuid.UUID:
+    return parse_record_id(req.record_id, "record_id")
+
+
+def _micros(ts: Timestamp) -> int:
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def page_size(value: int, default: int) -> int:
+    if value < 0 or value > _MAX_PAGE:
+        raise InvalidArgument("page_size", f"{value} is out of range (want 0 to {_MAX_PAGE})")
+    return value or default
+
+
+def validate_query(req: ledger_pb2.QueryRecordsRequest) -> RecordFilter:
+    flt = RecordFilter(
+        kind=_kind(req.kind, "kind", allow_unspecified=True),
+        model_name=req.model_name,
+        model_version=req.model_version,
+        subject=req.subject,
+        trace_id=req.trace_id,
+        start_us=_micros(req.start_time) if req.HasField("start_time") else None,
+        end_us=_micros(req.end_time) if req.HasField("end_time") else None,
+    )
+    if flt.start_us is not None and flt.end_us is not None and flt.end_us < flt.start_us:
+        raise InvalidArgument("end_time", "is before start_time")
+    return flt
+
+
+def validate_inclusion(
+    req: ledger_pb2.GetInclusionProofRequest,
+) -> tuple[uuid.UUID | None, int | None]:
+    which = req.WhichOneof("leaf")
+    if which == "record_id":
+        return parse_record_id(req.record_id, "record_id"), None
+    if which == "leaf_index":
+        return None, req.leaf_index
+    raise InvalidArgument("leaf", "is required: set record_id or leaf_index")

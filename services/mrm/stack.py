@@ -1,0 +1,68 @@
+"""The MRM stack: every service of one installation, started together.
+
+`mrm up` runs it in the foreground; tests and benchmarks start it through the
+same API (`Stack.start`, or `BackgroundStack` from synchronous code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+
+from mrm.core import db
+from mrm.core.server import GrpcServer
+from mrm.core.settings import Settings
+from mrm.ledger.app import ledger_service, open_ledger
+from mrm.ledger.service import Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    ledger: Ledger
+    servers: dict[str, GrpcServer]
+
+    @property
+    def ledger_addr(self) -> str:
+        return f"127.0.0.1:{self.servers['ledger'].port}"
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Stack:
+        engine = db.create_engine(settings.resolved_database_url())
+        await asyncio.to_thread(db.upgrade, engine, app_role=settings.database_app_role)
+        ledger = await asyncio.to_thread(open_ledger, settings, engine)
+        server = GrpcServer(
+            settings.ledger_addr,
+            [ledger_service(settings, engine, ledger)],
+            grace=settings.shutdown_grace,
+            health_interval=settings.health_interval,
+            max_message_bytes=settings.grpc_max_message_bytes,
+        )
+        await server.start()
+        return cls(settings, ledger, {"ledger": server})
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.servers.values()))
+        self.ledger.store.engine.dispose()
+
+
+class BackgroundStack:
+    """A Stack on its own event loop thread, for synchronous callers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.stack: Stack = asyncio.run_coroutine_threadsafe(
+            Stack.start(settings), self._loop
+        ).result(timeout=120)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.stack.stop(), self._loop).result(timeout=60)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

@@ -1,0 +1,99 @@
+"""Shared fixtures: fresh databases (SQLite and the local PostgreSQL) and real servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from mrm.core import db
+from mrm.core.settings import Settings
+from mrm.stack import BackgroundStack
+
+PG_ADMIN_URL = os.environ.get("MRM_TEST_PG_ADMIN", "postgresql://root@127.0.0.1:5432/postgres")
+
+
+def _pg_base() -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_client_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mrmctl's trust store lives in a per-test directory, never in ~/.config."""
+    monkeypatch.setenv("MRM_CONFIG_DIR", str(tmp_path_factory.mktemp("mrmctl-config")))
+    monkeypatch.delenv("MRM_LEDGER_VKEY", raising=False)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"mrm_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{_pg_base().replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mrm.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The same test on the embedded default and on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    eng = db.create_engine(database_url)
+    db.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@dataclass
+class RunningLedger:
+    addr: str
+    settings: Settings
+    stack: BackgroundStack
+
+
+def start_ledger(home: Path, database_url: str | None = None, **overrides: object) -> RunningLedger:
+    settings = Settings(
+        home=home,
+        database_url=database_url,
+        ledger_addr="127.0.0.1:0",
+        **overrides,  # type: ignore[arg-type]
+    )
+    stack = BackgroundStack(settings)
+    return RunningLedger(addr=stack.stack.ledger_addr, settings=settings, stack=stack)
+
+
+@pytest.fixture
+def ledger_server(tmp_path: Path) -> Iterator[RunningLedger]:
+    """A real LedgerService over gRPC on a fresh SQLite database."""
+    running = start_ledger(tmp_path / "mrm-home")
+    yield running
+    running.stack.stop()
+
+
+@pytest.fixture
+def pg_ledger_server(tmp_path: Path, pg_url: str) -> Iterator[RunningLedger]:
+    """A real LedgerService over gRPC on a fresh PostgreSQL database."""
+    running = start_ledger(tmp_path / "mrm-home", pg_url)
+    yield running
+    running.stack.stop()
