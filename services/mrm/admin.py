@@ -46,12 +46,18 @@ def up() -> None:
     settings = _settings()
     _logging(settings.log_level)
 
+    # A thread that wakes from a database round trip while holding the ledger's
+    # append lock must get the GIL back quickly, or every waiting request's
+    # Python work stretches the lock (a convoy). The default is 5 ms.
+    sys.setswitchinterval(0.0005)
+
     async def run() -> None:
         stack = await Stack.start(settings)
         click.echo(f"mrm: ledger   {settings.ledger_addr}  (origin {stack.ledger.origin})")
         click.echo(f"mrm: verifier key {stack.ledger.verifier_key}")
         click.echo("mrm: ready", err=False)
         await serve_until_signalled(list(stack.servers.values()))
+        await asyncio.to_thread(stack.ledger.close)
         stack.ledger.store.engine.dispose()
 
     try:

@@ -47,6 +47,7 @@ class Stack:
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.servers.values()))
+        await asyncio.to_thread(self.ledger.close)
         self.ledger.store.engine.dispose()
 
 

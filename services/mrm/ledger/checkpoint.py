@@ -6,11 +6,11 @@ import logging
 import os
 import secrets
 import socket
-import time
 from pathlib import Path
 
 from mrm.core.errors import FailedPrecondition, IntegrityError
 from mrm.ledger import merkle
+from mrm.ledger.clock import now_us
 from mrm.ledger.records import SignedCheckpoint
 from mrm.ledger.store import LedgerStore
 from mrm.tlog.checkpoint import Checkpoint
@@ -18,10 +18,6 @@ from mrm.tlog.merkle import ProofError, verify_consistency
 from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
 
 log = logging.getLogger(__name__)
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def new_origin() -> str:

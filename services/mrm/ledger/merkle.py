@@ -132,6 +132,10 @@ class Frontier:
     def append(self, data: bytes) -> NewLeaf:
         """Hash a new leaf and merge the subtrees it completes."""
         h = leaf_hash(data)
+        return NewLeaf(leaf_hash=h, subtree_hashes=self.push(h))
+
+    def push(self, h: bytes) -> bytes:
+        """Add a leaf hash; return the hashes of the subtrees it completes, level 1 up."""
         current, level = h, 0
         completed: list[bytes] = []
         while self._stack and self._stack[-1][0] == level:
@@ -141,7 +145,7 @@ class Frontier:
             completed.append(current)
         self._stack.append((level, current))
         self.size += 1
-        return NewLeaf(leaf_hash=h, subtree_hashes=b"".join(completed))
+        return b"".join(completed)
 
     def root(self) -> bytes:
         if not self._stack:

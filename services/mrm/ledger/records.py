@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mrm.tlog.leaf import leaf_bytes
+from mrm.tlog.merkle import leaf_hash
 
 RECORD_KINDS = (
     "MODEL_INGESTED",
@@ -19,9 +21,13 @@ RECORD_KINDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewRecord:
-    """A validated record, ready to append. `body` is canonical JSON text."""
+    """A validated record, ready to append. `body` is canonical JSON text.
+
+    Not frozen: these are made once per record on the append hot path, and a
+    frozen dataclass's __init__ costs several times more. Nothing mutates them.
+    """
 
     record_id: uuid.UUID
     kind: str
@@ -32,20 +38,8 @@ class NewRecord:
     span_id: str
     body: str
 
-    def same_content(self, other: StoredRecord) -> bool:
-        """Whether a replay carries what was first appended under this id."""
-        return (
-            self.kind == other.kind
-            and self.model_name == other.model_name
-            and self.model_version == other.model_version
-            and self.subject == other.subject
-            and self.trace_id == other.trace_id
-            and self.span_id == other.span_id
-            and self.body == other.body
-        )
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredRecord:
     """A record as the ledger holds it."""
 
@@ -62,6 +56,19 @@ class StoredRecord:
     actor: str
     leaf_hash: bytes
 
+    def same_content(self, other: StoredRecord) -> bool:
+        """Whether a replay carries what was first appended under this id (time and
+        actor aside: a replay arrives later, maybe from someone else)."""
+        return (
+            self.kind == other.kind
+            and self.model_name == other.model_name
+            and self.model_version == other.model_version
+            and self.subject == other.subject
+            and self.trace_id == other.trace_id
+            and self.span_id == other.span_id
+            and self.body == other.body
+        )
+
     def leaf_bytes(self) -> bytes:
         return leaf_bytes(
             record_id=str(self.record_id),
@@ -71,13 +78,46 @@ class StoredRecord:
             subject=self.subject,
             trace_id=self.trace_id,
             span_id=self.span_id,
-            body_canonical=self.body.encode(),
+            body_canonical=self.body,
             recorded_at_us=self.recorded_at_us,
             actor=self.actor,
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class PendingBatch:
+    """One AppendRecords call, hashed before the writer lock.
+
+    Each record already has its time, actor and leaf hash; only its position
+    (leaf_index) is left for the writer to assign.
+    """
+
+    records: list[StoredRecord]
+
+    @classmethod
+    def prepare(cls, records: Sequence[NewRecord], actor: str, recorded_at_us: int) -> PendingBatch:
+        prepared = []
+        for r in records:
+            stored = StoredRecord(
+                leaf_index=-1,
+                record_id=r.record_id,
+                kind=r.kind,
+                model_name=r.model_name,
+                model_version=r.model_version,
+                subject=r.subject,
+                trace_id=r.trace_id,
+                span_id=r.span_id,
+                body=r.body,
+                recorded_at_us=recorded_at_us,
+                actor=actor,
+                leaf_hash=b"",
+            )
+            stored.leaf_hash = leaf_hash(stored.leaf_bytes())
+            prepared.append(stored)
+        return cls(prepared)
+
+
+@dataclass(slots=True)
 class Appended:
     record: StoredRecord
     duplicate: bool

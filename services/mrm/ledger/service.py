@@ -7,13 +7,23 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from mrm.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from mrm.ledger import merkle
-from mrm.ledger.checkpoint import CheckpointSigner, load_or_create_key, new_origin, now_us
-from mrm.ledger.records import Appended, NewRecord, RecordFilter, SignedCheckpoint, StoredRecord
+from mrm.ledger.checkpoint import CheckpointSigner, load_or_create_key, new_origin
+from mrm.ledger.clock import now_us
+from mrm.ledger.records import (
+    Appended,
+    NewRecord,
+    PendingBatch,
+    RecordFilter,
+    SignedCheckpoint,
+    StoredRecord,
+)
 from mrm.ledger.store import LedgerStore
+from mrm.ledger.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,11 @@ class Ledger:
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self._unsigned = 0
+        self._writer = GroupCommitWriter(store)
+
+    def close(self) -> None:
+        """Finish queued appends and stop the writer thread."""
+        self._writer.close()
 
     @property
     def origin(self) -> str:
@@ -97,10 +112,19 @@ class Ledger:
 
     # -- writes -----------------------------------------------------------------
 
+    def submit(self, batch: PendingBatch) -> Future[list[Appended]]:
+        """Queue a prepared batch for the group-commit writer."""
+        future = self._writer.submit(batch)
+        future.add_done_callback(self._count)
+        return future
+
     def append(self, batch: Sequence[NewRecord], actor: str) -> list[Appended]:
-        results = self.store.append(batch, actor, now_us())
-        self._unsigned += sum(1 for r in results if not r.duplicate)
-        return results
+        """Append one batch and wait for it (blocking)."""
+        return self.submit(PendingBatch.prepare(batch, actor, now_us())).result()
+
+    def _count(self, future: Future[list[Appended]]) -> None:
+        if not future.exception():
+            self._unsigned += sum(1 for r in future.result() if not r.duplicate)
 
     def checkpoint_due(self) -> bool:
         """Whether enough leaves arrived since the last signature to sign now."""

@@ -9,7 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.core.auth import principal
 from mrm.ledger import validate
-from mrm.ledger.records import SignedCheckpoint, StoredRecord
+from mrm.ledger.clock import now_us
+from mrm.ledger.records import PendingBatch, SignedCheckpoint, StoredRecord
 from mrm.ledger.service import Ledger
 from mrm.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -55,11 +56,16 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             verifier_key=self.ledger.verifier_key,
         )
 
+    def _prepare(self, request: ledger_pb2.AppendRecordsRequest, actor: str) -> PendingBatch:
+        records = validate.validate_append(request, self.limits)
+        return PendingBatch.prepare(records, actor, now_us())
+
     async def AppendRecords(
         self, request: ledger_pb2.AppendRecordsRequest, context: Context
     ) -> ledger_pb2.AppendRecordsResponse:
-        batch = validate.validate_append(request, self.limits)
-        results = await asyncio.to_thread(self.ledger.append, batch, principal(context))
+        actor = principal(context)
+        batch = await asyncio.to_thread(self._prepare, request, actor)
+        results = await asyncio.wrap_future(self.ledger.submit(batch))
         if self.ledger.checkpoint_due():
             self._sign_wanted.set()
         return ledger_pb2.AppendRecordsResponse(

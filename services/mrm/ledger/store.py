@@ -7,11 +7,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+import psycopg.rows
 import sqlalchemy as sa
 
-from mrm.core.errors import IntegrityError
+from mrm.core.errors import AlreadyExists, IntegrityError, MrmError
 from mrm.ledger import merkle
-from mrm.ledger.records import Appended, NewRecord, RecordFilter, SignedCheckpoint, StoredRecord
+from mrm.ledger.records import (
+    Appended,
+    NewRecord,
+    PendingBatch,
+    RecordFilter,
+    SignedCheckpoint,
+    StoredRecord,
+)
 from mrm.ledger.tables import checkpoints, leaves, log_identity
 
 # Keys of PostgreSQL advisory locks: one writer integrates leaves, one signer signs.
@@ -23,10 +32,15 @@ _COPY_COLUMNS = (
     "recorded_at_us, actor, body, leaf_hash, subtree_hashes"
 )
 _RECORD_COLUMNS = [c for c in leaves.c if c.name != "subtree_hashes"]
-
-
-def _null(value: str) -> str | None:
-    return value or None
+_COPY_TYPES = [
+    "int8", "uuid", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
+    "int8", "varchar", "text", "bytea", "bytea",
+]  # fmt: skip
+# Column names come from our own table definition, never from input.
+_EXISTING_SQL = (
+    f"SELECT {', '.join(c.name for c in _RECORD_COLUMNS)} FROM ledger_leaves "  # noqa: S608
+    "WHERE record_id = ANY(%s)"
+)
 
 
 def _stored(row: Any) -> StoredRecord:
@@ -52,6 +66,7 @@ class LedgerStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        self._cached_frontier: merkle.Frontier | None = None
 
     @contextmanager
     def _writer(self, lock_key: int) -> Iterator[sa.Connection]:
@@ -88,69 +103,106 @@ class LedgerStore:
     # -- leaves -----------------------------------------------------------------
 
     def append(self, batch: Sequence[NewRecord], actor: str, now_us: int) -> list[Appended]:
-        """Append the records not yet present, atomically, and integrate them into the tree."""
-        with self._writer(_APPEND_LOCK) as conn:
-            ids = [r.record_id for r in batch]
-            existing = {
-                row.record_id: _stored(row)
+        """Append one batch atomically (see `append_batches`); raise if it conflicts."""
+        (outcome,) = self.append_batches([PendingBatch.prepare(batch, actor, now_us)])
+        if isinstance(outcome, MrmError):
+            raise outcome
+        return outcome
+
+    def append_batches(self, pending: Sequence[PendingBatch]) -> list[list[Appended] | MrmError]:
+        """Append several batches in one transaction (group commit).
+
+        Each batch is all-or-nothing: a batch that replays a record_id with other
+        content gets AlreadyExists and adds nothing, while the others land. Ids
+        already in the log are looked up before the writer lock (records are
+        never removed, so what the lookup finds stays true). A concurrent append
+        of the same id can slip in between; the unique constraint then refuses
+        the transaction and it runs again, finding that record.
+        """
+        ids = [r.record_id for b in pending for r in b.records]
+        for attempt in range(3):
+            existing = self._existing(ids)
+            try:
+                return self._append_locked(pending, existing)
+            except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _existing(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, StoredRecord]:
+        with self.engine.connect() as conn:
+            if self._pg:
+                # Hot path: psycopg directly with one array parameter. SQLAlchemy's
+                # per-element bind processing costs more than the query itself.
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                with raw.cursor(row_factory=psycopg.rows.namedtuple_row) as cur:
+                    cur.execute(_EXISTING_SQL, (ids,))
+                    return {row.record_id: _stored(row) for row in cur}
+            found: dict[uuid.UUID, StoredRecord] = {}
+            for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
                 for row in conn.execute(
-                    sa.select(*_RECORD_COLUMNS).where(leaves.c.record_id.in_(ids))
-                )
-            }
-            size = self._size(conn)
-            recorded_at = now_us
-            if size:
-                last = conn.execute(
-                    sa.select(leaves.c.recorded_at_us).where(leaves.c.leaf_index == size - 1)
-                ).scalar_one()
-                recorded_at = max(now_us, last)  # recorded_at never goes backwards
-            frontier = merkle.Frontier(size, lambda nodes: self._read_nodes(conn, nodes))
-            out: list[Appended] = []
+                    sa.select(*_RECORD_COLUMNS).where(leaves.c.record_id.in_(chunk))
+                ):
+                    found[row.record_id] = _stored(row)
+            return found
+
+    def _append_locked(
+        self, pending: Sequence[PendingBatch], existing: dict[uuid.UUID, StoredRecord]
+    ) -> list[list[Appended] | MrmError]:
+        # Only sequencing happens under the lock: every hash but the few interior
+        # nodes a leaf completes was computed before.
+        with self._writer(_APPEND_LOCK) as conn:
+            top = conn.execute(sa.select(sa.func.max(leaves.c.leaf_index))).scalar_one()
+            frontier = self._frontier(conn, 0 if top is None else int(top) + 1)
+            outcomes: list[list[Appended] | MrmError] = []
             rows: list[tuple[Any, ...]] = []
-            fresh: dict[uuid.UUID, StoredRecord] = {}
-            for rec in batch:
-                seen = existing.get(rec.record_id) or fresh.get(rec.record_id)
-                if seen is not None:
-                    out.append(Appended(seen, duplicate=True))
+            known = dict(existing)  # grows with what this transaction appends
+            for batch in pending:
+                conflict = _conflict(batch, known)
+                if conflict is not None:
+                    outcomes.append(conflict)
                     continue
-                stored = StoredRecord(
-                    leaf_index=frontier.size,
-                    record_id=rec.record_id,
-                    kind=rec.kind,
-                    model_name=rec.model_name,
-                    model_version=rec.model_version,
-                    subject=rec.subject,
-                    trace_id=rec.trace_id,
-                    span_id=rec.span_id,
-                    body=rec.body,
-                    recorded_at_us=recorded_at,
-                    actor=actor,
-                    leaf_hash=b"",
-                )
-                new = frontier.append(stored.leaf_bytes())
-                stored = _with_hash(stored, new.leaf_hash)
-                fresh[rec.record_id] = stored
-                out.append(Appended(stored, duplicate=False))
-                rows.append(
-                    (
-                        stored.leaf_index,
-                        rec.record_id,
-                        rec.kind,
-                        _null(rec.model_name),
-                        _null(rec.model_version),
-                        _null(rec.subject),
-                        _null(rec.trace_id),
-                        _null(rec.span_id),
-                        recorded_at,
-                        actor,
-                        rec.body,
-                        new.leaf_hash,
-                        new.subtree_hashes,
+                out: list[Appended] = []
+                for rec in batch.records:
+                    seen = known.get(rec.record_id)
+                    if seen is not None:
+                        out.append(Appended(seen, duplicate=True))
+                        continue
+                    rec.leaf_index = frontier.size
+                    subtrees = frontier.push(rec.leaf_hash)
+                    known[rec.record_id] = rec
+                    out.append(Appended(rec, duplicate=False))
+                    rows.append(
+                        (
+                            rec.leaf_index,
+                            rec.record_id,
+                            rec.kind,
+                            rec.model_name or None,
+                            rec.model_version or None,
+                            rec.subject or None,
+                            rec.trace_id or None,
+                            rec.span_id or None,
+                            rec.recorded_at_us,
+                            rec.actor,
+                            rec.body,
+                            rec.leaf_hash,
+                            subtrees,
+                        )
                     )
-                )
+                outcomes.append(out)
             if rows:
                 self._insert_leaves(conn, rows)
-            return out
+        self._cached_frontier = frontier  # committed: safe to reuse for the next group
+        return outcomes
+
+    def _frontier(self, conn: sa.Connection, size: int) -> merkle.Frontier:
+        """The tree's right edge; reused from the last commit when nobody appended since."""
+        cached, self._cached_frontier = self._cached_frontier, None
+        if cached is not None and cached.size == size:
+            return cached
+        return merkle.Frontier(size, lambda nodes: self._read_nodes(conn, nodes))
 
     def _insert_leaves(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
         if self._pg:
@@ -159,8 +211,10 @@ class LedgerStore:
             assert raw is not None
             with (
                 raw.cursor() as cur,
-                cur.copy(f"COPY ledger_leaves ({_COPY_COLUMNS}) FROM STDIN") as cp,
+                cur.copy(f"COPY ledger_leaves ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp,
             ):
+                # Binary COPY: no text escaping of bodies, no hex for the hashes.
+                cp.set_types(_COPY_TYPES)
                 for row in rows:
                     cp.write_row(row)
             return
@@ -316,7 +370,13 @@ def _checkpoint(row: Any) -> SignedCheckpoint:
     )
 
 
-def _with_hash(rec: StoredRecord, leaf_hash: bytes) -> StoredRecord:
-    from dataclasses import replace
-
-    return replace(rec, leaf_hash=leaf_hash)
+def _conflict(batch: PendingBatch, known: dict[uuid.UUID, StoredRecord]) -> AlreadyExists | None:
+    """A replayed record_id whose content differs from what the log holds."""
+    for rec in batch.records:
+        seen = known.get(rec.record_id)
+        if seen is not None and seen is not rec and not rec.same_content(seen):
+            return AlreadyExists(
+                f"record {rec.record_id} is already in the ledger (leaf {seen.leaf_index}) "
+                "with different content; use a new record_id"
+            )
+    return None

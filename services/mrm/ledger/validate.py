@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.core.errors import InvalidArgument
 from mrm.ledger.records import RECORD_KINDS, NewRecord, RecordFilter
-from mrm.tlog.canonical import CanonicalJSONError, canonical_json, parse_json_object
+from mrm.tlog.canonical import CanonicalJSONError, canonicalize_json_object
 from mrm.v1 import ledger_pb2
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -33,8 +33,13 @@ def _show(value: str, width: int = 40) -> str:
     return repr(value if len(value) <= width else value[:width] + "…")
 
 
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
 def parse_record_id(value: str, field: str) -> uuid.UUID:
     """A UUIDv7 in canonical lowercase form."""
+    if _UUID7.fullmatch(value):
+        return uuid.UUID(value)
     if not value:
         raise InvalidArgument(field, "is required (a UUIDv7)")
     try:
@@ -50,12 +55,18 @@ def parse_record_id(value: str, field: str) -> uuid.UUID:
     return parsed
 
 
+_KIND_NAMES: dict[int, str] = {
+    value: name.removeprefix("RECORD_KIND_")
+    for name, value in ledger_pb2.RecordKind.items()
+    if name.removeprefix("RECORD_KIND_") in RECORD_KINDS
+}
+
+
 def _kind(value: int, field: str, *, allow_unspecified: bool) -> str:
     if value == ledger_pb2.RECORD_KIND_UNSPECIFIED and allow_unspecified:
         return ""
-    name = ledger_pb2.RecordKind.Name(value) if value in ledger_pb2.RecordKind.values() else ""  # type: ignore[arg-type]
-    kind = name.removeprefix("RECORD_KIND_")
-    if kind not in RECORD_KINDS:
+    kind = _KIND_NAMES.get(value)
+    if kind is None:
         raise InvalidArgument(
             field, f"{value} is not a record kind (want one of {', '.join(RECORD_KINDS)})"
         )
@@ -63,6 +74,8 @@ def _kind(value: int, field: str, *, allow_unspecified: bool) -> str:
 
 
 def _short_text(value: str, field: str, limit: int) -> str:
+    if not value:
+        return value
     if len(value) > limit:
         raise InvalidArgument(field, f"is {len(value)} characters long (at most {limit})")
     if _CONTROL.search(value):
@@ -91,21 +104,21 @@ def _body(value: str, field: str, limit: int) -> str:
     if len(value) > 4 * limit:  # cheap early refusal before parsing a huge body
         raise InvalidArgument(field, f"is larger than the {limit}-byte record limit")
     try:
-        canonical = canonical_json(parse_json_object(value))
+        canonical = canonicalize_json_object(value)
     except CanonicalJSONError as exc:
         raise InvalidArgument(field, f"is not a JSON object: {exc}") from None
-    if len(canonical) > limit:
+    size = len(canonical.encode())
+    if size > limit:
         raise InvalidArgument(
-            field, f"is {len(canonical)} bytes once canonicalized (the limit is {limit} bytes)"
+            field, f"is {size} bytes once canonicalized (the limit is {limit} bytes)"
         )
-    return canonical.decode()
+    return canonical
 
 
 def _has_output_only(record: ledger_pb2.Record) -> str | None:
-    for name in ("leaf_index", "actor", "leaf_hash"):
-        if getattr(record, name):
-            return name
-    return "recorded_at" if record.HasField("recorded_at") else None
+    if not (record.leaf_index or record.actor or record.leaf_hash):
+        return "recorded_at" if record.HasField("recorded_at") else None
+    return next(n for n in ("leaf_index", "actor", "leaf_hash") if getattr(record, n))
 
 
 def validate_append(req: ledger_pb2.AppendRecordsRequest, limits: Limits) -> list[NewRecord]:

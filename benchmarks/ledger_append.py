@@ -1,0 +1,150 @@
+"""Append throughput through gRPC into PostgreSQL, against a raw COPY of the same rows.
+
+Run: `.venv/bin/python -m benchmarks.ledger_append [--records N] [--streams K]`.
+The floor is psycopg's COPY of the very rows the ledger stored, into an
+identical table (same indexes) of a fresh database, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import psycopg
+
+from benchmarks._support import (
+    fresh_pg_database,
+    mrm_up,
+    prediction_body,
+    save,
+    uuid7,
+)
+from mrm.core import db
+from mrm.v1 import ledger_pb2 as pb
+from mrm.v1 import ledger_pb2_grpc as pbg
+
+BATCH = int(__import__("os").environ.get("BENCH_BATCH", "256"))
+COLUMNS = (
+    "leaf_index, record_id, kind, model_name, model_version, subject, trace_id, span_id, "
+    "recorded_at_us, actor, body, leaf_hash, subtree_hashes"
+)
+
+
+def make_batches(n: int) -> list[pb.AppendRecordsRequest]:
+    batches = []
+    for start in range(0, n, BATCH):
+        records = [
+            pb.Record(
+                record_id=uuid7(),
+                kind=pb.RECORD_KIND_PREDICTION,
+                model_name="credit-risk",
+                model_version="1.2.4",
+                subject=f"{i % 5000:064x}",
+                trace_id=f"{i + 1:032x}",
+                span_id=f"{i + 1:016x}",
+                body_json=prediction_body(i),
+            )
+            for i in range(start, min(start + BATCH, n))
+        ]
+        batches.append(pb.AppendRecordsRequest(records=records))
+    return batches
+
+
+def grpc_append(addr: str, batches: list[pb.AppendRecordsRequest], streams: int) -> float:
+    """Seconds to append every batch, `streams` calls in flight at a time."""
+    queue = list(reversed(batches))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with grpc.insecure_channel(addr) as channel:
+            stub = pbg.LedgerServiceStub(channel)
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    req = queue.pop()
+                stub.AppendRecords(req, timeout=120)
+
+    threads = [threading.Thread(target=worker) for _ in range(streams)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
+TYPES = [
+    "int8", "uuid", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
+    "int8", "varchar", "text", "bytea", "bytea",
+]  # fmt: skip
+
+
+def copy_floor(source_url: str, rows: int, binary: bool) -> float:
+    """Seconds for one raw COPY of the stored rows into an identical fresh table."""
+    plain = source_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain) as src:
+        data = src.execute(f"SELECT {COLUMNS} FROM ledger_leaves ORDER BY leaf_index").fetchall()
+    assert len(data) == rows
+    with fresh_pg_database() as url:
+        db.upgrade(db.create_engine(url))
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+            start = time.perf_counter()
+            fmt = " (FORMAT BINARY)" if binary else ""
+            with (
+                conn.cursor() as cur,
+                cur.copy(f"COPY ledger_leaves ({COLUMNS}) FROM STDIN{fmt}") as cp,
+            ):
+                if binary:
+                    cp.set_types(TYPES)
+                for row in data:
+                    cp.write_row(row)
+            conn.commit()
+            return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=51_200)
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--replicas", type=int, default=1, help="ledger processes")
+    args = parser.parse_args()
+    batches = make_batches(args.records)
+    with fresh_pg_database() as url, tempfile.TemporaryDirectory() as home:
+        with mrm_up(url, Path(home), args.replicas, MRM_LEDGER_CHECKPOINT_EVERY="100000") as server:
+            grpc_append(server.addr, batches[:4], 1)  # warm up connections and caches
+            warm = sum(len(b.records) for b in batches[:4])
+            server_cpu = server.cpu_seconds()
+            client_cpu = time.process_time()
+            elapsed = grpc_append(server.addr, batches[4:], args.streams)
+            server_cpu = server.cpu_seconds() - server_cpu
+            client_cpu = time.process_time() - client_cpu
+        appended = args.records - warm
+        # The floor is the faster of text and binary COPY, measured now.
+        copy_s = min(copy_floor(url, args.records, binary) for binary in (False, True))
+    grpc_rate = appended / elapsed
+    copy_rate = args.records / copy_s
+    save(
+        "ledger_append",
+        {
+            "records": args.records,
+            "batch": BATCH,
+            "streams": args.streams,
+            "replicas": args.replicas,
+            "grpc_append_rows_per_s": round(grpc_rate),
+            "raw_copy_rows_per_s": round(copy_rate),
+            "ratio_grpc_to_copy": round(grpc_rate / copy_rate, 3),
+            "server_cpu_us_per_record": round(server_cpu / appended * 1e6, 1),
+            "server_cpu_utilisation": round(server_cpu / elapsed, 2),
+            "client_cpu_us_per_record": round(client_cpu / appended * 1e6, 1),
+            "target_ratio": 0.4,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""One mrmctl invocation's connection to the ledger, with the trust check built in."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import click
+
+from mrm.cli.errors import EXIT_UNAVAILABLE, CliError
+from mrm.cli.output import rfc3339
+from mrm.client.errors import Unavailable
+from mrm.client.ledger import LedgerClient
+from mrm.client.trust import TrustedCheckpoint, TrustStore
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The global options, parsed once by the root command."""
+
+    ledger_addr: str
+    timeout: float
+
+
+class LedgerSession:
+    def __init__(self, client: LedgerClient, trust: TrustStore) -> None:
+        self.client = client
+        self.trust = trust
+        self.signed_at = ""  # of the checkpoint `trusted` accepted, RFC 3339
+
+    def _consistency_path(self, old_size: int, new_size: int) -> Sequence[bytes]:
+        return self.client.consistency_proof(old_size, new_size).consistency_path
+
+    def trusted(self, *, refresh: bool = False) -> TrustedCheckpoint:
+        """The server's latest checkpoint, accepted only if it extends what we saw before.
+
+        Every command that talks to the ledger calls this first, so a rolled
+        back or forked log is noticed on the next call of any kind.
+        """
+        cp = self.client.checkpoint(refresh=refresh)
+        trusted = self.trust.check(cp, self._consistency_path)
+        self.signed_at = rfc3339(cp.signed_at)
+        return trusted
+
+
+@contextlib.contextmanager
+def ledger_session(ctx: click.Context) -> Iterator[LedgerSession]:
+    settings = ctx.find_object(Settings)
+    if settings is None:  # only when a subcommand is invoked without the root group
+        settings = Settings("localhost:50052", 30.0)
+    trust = TrustStore.from_env(announce=lambda line: click.echo(line, err=True))
+    client = LedgerClient(settings.ledger_addr, timeout=settings.timeout)
+    try:
+        yield LedgerSession(client, trust)
+    except Unavailable as e:
+        raise CliError(
+            f"cannot reach the ledger at {settings.ledger_addr}: {e.summary()} "
+            "(is it running? point --ledger-addr or MRM_LEDGER_ADDR at it)",
+            EXIT_UNAVAILABLE,
+        ) from None
+    finally:
+        client.close()

@@ -1,0 +1,38 @@
+"""The typed Python SDK for MRM's services.
+
+    from mrm.client import LedgerClient, new_record
+
+    with LedgerClient("localhost:50052") as ledger:
+        (result,) = ledger.append([new_record("PREDICTION", {"score": 0.7})])
+
+Failed calls raise subclasses of `MrmRpcError` (mrm.client.errors).
+"""
+
+from __future__ import annotations
+
+from mrm.client.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    MrmRpcError,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from mrm.client.ids import new_record_id
+from mrm.client.ledger import LedgerClient, new_record
+
+__all__ = [
+    "AlreadyExists",
+    "FailedPrecondition",
+    "InternalError",
+    "InvalidArgument",
+    "LedgerClient",
+    "MrmRpcError",
+    "NotFound",
+    "PermissionDenied",
+    "Unavailable",
+    "new_record",
+    "new_record_id",
+]
