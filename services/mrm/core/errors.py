@@ -43,6 +43,15 @@ class Unavailable(MrmError):
 
 
 class IntegrityError(MrmError):
-    """The stored log contradicts itself or a signed checkpoint: evidence of tampering."""
+    """The stored log contradicts itself or a signed checkpoint: evidence of tampering.
+
+    Names the first leaf concerned when there is one, so an auditor's tool can
+    point at it (sent as google.rpc.ErrorInfo metadata).
+    """
 
     code = grpc.StatusCode.DATA_LOSS
+
+    def __init__(self, message: str, *, leaf_index: int | None = None, record_id: str = "") -> None:
+        super().__init__(message)
+        self.leaf_index = leaf_index
+        self.record_id = record_id

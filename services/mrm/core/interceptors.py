@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mrm.core.errors import InvalidArgument, MrmError
+from mrm.core.errors import IntegrityError, InvalidArgument, MrmError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,16 @@ def to_status(exc: MrmError) -> grpc.Status:
                         field=exc.field, description=exc.description
                     )
                 ]
+            )
+        )
+        details.append(detail)
+    if isinstance(exc, IntegrityError) and exc.leaf_index is not None:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.ErrorInfo(
+                reason="LEDGER_INTEGRITY",
+                domain="mrm.dev",
+                metadata={"leaf_index": str(exc.leaf_index), "record_id": exc.record_id},
             )
         )
         details.append(detail)

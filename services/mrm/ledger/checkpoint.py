@@ -12,9 +12,10 @@ from mrm.core.errors import FailedPrecondition, IntegrityError
 from mrm.ledger import merkle
 from mrm.ledger.clock import now_us
 from mrm.ledger.records import SignedCheckpoint
-from mrm.ledger.store import LedgerStore
+from mrm.ledger.seal import seal_key, seal_ok
+from mrm.ledger.store import LedgerStore, SigningTxn
 from mrm.tlog.checkpoint import Checkpoint
-from mrm.tlog.merkle import ProofError, verify_consistency
+from mrm.tlog.merkle import ProofError, leaf_hash, verify_consistency
 from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class CheckpointSigner:
         self.signer = signer
         self.origin = origin
         self.verifier_key = signer.vkey()
+        self.seal_key = seal_key(signer)
+        store.use_seal_key(self.seal_key)
 
     def sign(self) -> SignedCheckpoint:
         """Sign the current tree if it grew since the last checkpoint; return the latest."""
@@ -66,6 +69,7 @@ class CheckpointSigner:
                     f"the log holds {size} leaves but a checkpoint of size "
                     f"{latest.tree_size} was signed: leaves were removed"
                 )
+            self._check_new_leaves(txn, 0 if latest is None else latest.tree_size, size)
             new_root = merkle.root(size, txn.read_nodes)
             if latest is not None:
                 self._check_extends(latest, size, new_root, txn.read_nodes)
@@ -79,6 +83,37 @@ class CheckpointSigner:
             txn.add(cp)
             log.info("signed checkpoint %s size=%d root=%s", self.origin, size, new_root.hex())
             return cp
+
+    def _check_new_leaves(self, txn: SigningTxn, start: int, end: int) -> None:
+        """Every leaf about to be signed for the first time is whole and the ledger's own."""
+        expected = start
+        for rec, mark in txn.sealed_leaves(start, end):
+            if rec.leaf_index != expected:
+                raise IntegrityError(
+                    f"leaf {expected} is missing from the database; refusing to sign",
+                    leaf_index=expected,
+                )
+            who = f"leaf {rec.leaf_index} (record {rec.record_id})"
+            if leaf_hash(rec.leaf_bytes()) != rec.leaf_hash:
+                raise IntegrityError(
+                    f"{who} no longer hashes to its leaf hash: it was changed in the "
+                    "database; refusing to sign",
+                    leaf_index=rec.leaf_index,
+                    record_id=str(rec.record_id),
+                )
+            if not seal_ok(self.seal_key, rec.leaf_index, rec.leaf_hash, mark):
+                raise IntegrityError(
+                    f"{who} carries no valid seal: it was written into the database "
+                    "around the ledger; refusing to sign",
+                    leaf_index=rec.leaf_index,
+                    record_id=str(rec.record_id),
+                )
+            expected += 1
+        if expected != end:
+            raise IntegrityError(
+                f"leaf {expected} is missing from the database; refusing to sign",
+                leaf_index=expected,
+            )
 
     @staticmethod
     def _check_extends(

@@ -21,6 +21,7 @@ from mrm.ledger.records import (
     SignedCheckpoint,
     StoredRecord,
 )
+from mrm.ledger.seal import seal
 from mrm.ledger.tables import checkpoints, leaves, log_identity
 
 # Keys of PostgreSQL advisory locks: one writer integrates leaves, one signer signs.
@@ -29,12 +30,12 @@ _SIGN_LOCK = 0x4D524D02
 _HASH = 32
 _COPY_COLUMNS = (
     "leaf_index, record_id, kind, model_name, model_version, subject, trace_id, span_id, "
-    "recorded_at_us, actor, body, leaf_hash, subtree_hashes"
+    "recorded_at_us, actor, body, leaf_hash, subtree_hashes, seal"
 )
-_RECORD_COLUMNS = [c for c in leaves.c if c.name != "subtree_hashes"]
+_RECORD_COLUMNS = [c for c in leaves.c if c.name not in ("subtree_hashes", "seal")]
 _COPY_TYPES = [
     "int8", "uuid", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
-    "int8", "varchar", "text", "bytea", "bytea",
+    "int8", "varchar", "text", "bytea", "bytea", "bytea",
 ]  # fmt: skip
 # Column names come from our own table definition, never from input.
 _EXISTING_SQL = (
@@ -67,6 +68,11 @@ class LedgerStore:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
         self._cached_frontier: merkle.Frontier | None = None
+        self._seal_key: bytes | None = None
+
+    def use_seal_key(self, key: bytes) -> None:
+        """The key every appended row is sealed with (see mrm.ledger.seal)."""
+        self._seal_key = key
 
     @contextmanager
     def _writer(self, lock_key: int) -> Iterator[sa.Connection]:
@@ -152,7 +158,10 @@ class LedgerStore:
         self, pending: Sequence[PendingBatch], existing: dict[uuid.UUID, StoredRecord]
     ) -> list[list[Appended] | MrmError]:
         # Only sequencing happens under the lock: every hash but the few interior
-        # nodes a leaf completes was computed before.
+        # nodes a leaf completes, and the seal, was computed before.
+        key = self._seal_key
+        if key is None:
+            raise RuntimeError("LedgerStore.use_seal_key was not called")
         with self._writer(_APPEND_LOCK) as conn:
             top = conn.execute(sa.select(sa.func.max(leaves.c.leaf_index))).scalar_one()
             frontier = self._frontier(conn, 0 if top is None else int(top) + 1)
@@ -189,6 +198,7 @@ class LedgerStore:
                             rec.body,
                             rec.leaf_hash,
                             subtrees,
+                            seal(key, rec.leaf_index, rec.leaf_hash),
                         )
                     )
                 outcomes.append(out)
@@ -342,6 +352,15 @@ class SigningTxn:
 
     def read_nodes(self, nodes: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         return self._store._read_nodes(self._conn, nodes)
+
+    def sealed_leaves(self, start: int, end: int) -> list[tuple[StoredRecord, bytes]]:
+        """Leaves [start, end) with their seals, in index order."""
+        rows = self._conn.execute(
+            sa.select(*_RECORD_COLUMNS, leaves.c.seal)
+            .where(leaves.c.leaf_index >= start, leaves.c.leaf_index < end)
+            .order_by(leaves.c.leaf_index)
+        )
+        return [(_stored(r), bytes(r.seal)) for r in rows]
 
     def add(self, cp: SignedCheckpoint) -> None:
         self._conn.execute(

@@ -31,6 +31,9 @@ leaves = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
     sa.Column("subtree_hashes", sa.LargeBinary, nullable=False),
+    # HMAC by the ledger's key over (leaf_index, leaf_hash): a row written
+    # around the ledger, straight into the database, cannot carry a valid one.
+    sa.Column("seal", sa.LargeBinary(32), nullable=False),
 )
 
 checkpoints = sa.Table(

@@ -14,6 +14,7 @@ import click
 
 from mrm.client.errors import (
     AlreadyExists,
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     MrmRpcError,
@@ -48,6 +49,8 @@ def _rpc_exit_code(e: MrmRpcError) -> int:
         return EXIT_USAGE
     if isinstance(e, PermissionDenied):
         return EXIT_USAGE
+    if isinstance(e, DataLoss):  # the ledger found evidence of tampering: a failed check
+        return EXIT_CHECK_FAILED
     return EXIT_UNAVAILABLE
 
 

@@ -14,7 +14,8 @@ from mrm.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, CliError
 from mrm.cli.ledger import ledger
 from mrm.cli.output import console, emit_json, err_console, output_option
 from mrm.cli.session import ledger_session
-from mrm.client.audit import AuditReport, audit_ledger
+from mrm.client.audit import AuditReport, BadLeaf, audit_ledger
+from mrm.client.errors import DataLoss
 from mrm.tlog.note import NoteError, Verifier, open_note, parse_vkey
 from mrm.tlog.proofs import verify_proof_file
 
@@ -98,6 +99,14 @@ def verify(ctx: click.Context, output: str) -> int:
     log is intact, 1 if not.
     """
     with ledger_session(ctx) as s:
+        # Have every leaf covered by a signed checkpoint first. The ledger checks
+        # each leaf it signs for the first time (content, seal) and refuses a
+        # leaf written around it; that refusal is part of the audit's verdict.
+        refusal: DataLoss | None = None
+        try:
+            s.client.checkpoint(refresh=True)
+        except DataLoss as e:
+            refusal = e
         trusted = s.trusted()
         if output == "text" and sys.stderr.isatty():
             with Progress(
@@ -114,11 +123,22 @@ def verify(ctx: click.Context, output: str) -> int:
                 )
         else:
             report = audit_ledger(s.client, trusted)
+    if refusal is not None:
+        _add_refusal(report, refusal)
     if output == "json":
         emit_json(report.to_json())
     else:
         _print_report(report, trusted.origin)
     return EXIT_OK if report.valid else EXIT_CHECK_FAILED
+
+
+def _add_refusal(report: AuditReport, refusal: DataLoss) -> None:
+    reason = f"the ledger refuses to sign it: {refusal.message}"
+    index = refusal.info.get("leaf_index", "")
+    if index.isdigit():
+        report.bad_leaf(BadLeaf(int(index), refusal.info.get("record_id") or None, reason))
+    else:
+        report.problems.append(f"the ledger refuses to sign a checkpoint: {refusal.message}")
 
 
 def _print_report(report: AuditReport, origin: str) -> None:

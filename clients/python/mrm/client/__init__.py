@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mrm.client.errors import (
     AlreadyExists,
+    DataLoss,
     FailedPrecondition,
     InternalError,
     InvalidArgument,
@@ -25,6 +26,7 @@ from mrm.client.ledger import LedgerClient, new_record
 
 __all__ = [
     "AlreadyExists",
+    "DataLoss",
     "FailedPrecondition",
     "InternalError",
     "InvalidArgument",

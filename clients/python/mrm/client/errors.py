@@ -21,10 +21,13 @@ class MrmRpcError(Exception):
         code: grpc.StatusCode,
         message: str,
         field_violations: list[tuple[str, str]] | None = None,
+        info: dict[str, str] | None = None,
     ) -> None:
         self.code = code
         self.message = message
         self.field_violations: list[tuple[str, str]] = list(field_violations or [])
+        self.info: dict[str, str] = dict(info or {})
+        """google.rpc.ErrorInfo metadata, e.g. the leaf a DATA_LOSS error is about."""
         super().__init__(self.summary())
 
     def summary(self) -> str:
@@ -59,7 +62,14 @@ class PermissionDenied(MrmRpcError):
 
 
 class InternalError(MrmRpcError):
-    """The service failed on its side (INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED)."""
+    """The service failed on its side (INTERNAL, UNKNOWN, UNIMPLEMENTED)."""
+
+
+class DataLoss(MrmRpcError):
+    """The ledger found its stored log damaged (DATA_LOSS): evidence of tampering.
+
+    `info` names the leaf ("leaf_index", "record_id") when the ledger knows it.
+    """
 
 
 _BY_CODE: dict[grpc.StatusCode, type[MrmRpcError]] = {
@@ -74,27 +84,33 @@ _BY_CODE: dict[grpc.StatusCode, type[MrmRpcError]] = {
     grpc.StatusCode.UNAUTHENTICATED: PermissionDenied,
     grpc.StatusCode.INTERNAL: InternalError,
     grpc.StatusCode.UNKNOWN: InternalError,
-    grpc.StatusCode.DATA_LOSS: InternalError,
+    grpc.StatusCode.DATA_LOSS: DataLoss,
     grpc.StatusCode.UNIMPLEMENTED: InternalError,
 }
 
 
-def _field_violations(call: grpc.Call) -> list[tuple[str, str]]:
+def _details(call: grpc.Call) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """BadRequest field violations and ErrorInfo metadata from a rich status."""
     try:
         status = rpc_status.from_call(call)
     except ValueError:
         # The rich status disagrees with the call's own code or message: keep
         # the plain status rather than trust half of it.
-        return []
+        return [], {}
     if status is None:
-        return []
+        return [], {}
     violations: list[tuple[str, str]] = []
+    info: dict[str, str] = {}
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             if detail.Unpack(bad):
                 violations.extend((v.field, v.description) for v in bad.field_violations)
-    return violations
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            error_info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(error_info):
+                info.update(error_info.metadata)
+    return violations, info
 
 
 def from_rpc_error(error: grpc.RpcError) -> MrmRpcError:
@@ -106,4 +122,5 @@ def from_rpc_error(error: grpc.RpcError) -> MrmRpcError:
     code = error.code()
     message = error.details() or ""
     cls = _BY_CODE.get(code, MrmRpcError)
-    return cls(code, message, _field_violations(error))
+    violations, info = _details(error)
+    return cls(code, message, violations, info)

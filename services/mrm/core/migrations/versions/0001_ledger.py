@@ -1,4 +1,4 @@
-"""The ledger: log identity, leaves with their subtree hashes, signed checkpoints.
+"""The ledger: log identity, leaves with their subtree hashes and seals, signed checkpoints.
 
 Revision ID: 0001
 Revises:
@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
         sa.Column("subtree_hashes", sa.LargeBinary, nullable=False),
+        sa.Column("seal", sa.LargeBinary(32), nullable=False),
         sa.CheckConstraint("leaf_index >= 0", name="ledger_leaves_index_nonnegative"),
         sa.UniqueConstraint("record_id", name="ledger_leaves_record_id_key"),
     )

@@ -1,0 +1,30 @@
+"""Leaf seals: the ledger's own mark on every row it writes.
+
+The signed checkpoints protect what they cover. Leaves appended after the
+latest checkpoint are protected by a seal: HMAC-SHA-256, under a key derived
+from the log's signing key, over the leaf's index and hash. Someone with write
+access to the database but not to the key file cannot produce one, so a row
+slipped in around the ledger is caught before any checkpoint covers it, and
+the ledger refuses to sign it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from mrm.tlog.note import Signer
+
+_CONTEXT = b"mrm ledger leaf seal v1\n"
+
+
+def seal_key(signer: Signer) -> bytes:
+    return hashlib.sha256(_CONTEXT + signer.private_key.private_bytes_raw()).digest()
+
+
+def seal(key: bytes, leaf_index: int, leaf_hash: bytes) -> bytes:
+    return hmac.digest(key, leaf_index.to_bytes(8, "big") + leaf_hash, "sha256")
+
+
+def seal_ok(key: bytes, leaf_index: int, leaf_hash: bytes, value: bytes) -> bool:
+    return hmac.compare_digest(seal(key, leaf_index, leaf_hash), value)
