@@ -58,12 +58,19 @@ class BackgroundStack:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.stack: Stack = asyncio.run_coroutine_threadsafe(
-            Stack.start(settings), self._loop
-        ).result(timeout=120)
+        try:
+            self.stack: Stack = asyncio.run_coroutine_threadsafe(
+                Stack.start(settings), self._loop
+            ).result(timeout=120)
+        except BaseException:
+            self._halt()
+            raise
 
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.stack.stop(), self._loop).result(timeout=60)
+    def _halt(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.stack.stop(), self._loop).result(timeout=60)
+        self._halt()

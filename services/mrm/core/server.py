@@ -33,7 +33,20 @@ class Service:
     name: str
     register: Callable[[grpc.aio.Server], None]
     ready: Probe
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
+        default_factory=list
+    )
+    """Jobs that run while the server does; each returns soon after its event is set."""
+
+
+async def wait_either(event: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
+    """Return when `event` or `stopping` is set, or after `timeout` seconds."""
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stopping.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 class GrpcServer:
@@ -88,7 +101,7 @@ class GrpcServer:
         self._tasks.append(asyncio.create_task(self._probe_loop()))
         for svc in self.services:
             for job in svc.background:
-                self._tasks.append(asyncio.create_task(job()))
+                self._tasks.append(asyncio.create_task(job(self._stopping)))
         log.info("serving %s on %s (port %d)", ", ".join(names), self.address, self.port)
         return self.port
 
@@ -127,7 +140,12 @@ class GrpcServer:
             return
         self._stopping.set()
         await self.health.enter_graceful_shutdown()
-        for task in self._tasks:
+        # Let background jobs finish the step they are in (it may be holding a
+        # database connection in a worker thread) rather than abandon it.
+        _, pending = (
+            await asyncio.wait(self._tasks, timeout=self.grace + 5) if self._tasks else ((), ())
+        )
+        for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(self.grace)

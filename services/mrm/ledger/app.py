@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import sqlalchemy as sa
 
 from mrm.core import db
 from mrm.core.errors import IntegrityError
-from mrm.core.server import Service
+from mrm.core.server import Service, wait_either
 from mrm.core.settings import Settings
 from mrm.ledger.service import Ledger
 from mrm.ledger.servicer import LedgerServicer
@@ -47,11 +46,10 @@ def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Ser
     async def ready() -> bool:
         return not broken and await asyncio.to_thread(db.ping, engine)
 
-    async def signer_loop() -> None:
+    async def signer_loop(stopping: asyncio.Event) -> None:
         # Signs every N leaves (woken by appends) or every T seconds, whichever first.
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sign_wanted.wait(), settings.ledger_checkpoint_interval)
+        while not stopping.is_set():
+            await wait_either(sign_wanted, stopping, settings.ledger_checkpoint_interval)
             sign_wanted.clear()
             try:
                 await asyncio.to_thread(ledger.sign_checkpoint)
