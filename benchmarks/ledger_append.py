@@ -30,7 +30,7 @@ from mrm.v1 import ledger_pb2_grpc as pbg
 BATCH = int(__import__("os").environ.get("BENCH_BATCH", "256"))
 COLUMNS = (
     "leaf_index, record_id, kind, model_name, model_version, subject, trace_id, span_id, "
-    "recorded_at_us, actor, body, leaf_hash, subtree_hashes"
+    "recorded_at_us, actor, body, leaf_hash, subtree_hashes, seal"
 )
 
 
@@ -80,7 +80,7 @@ def grpc_append(addr: str, batches: list[pb.AppendRecordsRequest], streams: int)
 
 TYPES = [
     "int8", "uuid", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
-    "int8", "varchar", "text", "bytea", "bytea",
+    "int8", "varchar", "text", "bytea", "bytea", "bytea",
 ]  # fmt: skip
 
 

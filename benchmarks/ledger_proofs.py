@@ -145,7 +145,8 @@ class Reads:
     """What the proofs asked of PostgreSQL, per proof."""
 
     statements: list[int] = field(default_factory=list)
-    round_trips: list[int] = field(default_factory=list)  # statements + pool pre-pings
+    round_trips: list[int] = field(default_factory=list)  # see SqlCounter
+    checkouts: list[int] = field(default_factory=list)  # connections taken from the pool
     leaf_rows: list[int] = field(default_factory=list)  # rows fetched from ledger_leaves
     node_rows: list[int] = field(default_factory=list)  # rows of the subtree-hash read
     seconds: list[float] = field(default_factory=list)
@@ -160,6 +161,7 @@ class Reads:
             "sql_statements_per_proof": statistics.median(self.statements),
             "max_sql_statements_per_proof": max(self.statements),
             "db_round_trips_per_proof": statistics.median(self.round_trips),
+            "pool_checkouts_per_proof": statistics.median(self.checkouts),
             "leaf_rows_per_proof_median": statistics.median(self.leaf_rows),
             "leaf_rows_per_proof_max": max(self.leaf_rows),
             "node_rows_per_proof_median": statistics.median(self.node_rows),
@@ -168,39 +170,60 @@ class Reads:
 
 
 class SqlCounter:
-    """Counts statements, rows and connection pre-pings on an engine."""
+    """Counts what a piece of code asks of PostgreSQL through an engine.
+
+    Round trips are every message exchange with the server: each pool checkout's
+    pre-ping, BEGIN (psycopg sends it on its own before a transaction's first
+    statement), each statement, and COMMIT or ROLLBACK.
+    """
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.statements = self.pings = self.leaf_rows = self.node_rows = 0
+        self.statements = self.round_trips = self.checkouts = 0
+        self.leaf_rows = self.node_rows = 0
         sa.event.listen(engine, "after_cursor_execute", self._after)
+        for name in ("begin", "commit", "rollback"):
+            sa.event.listen(engine, name, self._round_trip)
+        sa.event.listen(engine.pool, "checkout", self._checkout)
         dialect = engine.dialect
         ping = dialect.do_ping
 
         def counted_ping(dbapi_conn: Any) -> bool:
-            self.pings += 1
+            self.round_trips += 1
             return ping(dbapi_conn)
 
-        # The pool pre-pings every checkout with the driver directly, past the events.
+        # The pool pre-pings with the driver directly, past the engine's events.
         setattr(dialect, "do_ping", counted_ping)  # noqa: B010
+
+    def _round_trip(self, *_: Any) -> None:
+        self.round_trips += 1
+
+    def _checkout(self, *_: Any) -> None:
+        self.checkouts += 1
 
     def _after(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         self.statements += 1
+        self.round_trips += 1
         if "ledger_leaves" in statement:
             rows = max(cursor.rowcount, 0)  # psycopg 3: the rows a SELECT returned
             self.leaf_rows += rows
             if "subtree_hashes" in statement:
                 self.node_rows += rows
 
+    def _snapshot(self) -> tuple[int, int, int, int, int]:
+        return self.statements, self.round_trips, self.checkouts, self.leaf_rows, self.node_rows
+
     @contextmanager
     def measure(self, into: Reads) -> Iterator[None]:
-        s, p, lr, nr = self.statements, self.pings, self.leaf_rows, self.node_rows
+        before = self._snapshot()
         start = time.perf_counter()
         yield
         into.seconds.append(time.perf_counter() - start)
-        into.statements.append(self.statements - s)
-        into.round_trips.append(self.statements - s + self.pings - p)
-        into.leaf_rows.append(self.leaf_rows - lr)
-        into.node_rows.append(self.node_rows - nr)
+        st, rt, co, lr, nr = (x - y for x, y in zip(self._snapshot(), before, strict=True))
+        into.statements.append(st)
+        into.round_trips.append(rt)
+        into.checkouts.append(co)
+        into.leaf_rows.append(lr)
+        into.node_rows.append(nr)
 
 
 def stored_leaf_hash(rec: StoredRecord) -> bytes:
@@ -336,6 +359,9 @@ def run_audit(addr: str, vkey: str, size: int, server_cpu: Callable[[], float]) 
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
         cpu, srv = children_cpu() - cpu0, server_cpu() - srv0
+        start = time.perf_counter()
+        subprocess.run([mrmctl, "--version"], env=env, capture_output=True, check=True)
+        startup = time.perf_counter() - start
     if done.returncode != 0:
         raise AssertionError(f"mrmctl ledger verify exited {done.returncode}: {done.stderr}")
     report = json.loads(done.stdout)
@@ -343,6 +369,7 @@ def run_audit(addr: str, vkey: str, size: int, server_cpu: Callable[[], float]) 
         raise AssertionError(f"the audit did not pass over {size} leaves: {report}")
     return {
         "seconds": seconds,
+        "startup_s": startup,
         "client_cpu_s": cpu,
         "server_cpu_s": srv,
         "report": {k: report[k] for k in ("valid", "tree_size", "checked_leaves")},
@@ -447,7 +474,7 @@ def main() -> None:
                 "append_batches_rows_per_s": round(n / filled.append_s),
                 "prepare_s": round(filled.prepare_s, 1),
                 "append_batches_s": round(filled.append_s, 1),
-                "sign_checkpoint_ms": ms(sign_s),
+                "sign_checkpoint_s": round(sign_s, 1),
                 "vacuum_analyze_s": round(vacuum_s, 1),
             }
 
@@ -493,6 +520,7 @@ def main() -> None:
         "audit": {
             "leaves_per_s": round(audit_rate),
             "seconds": round(audit["seconds"], 2),
+            "mrmctl_startup_s": round(audit["startup_s"], 2),
             "client_cpu_s": round(audit["client_cpu_s"], 2),
             "server_cpu_s": round(audit["server_cpu_s"], 2),
             "checkpoints_checked": audit["checkpoints_checked"],

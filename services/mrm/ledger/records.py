@@ -93,10 +93,13 @@ class PendingBatch:
     """
 
     records: list[StoredRecord]
+    row_middles: list[tuple[object, ...]]
+    """Each record's stored columns between leaf_index and subtree_hashes."""
 
     @classmethod
     def prepare(cls, records: Sequence[NewRecord], actor: str, recorded_at_us: int) -> PendingBatch:
         prepared = []
+        middles: list[tuple[object, ...]] = []
         for r in records:
             stored = StoredRecord(
                 leaf_index=-1,
@@ -114,7 +117,22 @@ class PendingBatch:
             )
             stored.leaf_hash = leaf_hash(stored.leaf_bytes())
             prepared.append(stored)
-        return cls(prepared)
+            middles.append(
+                (
+                    r.record_id,
+                    r.kind,
+                    r.model_name or None,
+                    r.model_version or None,
+                    r.subject or None,
+                    r.trace_id or None,
+                    r.span_id or None,
+                    recorded_at_us,
+                    actor,
+                    r.body,
+                    stored.leaf_hash,
+                )
+            )
+        return cls(prepared, middles)
 
 
 @dataclass(slots=True)

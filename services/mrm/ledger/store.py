@@ -174,33 +174,16 @@ class LedgerStore:
                     outcomes.append(conflict)
                     continue
                 out: list[Appended] = []
-                for rec in batch.records:
+                for rec, middle in zip(batch.records, batch.row_middles, strict=True):
                     seen = known.get(rec.record_id)
                     if seen is not None:
                         out.append(Appended(seen, duplicate=True))
                         continue
-                    rec.leaf_index = frontier.size
+                    index = rec.leaf_index = frontier.size
                     subtrees = frontier.push(rec.leaf_hash)
                     known[rec.record_id] = rec
                     out.append(Appended(rec, duplicate=False))
-                    rows.append(
-                        (
-                            rec.leaf_index,
-                            rec.record_id,
-                            rec.kind,
-                            rec.model_name or None,
-                            rec.model_version or None,
-                            rec.subject or None,
-                            rec.trace_id or None,
-                            rec.span_id or None,
-                            rec.recorded_at_us,
-                            rec.actor,
-                            rec.body,
-                            rec.leaf_hash,
-                            subtrees,
-                            seal(key, rec.leaf_index, rec.leaf_hash),
-                        )
-                    )
+                    rows.append((index, *middle, subtrees, seal(key, index, rec.leaf_hash)))
                 outcomes.append(out)
             if rows:
                 self._insert_leaves(conn, rows)

@@ -166,6 +166,34 @@ def parse_json_object(text: str | bytes) -> dict[str, object]:
     return value
 
 
+def _check_plain(value: Any) -> None:
+    """Raise _SlowPath unless orjson's encoding of `value` is already RFC 8785.
+
+    The same three conditions as `_prepare`, checked without copying: canonical
+    input holds no integral floats (they would be written as ints), so nothing
+    needs converting on the fast path.
+    """
+    items = value.values() if type(value) is dict else value
+    if type(value) is dict:
+        for k in value:
+            if not k.isascii() and max(k) > "\uffff":
+                raise _SlowPath
+    for v in items:
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is float:
+            if v.is_integer() or -_MIN_PLAIN_FLOAT < v < _MIN_PLAIN_FLOAT:
+                raise _SlowPath
+        elif t is int:
+            if not -_MAX_INT <= v <= _MAX_INT:
+                raise _SlowPath
+        elif t is dict or t is list:
+            _check_plain(v)
+        else:
+            raise _SlowPath
+
+
 def canonicalize_json_object(text: str) -> str:
     """The RFC 8785 form of JSON text whose top level is an object.
 
@@ -179,8 +207,8 @@ def canonicalize_json_object(text: str) -> str:
     try:
         parsed = orjson.loads(raw)
         if type(parsed) is dict:
-            out = _encode(_prepare(parsed))
-            if out == raw:
+            _check_plain(parsed)
+            if _encode(parsed) == raw:
                 return text
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, _SlowPath, CanonicalJSONError):
         pass
