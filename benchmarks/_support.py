@@ -74,6 +74,7 @@ def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iter
         "MRM_DATABASE_URL": database_url,
         "MRM_LEDGER_ADDR": addr,
         "MRM_LOG_LEVEL": "WARNING",
+        "MRM_REUSE_PORT": "1",
         **env,
     }
     mrm = str(Path(sys.executable).with_name("mrm"))

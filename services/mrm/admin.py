@@ -63,9 +63,9 @@ def up() -> None:
     try:
         asyncio.run(run())
     except MrmError as exc:
-        _fail(exc.message)
+        _fail(exc.message, exc)
     except OSError as exc:
-        _fail(f"cannot start: {exc}")
+        _fail(f"cannot start: {exc}", exc)
 
 
 @main.group(name="db")
@@ -85,12 +85,12 @@ def db_upgrade(app_role: str | None) -> None:
             app_role=app_role or settings.database_app_role,
         )
     except (MrmError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), exc)
     click.echo("mrm: database is at the newest schema")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, exc: BaseException) -> None:
     if os.environ.get("MRM_DEBUG"):
-        raise
+        raise exc
     click.echo(f"mrm: error: {message}", err=True)
     sys.exit(1)

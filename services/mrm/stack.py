@@ -41,6 +41,7 @@ class Stack:
             grace=settings.shutdown_grace,
             health_interval=settings.health_interval,
             max_message_bytes=settings.grpc_max_message_bytes,
+            reuse_port=settings.reuse_port,
         )
         await server.start()
         return cls(settings, ledger, {"ledger": server})

@@ -60,6 +60,7 @@ class GrpcServer:
         grace: float,
         health_interval: float,
         max_message_bytes: int,
+        reuse_port: bool = False,
     ) -> None:
         self.address = address if not address.startswith(":") else "[::]" + address
         self.services = list(services)
@@ -72,6 +73,7 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.so_reuseport", int(reuse_port)),
             ],
         )
         self.health = health.aio.HealthServicer()
@@ -95,7 +97,12 @@ class GrpcServer:
         )
         for name in [*names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self.server.add_insecure_port(self.address)
+        try:
+            self.port = self.server.add_insecure_port(self.address)
+        except RuntimeError as exc:  # grpc reports a failed bind this way
+            raise OSError(f"cannot listen on {self.address}: {exc}") from exc
+        if not self.port:
+            raise OSError(f"cannot listen on {self.address} (is the port in use?)")
         await self.server.start()
         await self._probe()
         self._tasks.append(asyncio.create_task(self._probe_loop()))

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     grpc_max_message_bytes: int = Field(default=64 << 20, ge=1 << 20)
     """Largest gRPC message a server accepts."""
 
+    reuse_port: bool = False
+    """Let several `mrm up` processes share a port (SO_REUSEPORT), as replicas on one
+    host. Off by default so that a port already in use is an error, not a surprise."""
+
     shutdown_grace: float = Field(default=10.0, ge=0)
     """Seconds in-flight RPCs get to finish after SIGTERM."""
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from mrm.core.errors import FailedPrecondition, IntegrityError
 from mrm.ledger import merkle
 from mrm.ledger.clock import now_us
-from mrm.ledger.records import SignedCheckpoint
+from mrm.ledger.reads import SigningTxn
+from mrm.ledger.records import SignedCheckpoint, StoredRecord
 from mrm.ledger.seal import seal_key, seal_ok
-from mrm.ledger.store import LedgerStore, SigningTxn
+from mrm.ledger.store import LedgerStore
 from mrm.tlog.checkpoint import Checkpoint
 from mrm.tlog.merkle import ProofError, leaf_hash, verify_consistency
 from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
@@ -60,7 +61,7 @@ class CheckpointSigner:
     def sign(self) -> SignedCheckpoint:
         """Sign the current tree if it grew since the last checkpoint; return the latest."""
         with self.store.signing() as txn:
-            latest = txn.latest()
+            latest = txn.latest_checkpoint()
             size = txn.size()
             if latest is not None and latest.tree_size == size:
                 return latest
@@ -86,27 +87,17 @@ class CheckpointSigner:
 
     def _check_new_leaves(self, txn: SigningTxn, start: int, end: int) -> None:
         """Every leaf about to be signed for the first time is whole and the ledger's own."""
-        expected = start
+        expected, key = start, self.seal_key
         for rec, mark in txn.sealed_leaves(start, end):
             if rec.leaf_index != expected:
-                raise IntegrityError(
-                    f"leaf {expected} is missing from the database; refusing to sign",
-                    leaf_index=expected,
-                )
-            who = f"leaf {rec.leaf_index} (record {rec.record_id})"
+                break
             if leaf_hash(rec.leaf_bytes()) != rec.leaf_hash:
-                raise IntegrityError(
-                    f"{who} no longer hashes to its leaf hash: it was changed in the "
-                    "database; refusing to sign",
-                    leaf_index=rec.leaf_index,
-                    record_id=str(rec.record_id),
+                raise _refuse(
+                    rec, "no longer hashes to its leaf hash: it was changed in the database"
                 )
-            if not seal_ok(self.seal_key, rec.leaf_index, rec.leaf_hash, mark):
-                raise IntegrityError(
-                    f"{who} carries no valid seal: it was written into the database "
-                    "around the ledger; refusing to sign",
-                    leaf_index=rec.leaf_index,
-                    record_id=str(rec.record_id),
+            if not seal_ok(key, rec.leaf_index, rec.leaf_hash, bytes(mark)):
+                raise _refuse(
+                    rec, "carries no valid seal: it was written into the database around the ledger"
                 )
             expected += 1
         if expected != end:
@@ -130,3 +121,11 @@ class CheckpointSigner:
             verify_consistency(old.tree_size, size, path, old.root_hash, new_root)
         except ProofError as exc:
             raise IntegrityError(f"refusing to sign an inconsistent checkpoint: {exc}") from exc
+
+
+def _refuse(rec: StoredRecord, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"leaf {rec.leaf_index} (record {rec.record_id}) {what}; refusing to sign",
+        leaf_index=rec.leaf_index,
+        record_id=str(rec.record_id),
+    )

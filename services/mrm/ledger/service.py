@@ -14,6 +14,7 @@ from mrm.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from mrm.ledger import merkle
 from mrm.ledger.checkpoint import CheckpointSigner, load_or_create_key, new_origin
 from mrm.ledger.clock import now_us
+from mrm.ledger.reads import LedgerReader
 from mrm.ledger.records import (
     Appended,
     NewRecord,
@@ -137,16 +138,15 @@ class Ledger:
     # -- reads ------------------------------------------------------------------
 
     def get(self, record_id: uuid.UUID) -> StoredRecord:
-        rec = self.store.get(record_id)
-        if rec is None:
-            raise NotFound(f"record {record_id} is not in the ledger")
-        return rec
+        with self.store.reading() as r:
+            return _found(r.get(record_id), record_id)
 
     def query(
         self, flt: RecordFilter, *, page_token: str, page_size: int, newest_first: bool
     ) -> Page:
         after = _decode_token(page_token, flt, newest_first)
-        records = self.store.query(flt, after=after, limit=page_size + 1, newest_first=newest_first)
+        with self.store.reading() as r:
+            records = r.query(flt, after=after, limit=page_size + 1, newest_first=newest_first)
         more = len(records) > page_size
         records = records[:page_size]
         token = _encode_token(records[-1].leaf_index, flt, newest_first) if more else ""
@@ -155,57 +155,66 @@ class Ledger:
     def latest_checkpoint(self, *, refresh: bool) -> SignedCheckpoint:
         if refresh:
             return self.sign_checkpoint()
-        cp = self.store.latest_checkpoint()
+        with self.store.reading() as r:
+            cp = r.latest_checkpoint()
         return cp if cp is not None else self.sign_checkpoint()
 
     def list_checkpoints(
         self, *, page_token: str, page_size: int
     ) -> tuple[list[SignedCheckpoint], str]:
         after = _decode_token(page_token, None, False)
-        cps = self.store.list_checkpoints(after=after, limit=page_size + 1)
+        with self.store.reading() as r:
+            cps = r.list_checkpoints(after=after, limit=page_size + 1)
         more = len(cps) > page_size
         cps = cps[:page_size]
         return cps, (_encode_token(cps[-1].tree_size, None, False) if more else "")
 
-    # -- proofs -----------------------------------------------------------------
+    # -- proofs (each on one connection: a handful of queries, O(log n) rows) ----
 
-    def _resolve_size(self, tree_size: int, field: str) -> tuple[int, SignedCheckpoint | None]:
+    @staticmethod
+    def _resolve_size(
+        r: LedgerReader, tree_size: int, field: str
+    ) -> tuple[int, SignedCheckpoint | None]:
         if tree_size == 0:
-            cp = self.latest_checkpoint(refresh=False)
+            cp = r.latest_checkpoint()
+            if cp is None:  # only before Ledger.open signed the first one
+                raise FailedPrecondition("the ledger has not signed a checkpoint yet")
             return cp.tree_size, cp
-        current = self.store.size()
+        current = r.size()
         if tree_size > current:
             raise InvalidArgument(field, f"{tree_size} is beyond the tree size {current}")
-        return tree_size, self.store.checkpoint_at(tree_size)
+        return tree_size, r.checkpoint_at(tree_size)
 
     def inclusion_proof(
         self, *, record_id: uuid.UUID | None, leaf_index: int | None, tree_size: int
     ) -> InclusionProof:
-        if record_id is not None:
-            rec = self.get(record_id)
-        else:
-            assert leaf_index is not None
-            found = self.store.get_by_index(leaf_index)
-            if found is None:
-                size = self.store.size()
-                if leaf_index >= size:
-                    raise InvalidArgument(
-                        "leaf_index", f"{leaf_index} is beyond the tree size {size}"
+        with self.store.reading() as r:
+            if record_id is not None:
+                rec = _found(r.get(record_id), record_id)
+            else:
+                assert leaf_index is not None
+                found = r.get_by_index(leaf_index)
+                if found is None:
+                    size = r.size()
+                    if leaf_index >= size:
+                        raise InvalidArgument(
+                            "leaf_index", f"{leaf_index} is beyond the tree size {size}"
+                        )
+                    raise NotFound(f"leaf {leaf_index} is missing from storage")
+                rec = found
+            size, cp = self._resolve_size(r, tree_size, "tree_size")
+            if rec.leaf_index >= size:
+                if tree_size == 0:
+                    raise FailedPrecondition(
+                        f"leaf {rec.leaf_index} is not yet covered by a signed checkpoint "
+                        f"(latest size {size}); ask for a fresh checkpoint (GetCheckpoint "
+                        "refresh) first"
                     )
-                raise NotFound(f"leaf {leaf_index} is missing from storage")
-            rec = found
-        size, cp = self._resolve_size(tree_size, "tree_size")
-        if rec.leaf_index >= size:
-            if tree_size == 0:
-                raise FailedPrecondition(
-                    f"leaf {rec.leaf_index} is not yet covered by a signed checkpoint (latest "
-                    f"size {size}); ask for a fresh checkpoint (GetCheckpoint refresh) first"
+                raise InvalidArgument(
+                    "tree_size", f"{size} does not cover leaf {rec.leaf_index} (want > leaf index)"
                 )
-            raise InvalidArgument(
-                "tree_size", f"{size} does not cover leaf {rec.leaf_index} (want > leaf index)"
-            )
-        ranges = merkle.inclusion_ranges(rec.leaf_index, size)
-        hashes = merkle.hash_ranges([*ranges, (0, size)], self.store.read_nodes)
+            ranges = merkle.inclusion_ranges(rec.leaf_index, size)
+            hashes = merkle.hash_ranges([*ranges, (0, size)], r.read_nodes)
         return InclusionProof(
             leaf_index=rec.leaf_index,
             tree_size=size,
@@ -217,11 +226,12 @@ class Ledger:
         )
 
     def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
-        new, _ = self._resolve_size(new_size, "new_size")
-        if old_size > new:
-            raise InvalidArgument("old_size", f"{old_size} is greater than new_size {new}")
-        ranges = merkle.consistency_ranges(old_size, new)
-        hashes = merkle.hash_ranges([*ranges, (0, old_size), (0, new)], self.store.read_nodes)
+        with self.store.reading() as r:
+            new, _ = self._resolve_size(r, new_size, "new_size")
+            if old_size > new:
+                raise InvalidArgument("old_size", f"{old_size} is greater than new_size {new}")
+            ranges = merkle.consistency_ranges(old_size, new)
+            hashes = merkle.hash_ranges([*ranges, (0, old_size), (0, new)], r.read_nodes)
         return ConsistencyProof(
             old_size=old_size,
             new_size=new,
@@ -229,6 +239,12 @@ class Ledger:
             new_root=hashes[-1],
             path=hashes[:-2],
         )
+
+
+def _found(rec: StoredRecord | None, record_id: uuid.UUID) -> StoredRecord:
+    if rec is None:
+        raise NotFound(f"record {record_id} is not in the ledger")
+    return rec
 
 
 def _fingerprint(flt: RecordFilter | None, newest_first: bool) -> str:

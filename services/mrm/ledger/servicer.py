@@ -21,10 +21,15 @@ def _ts(micros: int) -> Timestamp:
     return Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
 
 
+_KIND_VALUES = {
+    name.removeprefix("RECORD_KIND_"): value for name, value in ledger_pb2.RecordKind.items()
+}
+
+
 def record_pb(rec: StoredRecord) -> ledger_pb2.Record:
     return ledger_pb2.Record(
         record_id=str(rec.record_id),
-        kind=ledger_pb2.RecordKind.Value("RECORD_KIND_" + rec.kind),
+        kind=_KIND_VALUES[rec.kind],
         model_name=rec.model_name,
         model_version=rec.model_version,
         subject=rec.subject,
