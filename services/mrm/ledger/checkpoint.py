@@ -12,11 +12,11 @@ from mrm.core.errors import FailedPrecondition, IntegrityError
 from mrm.ledger import merkle
 from mrm.ledger.clock import now_us
 from mrm.ledger.reads import SigningTxn
-from mrm.ledger.records import SignedCheckpoint, StoredRecord
+from mrm.ledger.records import SignedCheckpoint
 from mrm.ledger.seal import seal_key, seal_ok
 from mrm.ledger.store import LedgerStore
 from mrm.tlog.checkpoint import Checkpoint
-from mrm.tlog.merkle import ProofError, leaf_hash, verify_consistency
+from mrm.tlog.merkle import ProofError, verify_consistency
 from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
 
 log = logging.getLogger(__name__)
@@ -86,18 +86,24 @@ class CheckpointSigner:
             return cp
 
     def _check_new_leaves(self, txn: SigningTxn, start: int, end: int) -> None:
-        """Every leaf about to be signed for the first time is whole and the ledger's own."""
+        """Every leaf about to be signed for the first time carries the ledger's seal.
+
+        The seal binds a leaf's index to its stored hash, so a row inserted or
+        re-hashed in the database around the ledger is refused here, before any
+        checkpoint covers it. A record changed under an unchanged hash needs no
+        check here: every audit re-derives the hash and names that leaf.
+        """
         expected, key = start, self.seal_key
-        for rec, mark in txn.sealed_leaves(start, end):
-            if rec.leaf_index != expected:
+        for index, stored_hash, mark in txn.leaf_seals(start, end):
+            if index != expected:
                 break
-            if leaf_hash(rec.leaf_bytes()) != rec.leaf_hash:
-                raise _refuse(
-                    rec, "no longer hashes to its leaf hash: it was changed in the database"
-                )
-            if not seal_ok(key, rec.leaf_index, rec.leaf_hash, bytes(mark)):
-                raise _refuse(
-                    rec, "carries no valid seal: it was written into the database around the ledger"
+            if not seal_ok(key, index, stored_hash, mark):
+                record_id = txn.record_id_at(index)
+                raise IntegrityError(
+                    f"leaf {index} (record {record_id}) carries no valid seal: it was written "
+                    "into the database around the ledger; refusing to sign",
+                    leaf_index=index,
+                    record_id=record_id,
                 )
             expected += 1
         if expected != end:
@@ -121,11 +127,3 @@ class CheckpointSigner:
             verify_consistency(old.tree_size, size, path, old.root_hash, new_root)
         except ProofError as exc:
             raise IntegrityError(f"refusing to sign an inconsistent checkpoint: {exc}") from exc
-
-
-def _refuse(rec: StoredRecord, what: str) -> IntegrityError:
-    return IntegrityError(
-        f"leaf {rec.leaf_index} (record {rec.record_id}) {what}; refusing to sign",
-        leaf_index=rec.leaf_index,
-        record_id=str(rec.record_id),
-    )

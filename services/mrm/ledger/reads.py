@@ -131,16 +131,20 @@ class LedgerReader:
         order = leaves.c.leaf_index.desc() if newest_first else leaves.c.leaf_index.asc()
         return [StoredRecord(*r) for r in self.conn.execute(q.order_by(order).limit(limit))]
 
-    def sealed_leaves(self, start: int, end: int) -> Iterator[tuple[StoredRecord, bytes]]:
-        """Leaves [start, end) with their seals, in index order, a chunk at a time."""
+    def leaf_seals(self, start: int, end: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """(leaf_index, leaf_hash, seal) of leaves [start, end), in order, a chunk at a time."""
         for lo in range(start, end, _SEAL_CHUNK):
             rows = self.conn.execute(
-                sa.select(*RECORD_COLUMNS, leaves.c.seal)
+                sa.select(leaves.c.leaf_index, leaves.c.leaf_hash, leaves.c.seal)
                 .where(leaves.c.leaf_index >= lo, leaves.c.leaf_index < min(end, lo + _SEAL_CHUNK))
                 .order_by(leaves.c.leaf_index)
             )
-            for row in rows:
-                yield StoredRecord(*row[:-1]), row[-1]
+            for index, stored_hash, mark in rows:
+                yield index, bytes(stored_hash), bytes(mark)
+
+    def record_id_at(self, leaf_index: int) -> str:
+        found = self.get_by_index(leaf_index)
+        return str(found.record_id) if found else ""
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
         row = self.conn.execute(

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mrm.tlog.leaf import leaf_bytes
+from mrm.tlog.leaf import format_timestamp, leaf_bytes, leaf_bytes_at
 from mrm.tlog.merkle import leaf_hash
 
 RECORD_KINDS = (
@@ -37,6 +37,8 @@ class NewRecord:
     trace_id: str
     span_id: str
     body: str
+    record_id_text: str = ""
+    """record_id as the client spelled it (canonical, validated); saves a str() per record."""
 
 
 @dataclass(slots=True)
@@ -100,6 +102,7 @@ class PendingBatch:
     def prepare(cls, records: Sequence[NewRecord], actor: str, recorded_at_us: int) -> PendingBatch:
         prepared = []
         middles: list[tuple[object, ...]] = []
+        stamp = format_timestamp(recorded_at_us)
         for r in records:
             stored = StoredRecord(
                 leaf_index=-1,
@@ -115,7 +118,20 @@ class PendingBatch:
                 actor=actor,
                 leaf_hash=b"",
             )
-            stored.leaf_hash = leaf_hash(stored.leaf_bytes())
+            stored.leaf_hash = leaf_hash(
+                leaf_bytes_at(
+                    record_id=r.record_id_text or str(r.record_id),
+                    kind=r.kind,
+                    model_name=r.model_name,
+                    model_version=r.model_version,
+                    subject=r.subject,
+                    trace_id=r.trace_id,
+                    span_id=r.span_id,
+                    body_canonical=r.body,
+                    recorded_at=stamp,
+                    actor=actor,
+                )
+            )
             prepared.append(stored)
             middles.append(
                 (

@@ -76,13 +76,13 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         return ledger_pb2.AppendRecordsResponse(
             results=[
                 ledger_pb2.AppendResult(
-                    record_id=str(r.record.record_id),
+                    record_id=sent.record_id,  # results are in request order
                     leaf_index=r.record.leaf_index,
                     leaf_hash=r.record.leaf_hash,
                     recorded_at=_ts(r.record.recorded_at_us),
                     duplicate=r.duplicate,
                 )
-                for r in results
+                for sent, r in zip(request.records, results, strict=True)
             ]
         )
 

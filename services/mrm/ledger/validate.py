@@ -145,6 +145,7 @@ def validate_append(req: ledger_pb2.AppendRecordsRequest, limits: Limits) -> lis
             trace_id=trace_id,
             span_id=span_id,
             body=_body(rec.body_json, f"{p}.body_json", limits.max_record_bytes),
+            record_id_text=rec.record_id,
         )
         earlier = first.setdefault(new.record_id, new)
         if earlier is not new and earlier != new:
