@@ -235,3 +235,41 @@ def _tamper(engine: sa.Engine, sql: str, **params: object) -> None:
             conn.execute(sa.text(sql), params)
             for statement in ddl:
                 conn.exec_driver_sql(statement)
+
+
+def test_signer_refuses_forged_subtree_hashes_in_the_unsigned_tail(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    # Leaf 11 completes the subtrees over 10..11 and 8..11; both are stored with
+    # it. Rewriting them (seal intact) must not get a root the leaves lack signed.
+    ledger = open_ledger(engine, tmp_path)
+    ledger.append([new_record(i) for i in range(8)], "alice")
+    ledger.latest_checkpoint(refresh=True)
+    ledger.append([new_record(i) for i in range(8, 12)], "alice")
+    _tamper(
+        engine, "UPDATE ledger_leaves SET subtree_hashes = :h WHERE leaf_index = 11", h=b"\1" * 64
+    )
+    with pytest.raises(IntegrityError, match=r"leaf 11 .* stores subtree hashes") as err:
+        ledger.latest_checkpoint(refresh=True)
+    assert err.value.leaf_index == 11
+    assert ledger.store.size() == 12
+
+
+def test_a_tampered_ledger_restarts_read_only(engine: sa.Engine, tmp_path: Path) -> None:
+    from mrm.core.errors import Unavailable
+
+    ledger = open_ledger(engine, tmp_path)
+    ledger.append([new_record(i) for i in range(4)], "alice")
+    ledger.latest_checkpoint(refresh=True)
+    ledger.append([new_record(4)], "alice")
+    _tamper(engine, "UPDATE ledger_leaves SET seal = :s WHERE leaf_index = 4", s=b"\0" * 32)
+    ledger.close()
+    reopened = open_ledger(engine, tmp_path)  # starts, degraded, instead of failing
+    assert reopened.integrity_failure is not None
+    assert "leaf 4" in reopened.integrity_failure
+    assert reopened.get(
+        reopened.inclusion_proof(record_id=None, leaf_index=1, tree_size=0).record.record_id
+    )
+    with pytest.raises(Unavailable, match="refuses appends"):
+        reopened.append([new_record(5)], "alice")
+    reopened.close()

@@ -41,10 +41,9 @@ def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Ser
         ),
         sign_wanted,
     )
-    broken: list[str] = []
 
     async def ready() -> bool:
-        return not broken and await asyncio.to_thread(db.ping, engine)
+        return ledger.integrity_failure is None and await asyncio.to_thread(db.ping, engine)
 
     async def signer_loop(stopping: asyncio.Event) -> None:
         # Signs every N leaves (woken by appends) or every T seconds, whichever first.
@@ -54,9 +53,9 @@ def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Ser
             try:
                 await asyncio.to_thread(ledger.sign_checkpoint)
             except IntegrityError as exc:
-                # Evidence of tampering: stop claiming to be healthy, keep serving reads.
+                # Evidence of tampering: the ledger now refuses appends and reports
+                # NOT_SERVING, and keeps serving reads so it can be audited.
                 log.critical("ledger integrity failure: %s", exc)
-                broken.append(str(exc))
             except Exception:
                 log.exception("signing a checkpoint failed; will retry")
 

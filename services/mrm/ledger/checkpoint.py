@@ -16,7 +16,6 @@ from mrm.ledger.records import SignedCheckpoint
 from mrm.ledger.seal import seal_key, seal_ok
 from mrm.ledger.store import LedgerStore
 from mrm.tlog.checkpoint import Checkpoint
-from mrm.tlog.merkle import ProofError, verify_consistency
 from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
 
 log = logging.getLogger(__name__)
@@ -59,21 +58,35 @@ class CheckpointSigner:
         store.use_seal_key(self.seal_key)
 
     def sign(self) -> SignedCheckpoint:
-        """Sign the current tree if it grew since the last checkpoint; return the latest."""
+        """Sign the current tree if it grew since the last checkpoint; return the latest.
+
+        The new root is not read from storage: the signer takes the right edge of
+        the last signed tree (checked against its signed root), extends it with
+        each new leaf's sealed hash, checks that what it computes is what was
+        stored, and signs the root it computed itself. So the checkpoint extends
+        the previous one by construction, and no row written around the ledger
+        (a leaf, or a subtree hash) can make it sign a root the leaves don't have.
+        """
         with self.store.signing() as txn:
             latest = txn.latest_checkpoint()
             size = txn.size()
             if latest is not None and latest.tree_size == size:
                 return latest
-            if latest is not None and latest.tree_size > size:
+            old_size = 0 if latest is None else latest.tree_size
+            if old_size > size:
                 raise IntegrityError(
-                    f"the log holds {size} leaves but a checkpoint of size "
-                    f"{latest.tree_size} was signed: leaves were removed"
+                    f"the log holds {size} leaves but a checkpoint of size {old_size} was "
+                    "signed: leaves were removed",
+                    leaf_index=size,
                 )
-            self._check_new_leaves(txn, 0 if latest is None else latest.tree_size, size)
-            new_root = merkle.root(size, txn.read_nodes)
-            if latest is not None:
-                self._check_extends(latest, size, new_root, txn.read_nodes)
+            frontier = merkle.Frontier(old_size, txn.read_nodes)
+            if latest is not None and frontier.root() != latest.root_hash:
+                raise IntegrityError(
+                    f"the stored tree no longer matches the checkpoint signed at size "
+                    f"{old_size}; refusing to sign (run `mrmctl ledger verify`)"
+                )
+            self._extend(txn, frontier, size)
+            new_root = frontier.root()
             body = Checkpoint(origin=self.origin, size=size, root_hash=new_root).text()
             cp = SignedCheckpoint(
                 tree_size=size,
@@ -85,45 +98,37 @@ class CheckpointSigner:
             log.info("signed checkpoint %s size=%d root=%s", self.origin, size, new_root.hex())
             return cp
 
-    def _check_new_leaves(self, txn: SigningTxn, start: int, end: int) -> None:
-        """Every leaf about to be signed for the first time carries the ledger's seal.
+    def _extend(self, txn: SigningTxn, frontier: merkle.Frontier, end: int) -> None:
+        """Push every leaf about to be signed for the first time, checking each row.
 
         The seal binds a leaf's index to its stored hash, so a row inserted or
         re-hashed in the database around the ledger is refused here, before any
         checkpoint covers it. A record changed under an unchanged hash needs no
         check here: every audit re-derives the hash and names that leaf.
         """
-        expected, key = start, self.seal_key
-        for index, stored_hash, mark in txn.leaf_seals(start, end):
-            if index != expected:
+        key = self.seal_key
+        for index, stored_hash, subtrees, mark in txn.leaf_seals(frontier.size, end):
+            if index != frontier.size:
                 break
             if not seal_ok(key, index, stored_hash, mark):
-                record_id = txn.record_id_at(index)
-                raise IntegrityError(
-                    f"leaf {index} (record {record_id}) carries no valid seal: it was written "
-                    "into the database around the ledger; refusing to sign",
-                    leaf_index=index,
-                    record_id=record_id,
+                raise self._refuse(
+                    txn,
+                    index,
+                    "carries no valid seal: it was written into the database around the ledger",
                 )
-            expected += 1
-        if expected != end:
+            if frontier.push(stored_hash) != subtrees:
+                raise self._refuse(txn, index, "stores subtree hashes its leaves do not have")
+        if frontier.size != end:
             raise IntegrityError(
-                f"leaf {expected} is missing from the database; refusing to sign",
-                leaf_index=expected,
+                f"leaf {frontier.size} is missing from the database; refusing to sign",
+                leaf_index=frontier.size,
             )
 
     @staticmethod
-    def _check_extends(
-        old: SignedCheckpoint, size: int, new_root: bytes, read: merkle.NodeReader
-    ) -> None:
-        old_root = merkle.root(old.tree_size, read)
-        if old_root != old.root_hash:
-            raise IntegrityError(
-                f"the stored tree no longer matches the checkpoint signed at size "
-                f"{old.tree_size}; refusing to sign (run `mrmctl ledger verify`)"
-            )
-        path = merkle.hash_ranges(merkle.consistency_ranges(old.tree_size, size), read)
-        try:
-            verify_consistency(old.tree_size, size, path, old.root_hash, new_root)
-        except ProofError as exc:
-            raise IntegrityError(f"refusing to sign an inconsistent checkpoint: {exc}") from exc
+    def _refuse(txn: SigningTxn, index: int, what: str) -> IntegrityError:
+        record_id = txn.record_id_at(index)
+        return IntegrityError(
+            f"leaf {index} (record {record_id}) {what}; refusing to sign",
+            leaf_index=index,
+            record_id=record_id,
+        )

@@ -10,9 +10,8 @@ O(log n) perfect subtrees it touches, fetched in one read.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
-from mrm.tlog.merkle import EMPTY_ROOT, leaf_hash, node_hash
+from mrm.tlog.merkle import EMPTY_ROOT, node_hash
 
 NodeId = tuple[int, int]
 """(level, index) of a perfect subtree."""
@@ -110,15 +109,6 @@ def root(size: int, read: NodeReader) -> bytes:
     return hash_ranges([(0, size)], read)[0]
 
 
-@dataclass
-class NewLeaf:
-    """What one appended leaf stores: its hash and the subtrees it completes."""
-
-    leaf_hash: bytes
-    subtree_hashes: bytes
-    """Hashes of the perfect subtrees of level 1, 2, … that end at this leaf, concatenated."""
-
-
 class Frontier:
     """The right edge of the tree: the perfect subtrees covering [0, size)."""
 
@@ -128,11 +118,6 @@ class Frontier:
         hashes = read(ids)
         # (level, hash), largest subtree first.
         self._stack: list[tuple[int, bytes]] = [(level, hashes[(level, i)]) for level, i in ids]
-
-    def append(self, data: bytes) -> NewLeaf:
-        """Hash a new leaf and merge the subtrees it completes."""
-        h = leaf_hash(data)
-        return NewLeaf(leaf_hash=h, subtree_hashes=self.push(h))
 
     def push(self, h: bytes) -> bytes:
         """Add a leaf hash; return the hashes of the subtrees it completes, level 1 up."""

@@ -1,5 +1,7 @@
 """Reads of the ledger's tables, all on one connection: one consistent view per request.
 
+Part of the store layer (with store.py, which writes): SQL lives in these two.
+
 A proof needs a record, a tree size, a checkpoint and O(log n) subtree hashes;
 reading them through one `LedgerReader` costs one connection checkout and one
 round trip per query instead of one checkout per fact.
@@ -131,16 +133,18 @@ class LedgerReader:
         order = leaves.c.leaf_index.desc() if newest_first else leaves.c.leaf_index.asc()
         return [StoredRecord(*r) for r in self.conn.execute(q.order_by(order).limit(limit))]
 
-    def leaf_seals(self, start: int, end: int) -> Iterator[tuple[int, bytes, bytes]]:
-        """(leaf_index, leaf_hash, seal) of leaves [start, end), in order, a chunk at a time."""
+    def leaf_seals(self, start: int, end: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+        """(leaf_index, leaf_hash, subtree_hashes, seal) of leaves [start, end), in order."""
         for lo in range(start, end, _SEAL_CHUNK):
             rows = self.conn.execute(
-                sa.select(leaves.c.leaf_index, leaves.c.leaf_hash, leaves.c.seal)
+                sa.select(
+                    leaves.c.leaf_index, leaves.c.leaf_hash, leaves.c.subtree_hashes, leaves.c.seal
+                )
                 .where(leaves.c.leaf_index >= lo, leaves.c.leaf_index < min(end, lo + _SEAL_CHUNK))
                 .order_by(leaves.c.leaf_index)
             )
-            for index, stored_hash, mark in rows:
-                yield index, bytes(stored_hash), bytes(mark)
+            for index, stored_hash, subtrees, mark in rows:
+                yield index, bytes(stored_hash), bytes(subtrees), bytes(mark)
 
     def record_id_at(self, leaf_index: int) -> str:
         found = self.get_by_index(leaf_index)

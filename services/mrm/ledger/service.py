@@ -9,8 +9,15 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
-from mrm.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from mrm.core.errors import (
+    FailedPrecondition,
+    IntegrityError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from mrm.ledger import merkle
 from mrm.ledger.checkpoint import CheckpointSigner, load_or_create_key, new_origin
 from mrm.ledger.clock import now_us
@@ -64,6 +71,8 @@ class Ledger:
         self.checkpoint_every = checkpoint_every
         self._unsigned = 0
         self._writer = GroupCommitWriter(store)
+        self.integrity_failure: str | None = None
+        """Set when the stored log failed a check: the ledger then serves reads only."""
 
     def close(self) -> None:
         """Finish queued appends and stop the writer thread."""
@@ -87,8 +96,6 @@ class Ledger:
         checkpoint_every: int,
     ) -> Ledger:
         """Load (or on first start create) the log's identity and sign its first checkpoint."""
-        from pathlib import Path
-
         identity = store.identity()
         if identity is None:
             origin = configured_origin or new_origin()
@@ -108,20 +115,30 @@ class Ledger:
                 f"{origin!r} ({vkey}); configure MRM_LEDGER_KEY_FILE with the log's key"
             )
         ledger = cls(store, CheckpointSigner(store, key, origin), checkpoint_every)
-        ledger.signer.sign()
+        try:
+            ledger.sign_checkpoint()
+        except IntegrityError:
+            # Start degraded rather than not at all: reads and `mrmctl ledger
+            # verify` must still work to investigate. Appends are refused.
+            log.critical("starting with a failed integrity check: %s", ledger.integrity_failure)
         return ledger
 
     # -- writes -----------------------------------------------------------------
 
-    def submit(self, batch: PendingBatch) -> Future[list[Appended]]:
-        """Queue a prepared batch for the group-commit writer."""
-        future = self._writer.submit(batch)
+    def submit(self, records: Sequence[NewRecord], actor: str) -> Future[list[Appended]]:
+        """Stamp and hash a batch (in the caller's thread), then queue it for the writer."""
+        if self.integrity_failure is not None:
+            raise Unavailable(
+                "the ledger refuses appends until its integrity failure is resolved "
+                f"({self.integrity_failure}); run `mrmctl ledger verify`"
+            )
+        future = self._writer.submit(PendingBatch.prepare(records, actor, now_us()))
         future.add_done_callback(self._count)
         return future
 
-    def append(self, batch: Sequence[NewRecord], actor: str) -> list[Appended]:
+    def append(self, records: Sequence[NewRecord], actor: str) -> list[Appended]:
         """Append one batch and wait for it (blocking)."""
-        return self.submit(PendingBatch.prepare(batch, actor, now_us())).result()
+        return self.submit(records, actor).result()
 
     def _count(self, future: Future[list[Appended]]) -> None:
         if not future.exception():
@@ -132,8 +149,13 @@ class Ledger:
         return self._unsigned >= self.checkpoint_every
 
     def sign_checkpoint(self) -> SignedCheckpoint:
+        """Sign now; an integrity failure is remembered and turns the ledger read-only."""
         self._unsigned = 0
-        return self.signer.sign()
+        try:
+            return self.signer.sign()
+        except IntegrityError as exc:
+            self.integrity_failure = exc.message
+            raise
 
     # -- reads ------------------------------------------------------------------
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.core.auth import principal
 from mrm.ledger import validate
-from mrm.ledger.clock import now_us
-from mrm.ledger.records import PendingBatch, SignedCheckpoint, StoredRecord
+from mrm.ledger.records import Appended, SignedCheckpoint, StoredRecord
 from mrm.ledger.service import Ledger
 from mrm.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -61,16 +61,17 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             verifier_key=self.ledger.verifier_key,
         )
 
-    def _prepare(self, request: ledger_pb2.AppendRecordsRequest, actor: str) -> PendingBatch:
-        records = validate.validate_append(request, self.limits)
-        return PendingBatch.prepare(records, actor, now_us())
+    def _submit(
+        self, request: ledger_pb2.AppendRecordsRequest, actor: str
+    ) -> Future[list[Appended]]:
+        return self.ledger.submit(validate.validate_append(request, self.limits), actor)
 
     async def AppendRecords(
         self, request: ledger_pb2.AppendRecordsRequest, context: Context
     ) -> ledger_pb2.AppendRecordsResponse:
         actor = principal(context)
-        batch = await asyncio.to_thread(self._prepare, request, actor)
-        results = await asyncio.wrap_future(self.ledger.submit(batch))
+        # Validation and hashing are CPU work: off the event loop, in a worker.
+        results = await asyncio.wrap_future(await asyncio.to_thread(self._submit, request, actor))
         if self.ledger.checkpoint_due():
             self._sign_wanted.set()
         return ledger_pb2.AppendRecordsResponse(

@@ -15,7 +15,6 @@ from mrm.ledger import merkle
 from mrm.ledger.reads import RECORD_COLUMNS, LedgerReader, SigningTxn
 from mrm.ledger.records import (
     Appended,
-    NewRecord,
     PendingBatch,
     StoredRecord,
 )
@@ -87,13 +86,6 @@ class LedgerStore:
             return row.origin, row.verifier_key
 
     # -- leaves -----------------------------------------------------------------
-
-    def append(self, batch: Sequence[NewRecord], actor: str, now_us: int) -> list[Appended]:
-        """Append one batch atomically (see `append_batches`); raise if it conflicts."""
-        (outcome,) = self.append_batches([PendingBatch.prepare(batch, actor, now_us)])
-        if isinstance(outcome, MrmError):
-            raise outcome
-        return outcome
 
     def append_batches(self, pending: Sequence[PendingBatch]) -> list[list[Appended] | MrmError]:
         """Append several batches in one transaction (group commit).

@@ -37,9 +37,9 @@ class MemoryTree:
         return out
 
     def append(self, data: bytes) -> None:
-        new = self.frontier.append(data)
-        self.rows[len(self.leaves)] = (new.leaf_hash, new.subtree_hashes)
-        self.leaves.append(new.leaf_hash)
+        h = leaf_hash(data)
+        self.rows[len(self.leaves)] = (h, self.frontier.push(h))
+        self.leaves.append(h)
 
 
 def build(n: int) -> MemoryTree:
@@ -75,8 +75,8 @@ def test_frontier_reopens_from_storage() -> None:
     expected = MemoryTree()
     for i in range(1235):
         expected.append(hashlib.sha256(i.to_bytes(8, "big")).digest())
-    new = reopened.append(hashlib.sha256((1234).to_bytes(8, "big")).digest())
-    assert (new.leaf_hash, new.subtree_hashes) == expected.rows[1234]
+    h = leaf_hash(hashlib.sha256((1234).to_bytes(8, "big")).digest())
+    assert (h, reopened.push(h)) == expected.rows[1234]
 
 
 @settings(max_examples=300, deadline=None)
