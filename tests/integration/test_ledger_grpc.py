@@ -8,6 +8,7 @@ from typing import cast
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -241,3 +242,42 @@ def test_query_pages_through_grpc(stub: pbg.LedgerServiceStub) -> None:
         if not token:
             break
     assert got == [1, 3, 5]
+
+
+def test_extreme_values_are_invalid_not_internal(stub: pbg.LedgerServiceStub) -> None:
+    stub.AppendRecords(pb.AppendRecordsRequest(records=[rec()]))
+    deep = "[" * 5000 + "]" * 5000
+    cases = [
+        (
+            lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(leaf_index=2**63)),
+            "leaf_index",
+        ),
+        (
+            lambda: stub.GetInclusionProof(
+                pb.GetInclusionProofRequest(leaf_index=0, tree_size=2**64 - 1)
+            ),
+            "tree_size",
+        ),
+        (
+            lambda: stub.GetConsistencyProof(pb.GetConsistencyProofRequest(old_size=2**63)),
+            "old_size",
+        ),
+        (
+            lambda: stub.QueryRecords(pb.QueryRecordsRequest(start_time=Timestamp(seconds=2**62))),
+            "start_time",
+        ),
+        (
+            lambda: stub.QueryRecords(pb.QueryRecordsRequest(end_time=Timestamp(seconds=-(2**62)))),
+            "end_time",
+        ),
+        (lambda: stub.QueryRecords(pb.QueryRecordsRequest(subject="a\x00b")), "subject"),
+        (lambda: stub.QueryRecords(pb.QueryRecordsRequest(model_name="m" * 500)), "model_name"),
+        (
+            lambda: stub.AppendRecords(
+                pb.AppendRecordsRequest(records=[rec(body_json='{"a":' + deep + "}")])
+            ),
+            "records[0].body_json",
+        ),
+    ]
+    for call, field in cases:
+        assert bad_request(call)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, field)

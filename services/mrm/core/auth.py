@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+_MAX_ACTOR = 256  # the ledger's actor column
+
 
 def principal(context: grpc.aio.ServicerContext[object, object]) -> str:
     """The mTLS identity when the channel has one, else anonymous@<peer address>.
@@ -15,8 +17,8 @@ def principal(context: grpc.aio.ServicerContext[object, object]) -> str:
     for key in ("x509_subject_alternative_name", "x509_common_name"):
         values = list(auth.get(key) or ())
         if values:
-            return bytes(values[0]).decode(errors="replace")
-    return f"anonymous@{_peer_host(context.peer())}"
+            return bytes(values[0]).decode(errors="replace")[:_MAX_ACTOR]
+    return f"anonymous@{_peer_host(context.peer())}"[:_MAX_ACTOR]
 
 
 def _peer_host(peer: str) -> str:

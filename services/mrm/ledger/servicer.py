@@ -150,9 +150,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetConsistencyProof(
         self, request: ledger_pb2.GetConsistencyProofRequest, context: Context
     ) -> ledger_pb2.GetConsistencyProofResponse:
-        proof = await asyncio.to_thread(
-            self.ledger.consistency_proof, request.old_size, request.new_size
-        )
+        old_size, new_size = validate.validate_consistency(request)
+        proof = await asyncio.to_thread(self.ledger.consistency_proof, old_size, new_size)
         return ledger_pb2.GetConsistencyProofResponse(
             old_size=proof.old_size,
             new_size=proof.new_size,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -20,6 +21,9 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_PAGE = 10_000
+_MAX_INDEX = 2**63 - 1
+_MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 _LIMITS = {"model_name": 128, "model_version": 64, "subject": 128}
 
 
@@ -171,27 +175,50 @@ def page_size(value: int, default: int) -> int:
     return value or default
 
 
+def _time(
+    req: ledger_pb2.QueryRecordsRequest, field: Literal["start_time", "end_time"]
+) -> int | None:
+    if not req.HasField(field):
+        return None
+    ts: Timestamp = getattr(req, field)
+    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidArgument(field, "is outside 0001-01-01..9999-12-31 (a valid Timestamp)")
+    return _micros(ts)
+
+
 def validate_query(req: ledger_pb2.QueryRecordsRequest) -> RecordFilter:
     flt = RecordFilter(
         kind=_kind(req.kind, "kind", allow_unspecified=True),
-        model_name=req.model_name,
-        model_version=req.model_version,
-        subject=req.subject,
-        trace_id=req.trace_id,
-        start_us=_micros(req.start_time) if req.HasField("start_time") else None,
-        end_us=_micros(req.end_time) if req.HasField("end_time") else None,
+        model_name=_short_text(req.model_name, "model_name", _LIMITS["model_name"]),
+        model_version=_short_text(req.model_version, "model_version", _LIMITS["model_version"]),
+        subject=_short_text(req.subject, "subject", _LIMITS["subject"]),
+        trace_id=_short_text(req.trace_id, "trace_id", 32),
+        start_us=_time(req, "start_time"),
+        end_us=_time(req, "end_time"),
     )
     if flt.start_us is not None and flt.end_us is not None and flt.end_us < flt.start_us:
         raise InvalidArgument("end_time", "is before start_time")
     return flt
 
 
+def tree_size(value: int, field: str) -> int:
+    """Sizes and indexes are uint64 on the wire; storage counts in signed 64 bits."""
+    if value > _MAX_INDEX:
+        raise InvalidArgument(field, f"{value} is beyond any tree size (at most {_MAX_INDEX})")
+    return value
+
+
 def validate_inclusion(
     req: ledger_pb2.GetInclusionProofRequest,
 ) -> tuple[uuid.UUID | None, int | None]:
+    tree_size(req.tree_size, "tree_size")
     which = req.WhichOneof("leaf")
     if which == "record_id":
         return parse_record_id(req.record_id, "record_id"), None
     if which == "leaf_index":
-        return None, req.leaf_index
+        return None, tree_size(req.leaf_index, "leaf_index")
     raise InvalidArgument("leaf", "is required: set record_id or leaf_index")
+
+
+def validate_consistency(req: ledger_pb2.GetConsistencyProofRequest) -> tuple[int, int]:
+    return tree_size(req.old_size, "old_size"), tree_size(req.new_size, "new_size")

@@ -66,6 +66,19 @@ def checkpoint(ctx: click.Context, refresh: bool, output: str) -> int:
     return EXIT_OK
 
 
+def _bound_root(s: LedgerSession, latest: TrustedCheckpoint, size: int, claimed: bytes) -> bytes:
+    """A root the server claims for `size`, accepted once proven a prefix of the latest."""
+    path = s.client.consistency_proof(size, latest.size).consistency_path
+    try:
+        verify_consistency(size, latest.size, path, claimed, latest.root_hash)
+    except ProofError as e:
+        raise CliError(
+            f"the ledger's root for {size} leaves is not a prefix of the signed one: {e}",
+            EXIT_CHECK_FAILED,
+        ) from None
+    return claimed
+
+
 def _signed_root(s: LedgerSession, latest: TrustedCheckpoint, size: int, note: str) -> bytes:
     """The root of a signed checkpoint, checked to be a prefix of the latest one."""
     if size == latest.size:
@@ -182,10 +195,13 @@ def consistency(ctx: click.Context, old_size: int, new_size: int | None, output:
             if cp.tree_size in (old_size, new):
                 notes.setdefault(cp.tree_size, cp.note)
         roots = {n: _signed_root(s, latest, n, notes[n]) for n in {old_size, new} if n in notes}
-    # Without a checkpoint of that exact size the root is only the server's
-    # word; the proof file then carries no note for it, and says so by null.
+        if new not in roots:
+            # No checkpoint of exactly NEW_SIZE: bind the server's root for it to
+            # the latest signed one, so nothing below rests on the server's word.
+            roots[new] = _bound_root(s, latest, new, resp.new_root)
+    # The old root, unsigned or not, is then bound by the proof to the new one.
     old_root = EMPTY_ROOT if old_size == 0 else roots.get(old_size, resp.old_root)
-    new_root = roots.get(new, resp.new_root)
+    new_root = roots[new]
     try:
         verify_consistency(old_size, new, resp.consistency_path, old_root, new_root)
     except ProofError as e:
@@ -209,8 +225,8 @@ def consistency(ctx: click.Context, old_size: int, new_size: int | None, output:
         fields(
             [
                 ("origin", latest.origin),
-                ("old root", old_root.hex() + ("" if old_size in notes else " (not signed)")),
-                ("new root", new_root.hex() + ("" if new in notes else " (not signed)")),
+                ("old root", old_root.hex() + ("" if old_size in notes else " (proven)")),
+                ("new root", new_root.hex() + ("" if new in notes else " (proven by the latest)")),
                 ("path", "\n".join(h.hex() for h in resp.consistency_path) or "(empty)"),
             ]
         )

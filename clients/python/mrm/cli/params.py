@@ -11,7 +11,7 @@ import click
 
 from mrm.client.ids import is_uuid7
 from mrm.client.ledger import kind_names
-from mrm.tlog.canonical import CanonicalJSONError, parse_json_object
+from mrm.tlog.canonical import CanonicalJSONError, canonical_json, parse_json_object
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -71,7 +71,9 @@ class JsonObject(click.ParamType[dict[str, object], Any]):
                     f"cannot read {text[1:]!r}: {getattr(e, 'strerror', None) or e}", param, ctx
                 )
         try:
-            return parse_json_object(text)
+            body = parse_json_object(text)
+            canonical_json(body)  # it must have a canonical form: no lone surrogates
+            return body
         except CanonicalJSONError as e:
             self.fail(f"{e} (want a JSON object such as '{{\"score\": 0.7}}')", param, ctx)
 

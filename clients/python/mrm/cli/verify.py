@@ -16,8 +16,9 @@ from mrm.cli.output import console, emit_json, err_console, output_option
 from mrm.cli.session import ledger_session
 from mrm.client.audit import AuditReport, BadLeaf, audit_ledger
 from mrm.client.errors import DataLoss
+from mrm.client.trust import TrustConfigError, TrustError, TrustStore
 from mrm.tlog.note import NoteError, Verifier, open_note, parse_vkey
-from mrm.tlog.proofs import verify_proof_file
+from mrm.tlog.proofs import ProofFileError, load_proof_file, verify_proof_file
 
 _VKEY_HELP = "Verifier key name+keyid+base64 (repeatable; default: $MRM_LEDGER_VKEY)."
 _MAX_PROBLEMS_SHOWN = 20
@@ -41,11 +42,13 @@ def verify_proof(files: tuple[str, ...], vkeys: tuple[str, ...], output: str) ->
     """Verify inclusion and consistency proof files offline, with no server.
 
     With --vkey, every checkpoint in a file must be signed by one of the keys.
-    A file that cannot be read or is not a proof file is reported as invalid
-    with the reason, like a proof that fails. Exit 0 if all are valid, else 1.
+    Without it, the key mrmctl already trusts for the file's log (if any) is
+    used; with no key at all only the proof's arithmetic is checked, and the
+    reason says so. A file that cannot be read or is not a proof file is
+    reported as invalid with the reason. Exit 0 if all are valid, else 1.
     """
     verifiers = _verifiers(vkeys)
-    results = [verify_proof_file(f, verifiers or None) for f in files]
+    results = [verify_proof_file(f, verifiers or _trusted_key_for(f)) for f in files]
     if output == "json":
         emit_json([asdict(r) for r in results])
     else:
@@ -55,6 +58,16 @@ def verify_proof(files: tuple[str, ...], vkeys: tuple[str, ...], output: str) ->
             out.print(f"{mark} {r.file}: ", end="")
             out.print(r.reason, markup=False)
     return EXIT_OK if all(r.valid for r in results) else EXIT_CHECK_FAILED
+
+
+def _trusted_key_for(file: str) -> list[Verifier] | None:
+    """The trust store's key for the log a proof file names, when mrmctl knows that log."""
+    try:
+        origin = load_proof_file(file).origin
+        key = TrustStore.from_env(announce=lambda _line: None).verifier(origin)
+    except (OSError, ProofFileError, TrustConfigError, TrustError):
+        return None  # verify_proof_file reports an unreadable file itself
+    return [key] if key is not None else None
 
 
 @ledger.command("verify-note")

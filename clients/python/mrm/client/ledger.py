@@ -7,7 +7,6 @@ audit that reads it. Every failed call raises a subclass of MrmRpcError.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.client.errors import from_rpc_error
 from mrm.client.ids import new_record_id
+from mrm.tlog.canonical import canonical_json
 from mrm.v1 import ledger_pb2, ledger_pb2_grpc
 
 Record = ledger_pb2.Record
@@ -63,7 +63,11 @@ def new_record(
     trace_id: str = "",
     span_id: str = "",
 ) -> Record:
-    """A record ready to append; the ledger canonicalizes the body itself."""
+    """A record ready to append, its body in RFC 8785 form (the ledger's fast path).
+
+    Raises CanonicalJSONError for a body JSON cannot carry exactly (NaN, lone
+    surrogates, integers beyond 2**53).
+    """
     return Record(
         record_id=record_id or new_record_id(),
         kind=kind_value(kind),
@@ -72,7 +76,7 @@ def new_record(
         subject=subject,
         trace_id=trace_id,
         span_id=span_id,
-        body_json=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        body_json=canonical_json(body).decode(),
     )
 
 

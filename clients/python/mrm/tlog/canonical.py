@@ -161,6 +161,8 @@ def parse_json_object(text: str | bytes) -> dict[str, object]:
         raise
     except ValueError as e:  # json.JSONDecodeError, and int digit limits
         raise CanonicalJSONError(f"not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise CanonicalJSONError("JSON is nested too deeply") from e
     if type(value) is not dict:
         raise CanonicalJSONError(f"JSON top level is {type(value).__name__}, not an object")
     return value
