@@ -217,3 +217,31 @@ def test_migrations_are_idempotent(database_url: str) -> None:
             conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0001"
         )
     engine.dispose()
+
+
+def test_database_down_means_unavailable_and_not_serving(tmp_path: Path, pg_url: str) -> None:
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    running = start_ledger(tmp_path / "home", pg_url, health_interval=0.1)
+    try:
+        with grpc.insecure_channel(running.addr) as channel:
+            stub = pbg.LedgerServiceStub(channel)
+
+            def append() -> pb.AppendRecordsResponse:
+                record = pb.Record(record_id=str(uuid7()), kind=pb.RECORD_KIND_GAP, body_json="{}")
+                return stub.AppendRecords(pb.AppendRecordsRequest(records=[record]))
+
+            assert append().results[0].leaf_index == 0
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{pg_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+            with pytest.raises(grpc.RpcError) as err:
+                append()
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            eventually(
+                lambda: _health(running) == health_pb2.HealthCheckResponse.NOT_SERVING,
+                "NOT_SERVING without a database",
+            )
+    finally:
+        running.stack.stop()

@@ -26,13 +26,16 @@ def create_engine(url: str) -> sa.Engine:
         path = sa.make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: an error must never carry record bodies into a log.
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         # SQLAlchemy's pysqlite driver defers BEGIN; make it explicit (and IMMEDIATE
         # for writers, see `begin_immediate`) so SQLite's locking is predictable.
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=8, max_overflow=8, hide_parameters=True
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

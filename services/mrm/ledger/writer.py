@@ -13,7 +13,10 @@ import queue
 import threading
 from concurrent.futures import Future
 
-from mrm.core.errors import MrmError
+import psycopg
+import sqlalchemy as sa
+
+from mrm.core.errors import MrmError, Unavailable
 from mrm.ledger.records import Appended, PendingBatch
 from mrm.ledger.store import LedgerStore
 
@@ -67,14 +70,30 @@ class GroupCommitWriter:
     def _commit(self, group: list[_Item]) -> None:
         try:
             outcomes = self._store.append_batches([b for b, _ in group])
-        except BaseException as exc:  # every caller must hear about it
-            if not isinstance(exc, MrmError):
-                log.exception("appending %d batches failed", len(group))
+        except Exception as exc:
+            if len(group) > 1 and not isinstance(exc, MrmError):
+                # One batch may be at fault: give each its own transaction so
+                # the others still land and only its caller hears of it.
+                for item in group:
+                    self._commit([item])
+                return
+            failure = _domain_error(exc)
             for _, future in group:
-                future.set_exception(exc)
+                future.set_exception(failure)
             return
         for (_, future), outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, MrmError):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def _domain_error(exc: Exception) -> Exception:
+    """A database that cannot be reached is UNAVAILABLE to the caller, not INTERNAL."""
+    if isinstance(exc, MrmError):
+        return exc
+    if isinstance(exc, sa.exc.OperationalError | psycopg.OperationalError):
+        log.warning("append failed, database unavailable: %s", type(exc).__name__)
+        return Unavailable("the ledger's database is unavailable; retry later")
+    log.error("append failed", exc_info=exc)
+    return exc
