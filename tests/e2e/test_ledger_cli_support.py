@@ -51,3 +51,14 @@ def append_many(addr: str, n: int, *, start: int = 0, batch: int = 500, **fields
 def refresh(addr: str) -> int:
     with LedgerClient(addr) as client:
         return client.checkpoint(refresh=True).tree_size
+
+
+def first_bad_leaf(addr: str) -> dict[str, object]:
+    """Run the full audit, expect it to fail, and return the leaf it names."""
+    result = cli(addr, "ledger", "verify", "-o", "json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    bad = report["first_bad_leaf"]
+    assert isinstance(bad, dict)
+    return bad

@@ -6,7 +6,6 @@ edit rows directly, as a superuser could on PostgreSQL.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 
@@ -17,7 +16,7 @@ from mrm.tlog.canonical import canonical_json
 from mrm.tlog.leaf import leaf_bytes_from_proto
 from mrm.tlog.merkle import leaf_hash
 from tests.conftest import RunningLedger
-from tests.e2e.test_ledger_cli_support import append_many, cli, ok_json, refresh
+from tests.e2e.test_ledger_cli_support import append_many, cli, first_bad_leaf, ok_json, refresh
 
 
 @pytest.fixture
@@ -43,21 +42,11 @@ def _rewritten(addr: str, index: int) -> tuple[str, str, bytes]:
     return rec.record_id, rec.body_json, leaf_hash(leaf_bytes_from_proto(rec))
 
 
-def _first_bad(addr: str) -> dict[str, object]:
-    result = cli(addr, "ledger", "verify", "-o", "json")
-    assert result.exit_code == 1, result.output
-    report = json.loads(result.stdout)
-    assert report["valid"] is False
-    bad = report["first_bad_leaf"]
-    assert isinstance(bad, dict)
-    return bad
-
-
 def test_changed_body(ledger_server: RunningLedger, db: sqlite3.Connection) -> None:
     record_id, body, _ = _rewritten(ledger_server.addr, 57)
     db.execute("UPDATE ledger_leaves SET body = ? WHERE leaf_index = 57", (body,))
     db.commit()
-    bad = _first_bad(ledger_server.addr)
+    bad = first_bad_leaf(ledger_server.addr)
     assert (bad["leaf_index"], bad["record_id"]) == (57, record_id)
 
 
@@ -67,7 +56,7 @@ def test_changed_body_and_stored_hash(ledger_server: RunningLedger, db: sqlite3.
         "UPDATE ledger_leaves SET body = ?, leaf_hash = ? WHERE leaf_index = 23", (body, new_hash)
     )
     db.commit()
-    bad = _first_bad(ledger_server.addr)
+    bad = first_bad_leaf(ledger_server.addr)
     reason = str(bad["reason"])
     if bad["leaf_index"] == 23:
         # Paths whose lowest level does not come from the rewritten column.
@@ -86,5 +75,5 @@ def test_changed_body_and_stored_hash(ledger_server: RunningLedger, db: sqlite3.
 def test_deleted_row(ledger_server: RunningLedger, db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM ledger_leaves WHERE leaf_index = 31")
     db.commit()
-    bad = _first_bad(ledger_server.addr)
+    bad = first_bad_leaf(ledger_server.addr)
     assert (bad["leaf_index"], bad["record_id"]) == (31, None)

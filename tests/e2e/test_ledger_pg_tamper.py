@@ -8,7 +8,6 @@ superuser is that the signed checkpoints no longer match what the database says.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from mrm.client.ledger import LedgerClient
 from mrm.tlog.canonical import canonical_json
 from tests.conftest import RunningLedger
-from tests.e2e.test_ledger_cli_support import append_many, cli, ok_json, refresh
+from tests.e2e.test_ledger_cli_support import append_many, first_bad_leaf, ok_json, refresh
 
 
 @pytest.fixture
@@ -40,16 +39,6 @@ def _record_id(addr: str, index: int) -> str:
         return next(r.record_id for r in client.query(page_size=1000) if r.leaf_index == index)
 
 
-def _first_bad(addr: str) -> dict[str, object]:
-    result = cli(addr, "ledger", "verify", "-o", "json")
-    assert result.exit_code == 1, result.output
-    report = json.loads(result.stdout)
-    assert report["valid"] is False
-    bad = report["first_bad_leaf"]
-    assert isinstance(bad, dict)
-    return bad
-
-
 def test_update_is_named(pg_ledger_server: RunningLedger, superuser: sa.Connection) -> None:
     record_id = _record_id(pg_ledger_server.addr, 77)
     forged = canonical_json({"input": {"income": 1}, "output": {"label": 1}}).decode()
@@ -57,14 +46,14 @@ def test_update_is_named(pg_ledger_server: RunningLedger, superuser: sa.Connecti
         sa.text("UPDATE ledger_leaves SET body = :b WHERE leaf_index = 77"), {"b": forged}
     )
     superuser.commit()
-    bad = _first_bad(pg_ledger_server.addr)
+    bad = first_bad_leaf(pg_ledger_server.addr)
     assert (bad["leaf_index"], bad["record_id"]) == (77, record_id)
 
 
 def test_delete_is_named(pg_ledger_server: RunningLedger, superuser: sa.Connection) -> None:
     superuser.exec_driver_sql("DELETE FROM ledger_leaves WHERE leaf_index = 31")
     superuser.commit()
-    bad = _first_bad(pg_ledger_server.addr)
+    bad = first_bad_leaf(pg_ledger_server.addr)
     assert bad["leaf_index"] == 31
 
 
@@ -100,7 +89,7 @@ def test_replaced_row_is_named(pg_ledger_server: RunningLedger, superuser: sa.Co
         values,
     )
     superuser.commit()
-    bad = _first_bad(pg_ledger_server.addr)
+    bad = first_bad_leaf(pg_ledger_server.addr)
     # Its neighbour's audit path reads the forged stored hash too, and no stored
     # data tells the two apart: the audit names the forged leaf and its sibling.
     assert (bad["leaf_index"], bad["record_id"]) == (12, str(row.record_id))
@@ -155,6 +144,6 @@ def test_inserted_row_is_named(pg_ledger_server: RunningLedger, superuser: sa.Co
     )
     superuser.commit()
     assert index % 2 == 0
-    bad = _first_bad(pg_ledger_server.addr)
+    bad = first_bad_leaf(pg_ledger_server.addr)
     assert (bad["leaf_index"], bad["record_id"]) == (index, forged_id)
     assert "no valid seal" in str(bad["reason"])

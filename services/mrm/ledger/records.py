@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mrm.tlog.leaf import format_timestamp, leaf_bytes, leaf_bytes_at
+from mrm.tlog.leaf import leaf_bytes
 from mrm.tlog.merkle import leaf_hash
 
 RECORD_KINDS = (
@@ -71,9 +71,10 @@ class StoredRecord:
             and self.body == other.body
         )
 
-    def leaf_bytes(self) -> bytes:
+    def leaf_bytes(self, record_id_text: str = "") -> bytes:
+        """The canonical leaf; `record_id_text` spares a str() when the caller has it."""
         return leaf_bytes(
-            record_id=str(self.record_id),
+            record_id=record_id_text or str(self.record_id),
             kind=self.kind,
             model_name=self.model_name,
             model_version=self.model_version,
@@ -83,6 +84,22 @@ class StoredRecord:
             body_canonical=self.body,
             recorded_at_us=self.recorded_at_us,
             actor=self.actor,
+        )
+
+    def stored_columns(self) -> tuple[object, ...]:
+        """The ledger_leaves columns between leaf_index and subtree_hashes (NULL for "")."""
+        return (
+            self.record_id,
+            self.kind,
+            self.model_name or None,
+            self.model_version or None,
+            self.subject or None,
+            self.trace_id or None,
+            self.span_id or None,
+            self.recorded_at_us,
+            self.actor,
+            self.body,
+            self.leaf_hash,
         )
 
 
@@ -102,7 +119,6 @@ class PendingBatch:
     def prepare(cls, records: Sequence[NewRecord], actor: str, recorded_at_us: int) -> PendingBatch:
         prepared = []
         middles: list[tuple[object, ...]] = []
-        stamp = format_timestamp(recorded_at_us)
         for r in records:
             stored = StoredRecord(
                 leaf_index=-1,
@@ -118,36 +134,9 @@ class PendingBatch:
                 actor=actor,
                 leaf_hash=b"",
             )
-            stored.leaf_hash = leaf_hash(
-                leaf_bytes_at(
-                    record_id=r.record_id_text or str(r.record_id),
-                    kind=r.kind,
-                    model_name=r.model_name,
-                    model_version=r.model_version,
-                    subject=r.subject,
-                    trace_id=r.trace_id,
-                    span_id=r.span_id,
-                    body_canonical=r.body,
-                    recorded_at=stamp,
-                    actor=actor,
-                )
-            )
+            stored.leaf_hash = leaf_hash(stored.leaf_bytes(r.record_id_text))
             prepared.append(stored)
-            middles.append(
-                (
-                    r.record_id,
-                    r.kind,
-                    r.model_name or None,
-                    r.model_version or None,
-                    r.subject or None,
-                    r.trace_id or None,
-                    r.span_id or None,
-                    recorded_at_us,
-                    actor,
-                    r.body,
-                    stored.leaf_hash,
-                )
-            )
+            middles.append(stored.stored_columns())
         return cls(prepared, middles)
 
 

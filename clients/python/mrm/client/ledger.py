@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -86,6 +86,20 @@ def _timestamp(moment: datetime) -> Timestamp:
     return ts
 
 
+class RecordQuery(TypedDict, total=False):
+    """Filters of QueryRecords; an absent one matches everything."""
+
+    kind: str | int
+    model_name: str
+    model_version: str
+    subject: str
+    trace_id: str
+    since: datetime | None
+    until: datetime | None
+    page_size: int
+    newest_first: bool
+
+
 class LedgerClient:
     """LedgerService over one channel. Use as a context manager or call close()."""
 
@@ -128,33 +142,21 @@ class LedgerClient:
         req = ledger_pb2.GetRecordRequest(record_id=record_id)
         return self._call(self._stub.GetRecord, req).record
 
-    def query_pages(
-        self,
-        *,
-        kind: str | int = 0,
-        model_name: str = "",
-        model_version: str = "",
-        subject: str = "",
-        trace_id: str = "",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        page_size: int = 1000,
-        newest_first: bool = False,
-    ) -> Iterator[Sequence[Record]]:
+    def query_pages(self, **q: Unpack[RecordQuery]) -> Iterator[Sequence[Record]]:
         """Pages of matching records; the next page is fetched while the caller
         works on the current one, so a full audit overlaps network and hashing."""
         req = ledger_pb2.QueryRecordsRequest(
-            kind=kind_value(kind),
-            model_name=model_name,
-            model_version=model_version,
-            subject=subject,
-            trace_id=trace_id,
-            page_size=page_size,
-            newest_first=newest_first,
+            kind=kind_value(q.get("kind", 0)),
+            model_name=q.get("model_name", ""),
+            model_version=q.get("model_version", ""),
+            subject=q.get("subject", ""),
+            trace_id=q.get("trace_id", ""),
+            page_size=q.get("page_size", 1000),
+            newest_first=q.get("newest_first", False),
         )
-        if since is not None:
+        if (since := q.get("since")) is not None:
             req.start_time.CopyFrom(_timestamp(since))
-        if until is not None:
+        if (until := q.get("until")) is not None:
             req.end_time.CopyFrom(_timestamp(until))
         future = self._stub.QueryRecords.future(req, timeout=self.timeout)
         while True:
@@ -169,34 +171,12 @@ class LedgerClient:
             if not page.next_page_token:
                 return
 
-    def query(
-        self,
-        *,
-        kind: str | int = 0,
-        model_name: str = "",
-        model_version: str = "",
-        subject: str = "",
-        trace_id: str = "",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        page_size: int = 1000,
-        newest_first: bool = False,
-    ) -> Iterator[Record]:
+    def query(self, **q: Unpack[RecordQuery]) -> Iterator[Record]:
         """Every record matching all the given filters, following page tokens.
 
         `since` is inclusive and `until` exclusive; naive datetimes are taken as UTC.
         """
-        for page in self.query_pages(
-            kind=kind,
-            model_name=model_name,
-            model_version=model_version,
-            subject=subject,
-            trace_id=trace_id,
-            since=since,
-            until=until,
-            page_size=page_size,
-            newest_first=newest_first,
-        ):
+        for page in self.query_pages(**q):
             yield from page
 
     def checkpoint(self, *, refresh: bool = False) -> Checkpoint:

@@ -60,38 +60,10 @@ def leaf_bytes(
     actor: str,
 ) -> bytes:
     """The canonical JSON leaf of one record; `body_canonical` must already be RFC 8785."""
-    return leaf_bytes_at(
-        record_id=record_id,
-        kind=kind,
-        model_name=model_name,
-        model_version=model_version,
-        subject=subject,
-        trace_id=trace_id,
-        span_id=span_id,
-        body_canonical=body_canonical,
-        recorded_at=format_timestamp(recorded_at_us),
-        actor=actor,
-    )
-
-
-def leaf_bytes_at(
-    *,
-    record_id: str,
-    kind: str,
-    model_name: str,
-    model_version: str,
-    subject: str,
-    trace_id: str,
-    span_id: str,
-    body_canonical: str,
-    recorded_at: str,
-    actor: str,
-) -> bytes:
-    """`leaf_bytes` with the time already formatted (a batch shares one)."""
     return (
         f'{{"actor":{_s(actor)},"body":{body_canonical},"kind":{_s(kind)},'
         f'"model_name":{_s(model_name)},"model_version":{_s(model_version)},'
-        f'"record_id":{_s(record_id)},"recorded_at":"{recorded_at}",'
+        f'"record_id":{_s(record_id)},"recorded_at":"{format_timestamp(recorded_at_us)}",'
         f'"span_id":{_s(span_id)},"subject":{_s(subject)},'
         f'"trace_id":{_s(trace_id)},"v":{LEAF_FORMAT_VERSION}}}'
     ).encode()
