@@ -129,7 +129,7 @@ def main() -> None:
     grpc_rate = appended / elapsed
     copy_rate = args.records / copy_s
     save(
-        "ledger_append",
+        "ledger_append" if args.replicas == 1 else f"ledger_append_{args.replicas}_replicas",
         {
             "records": args.records,
             "batch": BATCH,
