@@ -71,12 +71,17 @@ class RunningLedger:
     settings: Settings
     stack: BackgroundStack
 
+    @property
+    def registry_addr(self) -> str:
+        return self.stack.stack.registry_addr
+
 
 def start_ledger(home: Path, database_url: str | None = None, **overrides: object) -> RunningLedger:
     settings = Settings(
         home=home,
         database_url=database_url,
         ledger_addr="127.0.0.1:0",
+        registry_addr="127.0.0.1:0",
         **overrides,  # type: ignore[arg-type]
     )
     stack = BackgroundStack(settings)

@@ -53,6 +53,7 @@ def up() -> None:
 
     async def run() -> None:
         stack = await Stack.start(settings)
+        click.echo(f"mrm: registry {settings.registry_addr}")
         click.echo(f"mrm: ledger   {settings.ledger_addr}  (origin {stack.ledger.origin})")
         click.echo(f"mrm: verifier key {stack.ledger.verifier_key}")
         click.echo("mrm: ready", err=False)

@@ -12,10 +12,11 @@ import threading
 from dataclasses import dataclass
 
 from mrm.core import db
-from mrm.core.server import GrpcServer
+from mrm.core.server import GrpcServer, Service
 from mrm.core.settings import Settings
 from mrm.ledger.app import ledger_service, open_ledger
 from mrm.ledger.service import Ledger
+from mrm.registry.app import registry_service
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +31,35 @@ class Stack:
     def ledger_addr(self) -> str:
         return f"127.0.0.1:{self.servers['ledger'].port}"
 
+    @property
+    def registry_addr(self) -> str:
+        return f"127.0.0.1:{self.servers['registry'].port}"
+
     @classmethod
     async def start(cls, settings: Settings) -> Stack:
         engine = db.create_engine(settings.resolved_database_url())
         await asyncio.to_thread(db.upgrade, engine, app_role=settings.database_app_role)
         ledger = await asyncio.to_thread(open_ledger, settings, engine)
-        server = GrpcServer(
-            settings.ledger_addr,
-            [ledger_service(settings, engine, ledger)],
-            grace=settings.shutdown_grace,
-            health_interval=settings.health_interval,
-            max_message_bytes=settings.grpc_max_message_bytes,
-            reuse_port=settings.reuse_port,
+
+        def server(addr: str, service: Service) -> GrpcServer:
+            return GrpcServer(
+                addr,
+                [service],
+                grace=settings.shutdown_grace,
+                health_interval=settings.health_interval,
+                max_message_bytes=settings.grpc_max_message_bytes,
+                reuse_port=settings.reuse_port,
+            )
+
+        servers = {"ledger": server(settings.ledger_addr, ledger_service(settings, engine, ledger))}
+        await servers["ledger"].start()
+        # The registry reaches the ledger over gRPC, like any other client would.
+        ledger_target = f"127.0.0.1:{servers['ledger'].port}"
+        servers["registry"] = server(
+            settings.registry_addr, registry_service(settings, engine, ledger_target)
         )
-        await server.start()
-        return cls(settings, ledger, {"ledger": server})
+        await servers["registry"].start()
+        return cls(settings, ledger, servers)
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.servers.values()))

@@ -173,6 +173,7 @@ def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
     env = os.environ | {
         "MRM_HOME": str(tmp_path / "home"),
         "MRM_LEDGER_ADDR": f"127.0.0.1:{port}",
+        "MRM_REGISTRY_ADDR": f"127.0.0.1:{_free_port()}",
     }
     mrm = str(Path(sys.executable).with_name("mrm"))
     proc = subprocess.Popen(
@@ -196,6 +197,7 @@ def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert "ledger" in out
+    assert "registry" in out
     assert "shutting down" in err
     assert "Traceback" not in err
 
@@ -210,13 +212,14 @@ def _free_port() -> int:
 
 def test_migrations_are_idempotent(database_url: str) -> None:
     engine = db.create_engine(database_url)
-    db.upgrade(engine)
-    db.upgrade(engine)
-    with engine.connect() as conn:
-        assert (
-            conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0001"
-        )
-    engine.dispose()
+    try:
+        db.upgrade(engine)
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()
+        assert version == db.head_revision() == "0002"
+    finally:
+        engine.dispose()
 
 
 def test_database_down_means_unavailable_and_not_serving(tmp_path: Path, pg_url: str) -> None:

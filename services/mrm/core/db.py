@@ -17,7 +17,18 @@ log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-APPEND_ONLY_TABLES = ("ledger_log", "ledger_leaves", "ledger_checkpoints")
+# Tables the services may read and append to, never change: the ledger, and the
+# registry's artifacts and stage history.
+APPEND_ONLY_TABLES = (
+    "ledger_log",
+    "ledger_leaves",
+    "ledger_checkpoints",
+    "registry_artifacts",
+    "registry_version_artifacts",
+    "registry_stage_events",
+)
+# Tables the services also update (a model's description, ...): no DELETE.
+MUTABLE_TABLES = ("registry_models", "registry_versions")
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -57,13 +68,25 @@ def upgrade(engine: sa.Engine, *, app_role: str | None = None) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            if app_role:
-                grant_app_role(conn, app_role)
+        conn = engine.connect()
     except sa.exc.OperationalError as exc:
         raise Unavailable(f"database unreachable: {_short(exc)}") from exc
+    with conn, conn.begin():
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        if app_role:
+            grant_app_role(conn, app_role)
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
 
 
 def grant_app_role(conn: sa.Connection, role: str) -> None:
@@ -72,9 +95,12 @@ def grant_app_role(conn: sa.Connection, role: str) -> None:
         return
     if not _ROLE_NAME.match(role):
         raise ValueError(f"database_app_role: {role!r} is not a plain PostgreSQL role name")
-    for table in APPEND_ONLY_TABLES:
+    for table in APPEND_ONLY_TABLES + MUTABLE_TABLES:
         conn.exec_driver_sql(f'REVOKE ALL ON {table} FROM PUBLIC, "{role}"')
         conn.exec_driver_sql(f'GRANT SELECT, INSERT ON {table} TO "{role}"')
+    for table in MUTABLE_TABLES:
+        conn.exec_driver_sql(f'GRANT UPDATE ON {table} TO "{role}"')
+    conn.exec_driver_sql(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
     conn.exec_driver_sql(f'GRANT SELECT ON alembic_version TO "{role}"')
 
 

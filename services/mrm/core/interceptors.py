@@ -70,41 +70,42 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        if handler.unary_unary:
-            inner: Any = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def mapped(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+            if isinstance(exc, grpc.aio.AbortError | grpc.aio.BaseError):
+                raise exc
+            status = to_status(exc) if isinstance(exc, MrmError) else _internal(method, exc)
+            await context.abort_with_status(status)
+
+        def single(inner: Any) -> Any:  # one response: unary-unary and stream-unary
+            async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
                     return await inner(request, context)
-                except MrmError as exc:
-                    await context.abort_with_status(to_status(exc))
-                except (grpc.aio.AbortError, grpc.aio.BaseError):
-                    raise
                 except Exception as exc:
-                    await context.abort_with_status(_internal(method, exc))
+                    await mapped(context, exc)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            inner_stream: Any = handler.unary_stream
+            return run
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        def streamed(inner: Any) -> Any:  # a response stream: unary-stream and stream-stream
+            async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
-                    async for item in inner_stream(request, context):
+                    async for item in inner(request, context):
                         yield item
-                except MrmError as exc:
-                    await context.abort_with_status(to_status(exc))
-                except (grpc.aio.AbortError, grpc.aio.BaseError):
-                    raise
                 except Exception as exc:
-                    await context.abort_with_status(_internal(method, exc))
+                    await mapped(context, exc)
 
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return run
+
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(single(handler.unary_unary), **kw)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(single(handler.stream_unary), **kw)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(streamed(handler.unary_stream), **kw)
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(streamed(handler.stream_stream), **kw)
         return handler

@@ -37,6 +37,8 @@ class Service:
         default_factory=list
     )
     """Jobs that run while the server does; each returns soon after its event is set."""
+    close: Callable[[], None] | None = None
+    """Releases what the service holds (clients, pools) once the server has stopped."""
 
 
 async def wait_either(event: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
@@ -156,6 +158,9 @@ class GrpcServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(self.grace)
+        for svc in self.services:
+            if svc.close is not None:
+                svc.close()
         log.info("stopped %s", self.address)
 
 

@@ -23,6 +23,18 @@ class Settings(BaseSettings):
     """PostgreSQL role the services run as. Migrations grant it SELECT and INSERT
     on the ledger tables and nothing more (no UPDATE, DELETE or TRUNCATE)."""
 
+    registry_addr: str = "localhost:50051"
+    """Where the registry's gRPC server listens."""
+
+    artifact_dir: Path | None = None
+    """The content-addressed artifact store. Default: `home`/artifacts."""
+
+    max_artifact_bytes: int = Field(default=2 << 30, ge=1024)
+    """Largest artifact the registry accepts (default 2 GiB)."""
+
+    watch_interval: float = Field(default=1.0, gt=0)
+    """Seconds between WatchDeployments polls of the stage history."""
+
     ledger_addr: str = "localhost:50052"
     """Where the ledger's gRPC server listens (host:port; ':port' means all interfaces)."""
 
@@ -65,6 +77,9 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'mrm.db').resolve()}"
+
+    def resolved_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.home / "artifacts"
 
     def resolved_key_file(self) -> Path:
         return self.ledger_key_file or self.home / "ledger.key"

@@ -63,7 +63,12 @@ class GroupCommitWriter:
                     break
                 group.append(item)
                 total += len(item[0].records)
-            self._commit(group)
+            # A caller that gave up (its RPC was cancelled) before its turn is
+            # dropped; once running, a batch can no longer be cancelled, so its
+            # caller always hears the outcome.
+            live = [item for item in group if item[1].set_running_or_notify_cancel()]
+            if live:
+                self._commit(live)
             if stop:
                 return
 

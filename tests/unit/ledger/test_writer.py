@@ -63,3 +63,18 @@ def test_queued_calls_share_one_transaction_and_a_bad_one_is_isolated() -> None:
     # 1 alone, then the group of 3 failed and was retried one by one.
     assert store.transactions == [1, 1, 1]
     writer.close()
+
+
+def test_a_cancelled_caller_does_not_stop_the_writer() -> None:
+    store = FakeStore()
+    writer = GroupCommitWriter(cast(LedgerStore, store))
+    blocker = writer.submit(batch())
+    gone = writer.submit(batch())
+    assert gone.cancel()  # still queued: cancellable, and then never appended
+    after = writer.submit(batch())
+    store.gate.set()
+    assert blocker.result(5) == []
+    assert after.result(5) == []
+    assert sum(store.transactions) == 2  # the cancelled batch was never appended
+    assert gone.cancelled()
+    writer.close()

@@ -1,0 +1,82 @@
+"""The registry's domain types."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+STAGES = ("NONE", "STAGING", "PRODUCTION", "ARCHIVED")
+ROLES = ("ONNX_MODEL", "BACKGROUND_SAMPLE", "INPUT_SCHEMA", "EVALUATION")
+
+# semver.org's own regular expression (MAJOR.MINOR.PATCH, optional pre-release and build).
+SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
+)
+MODEL_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    created_at_us: int
+    production_version: str = ""
+    staging_versions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    role: str
+    sha256: str
+    size: int
+    media_type: str
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    model_name: str
+    version: str
+    artifacts: tuple[ArtifactInfo, ...]
+    stage: str
+    sample_rate: float
+    facts_json: str
+    created_by: str
+    created_at_us: int
+    ingested_record_id: str
+
+    def same_registration(self, other: NewVersion) -> bool:
+        """Whether a replayed registration carries what was registered first."""
+        mine = {(a.role, a.sha256) for a in self.artifacts}
+        theirs = {(a.role, a.sha256) for a in other.artifacts}
+        return mine == theirs and self.sample_rate == other.sample_rate
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    model_name: str
+    version: str
+    semver: tuple[int, int, int, str]
+    artifacts: tuple[ArtifactInfo, ...]
+    sample_rate: float
+    facts_json: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    model_name: str
+    version: str
+    stage: str
+    reason: str
+    actor: str
+    record_id: str
+    created_at_us: int
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: VersionInfo
+    demoted_version: str = ""
+    events: list[StageEvent] = field(default_factory=list)

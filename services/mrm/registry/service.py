@@ -1,0 +1,154 @@
+"""The registry's domain core. Every change is written to the ledger before it is kept."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mrm.client import errors as client_errors
+from mrm.client.ledger import LedgerClient, new_record
+from mrm.core.errors import AlreadyExists, InvalidArgument, Unavailable
+from mrm.ledger.clock import now_us
+from mrm.registry.artifacts import ArtifactStore, ArtifactWrite
+from mrm.registry.entities import ModelInfo, NewVersion, Promotion, StageEvent, VersionInfo
+from mrm.registry.store import RegistryStore
+from mrm.tlog.canonical import parse_json_object
+from mrm.v1 import ledger_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: VersionInfo
+    already_registered: bool
+    leaf_index: int
+
+
+class Registry:
+    def __init__(
+        self, store: RegistryStore, artifacts: ArtifactStore, ledger: LedgerClient
+    ) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.ledger = ledger
+
+    # -- the ledger -------------------------------------------------------------
+
+    def _append(self, record: ledger_pb2.Record) -> int:
+        """Append one record; its id makes a retry after a lost reply harmless."""
+        try:
+            return int(self.ledger.append([record])[0].leaf_index)
+        except client_errors.Unavailable as e:
+            raise Unavailable(
+                f"the ledger is unavailable ({e.summary()}); nothing was changed"
+            ) from e
+        except client_errors.AlreadyExists as e:
+            raise AlreadyExists(f"request_id was used for another change: {e.summary()}") from e
+        except client_errors.InvalidArgument as e:
+            raise InvalidArgument(
+                "version.facts_json", f"the ledger refused it: {e.summary()}"
+            ) from e
+        except client_errors.MrmRpcError as e:
+            raise Unavailable(f"the ledger failed ({e.summary()}); nothing was changed") from e
+
+    # -- models and artifacts ---------------------------------------------------
+
+    def create_model(self, name: str, description: str) -> ModelInfo:
+        return self.store.create_model(name, description, now_us())[0]
+
+    def get_model(self, name: str) -> ModelInfo:
+        return self.store.get_model(name)
+
+    def list_models(self, *, after: str, limit: int) -> list[ModelInfo]:
+        return self.store.list_models(after=after, limit=limit)
+
+    def begin_upload(self, sha256: str, size: int) -> ArtifactWrite:
+        return self.artifacts.begin(sha256, size)
+
+    def finish_upload(self, write: ArtifactWrite, media_type: str) -> bool:
+        """Publish the verified bytes and index them; True if they were new."""
+        write.finish()
+        return self.store.add_artifact(write.sha256, write.size, media_type, now_us())
+
+    def read_artifact(self, sha256: str) -> Iterator[bytes]:
+        return self.artifacts.read(sha256)
+
+    # -- versions ---------------------------------------------------------------
+
+    def register(self, new: NewVersion, actor: str) -> Registered:
+        """Record MODEL_INGESTED, then register; a replay returns the original."""
+        existing = self.store.check_registrable(new)
+        if existing is not None:
+            return Registered(existing, True, self._leaf_of(existing.ingested_record_id))
+        body = {
+            "artifacts": {a.role.lower(): a.sha256 for a in new.artifacts},
+            "facts": parse_json_object(new.facts_json),
+            "registered_by": actor,
+            "sample_rate": new.sample_rate,
+        }
+        leaf = self._append(
+            new_record(
+                "MODEL_INGESTED",
+                body,
+                record_id=new.request_id,
+                model_name=new.model_name,
+                model_version=new.version,
+            )
+        )
+        version, created = self.store.register_version(new, actor, now_us())
+        return Registered(version, not created, leaf)
+
+    def _leaf_of(self, record_id: str) -> int:
+        try:
+            return int(self.ledger.get_record(record_id).leaf_index)
+        except client_errors.MrmRpcError as e:
+            raise Unavailable(f"the ledger cannot find record {record_id}: {e.summary()}") from e
+
+    def get_version(self, model_name: str, version: str) -> VersionInfo:
+        return self.store.get_version(model_name, version)
+
+    def list_versions(self, model_name: str, *, offset: int, limit: int) -> list[VersionInfo]:
+        self.store.get_model(model_name)  # NOT_FOUND for an unknown model
+        return self.store.list_versions(model_name, offset=offset, limit=limit)
+
+    def promote(
+        self, model_name: str, version: str, stage: str, *, reason: str, actor: str, request_id: str
+    ) -> Promotion:
+        """Record the DEPLOYMENT, then apply it."""
+        demoted, replayed = self.store.plan_promotion(model_name, version, stage, request_id)
+        if replayed is not None:
+            return replayed
+        self._append(
+            new_record(
+                "DEPLOYMENT",
+                {
+                    "action": "promote",
+                    "actor": actor,
+                    "demoted_version": demoted,
+                    "reason": reason,
+                    "stage": stage,
+                },
+                record_id=request_id,
+                model_name=model_name,
+                model_version=version,
+            )
+        )
+        return self.store.promote(
+            model_name,
+            version,
+            stage,
+            reason=reason,
+            actor=actor,
+            record_id=request_id,
+            now_us=now_us(),
+            expected_demoted=demoted,
+        )
+
+    def history(self, model_name: str) -> list[StageEvent]:
+        self.store.get_model(model_name)
+        return self.store.history(model_name)
+
+    def deployments(self, model_name: str) -> list[VersionInfo]:
+        return self.store.deployments(model_name or None)

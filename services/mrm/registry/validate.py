@@ -1,0 +1,127 @@
+"""One validator per RegistryService request: protobuf in, domain values out."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+from mrm.core.errors import InvalidArgument
+from mrm.ledger.validate import parse_record_id
+from mrm.registry.entities import MODEL_NAME, ROLES, SEMVER, STAGES, ArtifactInfo, NewVersion
+from mrm.tlog.canonical import CanonicalJSONError, canonicalize_json_object
+from mrm.v1 import registry_pb2
+
+_MAX_TEXT = 1000
+_MAX_FACTS = 64 * 1024
+_MAX_PAGE = 1000
+
+
+def model_name(value: str, field: str) -> str:
+    if not MODEL_NAME.fullmatch(value):
+        raise InvalidArgument(
+            field,
+            f"{value[:80]!r} is not a model name (want a lowercase letter, then up to 62 "
+            "lowercase letters, digits or '-', e.g. credit-risk)",
+        )
+    return value
+
+
+def semver(value: str, field: str) -> tuple[int, int, int, str]:
+    match = SEMVER.fullmatch(value)
+    if match is None or len(value) > 64:
+        raise InvalidArgument(
+            field, f"{value[:80]!r} is not semver (want MAJOR.MINOR.PATCH, e.g. 1.2.4)"
+        )
+    return int(match[1]), int(match[2]), int(match[3]), match[4] or ""
+
+
+def _text(value: str, field: str) -> str:
+    if len(value) > _MAX_TEXT:
+        raise InvalidArgument(field, f"is {len(value)} characters (at most {_MAX_TEXT})")
+    return value
+
+
+def page_size(value: int) -> int:
+    if not 0 <= value <= _MAX_PAGE:
+        raise InvalidArgument("page_size", f"{value} is out of range (want 0 to {_MAX_PAGE})")
+    return value or 100
+
+
+def encode_token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode() if token else ""
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("page_token", "is not a token this server issued") from None
+
+
+def validate_create_model(req: registry_pb2.CreateModelRequest) -> tuple[str, str]:
+    return model_name(req.model.name, "model.name"), _text(
+        req.model.description, "model.description"
+    )
+
+
+_ROLE_NAMES: dict[int, str] = {
+    v: n.removeprefix("ARTIFACT_ROLE_") for n, v in registry_pb2.ArtifactRole.items()
+}
+_STAGE_NAMES: dict[int, str] = {v: n.removeprefix("STAGE_") for n, v in registry_pb2.Stage.items()}
+
+
+def _role(value: int, field: str) -> str:
+    role = _ROLE_NAMES.get(value, "")
+    if role not in ROLES:
+        raise InvalidArgument(
+            field, f"{value} is not an artifact role (want one of {', '.join(ROLES)})"
+        )
+    return role
+
+
+def validate_register(req: registry_pb2.RegisterVersionRequest) -> NewVersion:
+    v = req.version
+    name = model_name(v.model_name, "version.model_name")
+    parsed = semver(v.version, "version.version")
+    arts: list[ArtifactInfo] = []
+    for i, a in enumerate(v.artifacts):
+        role = _role(a.role, f"version.artifacts[{i}].role")
+        if any(x.role == role for x in arts):
+            raise InvalidArgument(f"version.artifacts[{i}].role", f"{role} is given twice")
+        if len(a.sha256) != 64 or any(c not in "0123456789abcdef" for c in a.sha256):
+            raise InvalidArgument(
+                f"version.artifacts[{i}].sha256", "is not 64 lowercase hex digits"
+            )
+        arts.append(ArtifactInfo(role, a.sha256, 0, ""))
+    if not any(a.role == "ONNX_MODEL" for a in arts):
+        raise InvalidArgument("version.artifacts", "needs the ONNX_MODEL artifact")
+    if math.isnan(v.sample_rate) or not 0 <= v.sample_rate <= 1:
+        raise InvalidArgument("version.sample_rate", f"{v.sample_rate} is not between 0 and 1")
+    facts = v.facts_json or "{}"
+    if len(facts) > _MAX_FACTS:
+        raise InvalidArgument("version.facts_json", f"is over {_MAX_FACTS} characters")
+    try:
+        facts = canonicalize_json_object(facts)
+    except CanonicalJSONError as e:
+        raise InvalidArgument("version.facts_json", f"is not a JSON object: {e}") from None
+    if v.stage or v.created_by or v.ingested_record_id or v.HasField("create_time"):
+        raise InvalidArgument("version", "has output-only fields set (stage, created_by, …)")
+    return NewVersion(
+        model_name=name,
+        version=v.version,
+        semver=parsed,
+        artifacts=tuple(arts),
+        sample_rate=v.sample_rate,
+        facts_json=facts,
+        request_id=str(parse_record_id(req.request_id, "request_id")),
+    )
+
+
+def validate_promote(req: registry_pb2.PromoteVersionRequest) -> tuple[str, str, str, str, str]:
+    name = model_name(req.model_name, "model_name")
+    semver(req.version, "version")
+    stage = _STAGE_NAMES.get(req.stage, "")
+    if stage not in STAGES or stage == "NONE":
+        raise InvalidArgument("stage", "must be STAGING, PRODUCTION or ARCHIVED")
+    request_id = str(parse_record_id(req.request_id, "request_id"))
+    return name, req.version, stage, _text(req.reason, "reason"), request_id
