@@ -266,3 +266,65 @@ def test_watch_deployments(registry: pbg.RegistryServiceStub) -> None:
     }
     assert changes == {("1.0.0", pb.STAGE_STAGING, False), ("1.1.0", pb.STAGE_PRODUCTION, False)}
     stream.cancel()
+
+
+def test_linked_records_land_with_the_version(
+    registry: pbg.RegistryServiceStub, stack: RunningLedger
+) -> None:
+    from mrm.v1 import ledger_pb2
+
+    registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
+    upload(registry, b"m")
+    lineage, perf = str(uuid7()), str(uuid7())
+
+    def linked(
+        kind: ledger_pb2.RecordKind.ValueType, rid: str, version: str = "1.0.0"
+    ) -> ledger_pb2.Record:
+        return ledger_pb2.Record(
+            record_id=rid,
+            kind=kind,
+            model_name="credit-risk",
+            model_version=version,
+            body_json='{"x":1}',
+        )
+
+    def reg(records: list[ledger_pb2.Record]) -> pb.RegisterVersionResponse:
+        return registry.RegisterVersion(
+            pb.RegisterVersionRequest(
+                version=pb.ModelVersion(
+                    model_name="credit-risk",
+                    version="1.0.0",
+                    artifacts=[
+                        pb.ArtifactRef(
+                            role=pb.ARTIFACT_ROLE_ONNX_MODEL,
+                            sha256=hashlib.sha256(b"m").hexdigest(),
+                        )
+                    ],
+                    sample_rate=1.0,
+                ),
+                request_id=str(uuid7()),
+                linked_records=records,
+            )
+        )
+
+    assert (
+        bad_request(lambda: reg([linked(ledger_pb2.RECORD_KIND_PREDICTION, lineage)]))[1]
+        == "linked_records[0].kind"
+    )
+    assert bad_request(
+        lambda: reg([linked(ledger_pb2.RECORD_KIND_DATA_LINEAGE, lineage, "2.0.0")])
+    )[1] == ("linked_records[0].model_name")
+    done = reg(
+        [
+            linked(ledger_pb2.RECORD_KIND_DATA_LINEAGE, lineage),
+            linked(ledger_pb2.RECORD_KIND_PERFORMANCE_SNAPSHOT, perf),
+        ]
+    )
+    with LedgerClient(stack.addr) as ledger:
+        ingested = ledger.get_record(done.version.ingested_record_id)
+        assert json.loads(ingested.body_json)["linked_records"] == {
+            "data_lineage": lineage,
+            "performance_snapshot": perf,
+        }
+        assert ledger.get_record(lineage).leaf_index == done.leaf_index + 1
+        assert ledger.get_record(perf).leaf_index == done.leaf_index + 2

@@ -62,6 +62,19 @@ class NewVersion:
     sample_rate: float
     facts_json: str
     request_id: str
+    linked: tuple[LinkedRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class LinkedRecord:
+    """A fact recorded with a version (lineage, metrics, SHAP baseline)."""
+
+    record_id: str
+    kind: str
+    body_json: str
+
+
+LINKED_KINDS = ("DATA_LINEAGE", "PERFORMANCE_SNAPSHOT", "EXPLAINABILITY_BASELINE")
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,13 @@ class Registry:
 
     # -- the ledger -------------------------------------------------------------
 
-    def _append(self, record: ledger_pb2.Record) -> int:
-        """Append one record; its id makes a retry after a lost reply harmless."""
+    def _append(self, *records: ledger_pb2.Record) -> int:
+        """Append records in one atomic batch; the first one's leaf index.
+
+        Their ids make a retry after a lost reply harmless.
+        """
         try:
-            return int(self.ledger.append([record])[0].leaf_index)
+            return int(self.ledger.append(list(records))[0].leaf_index)
         except client_errors.Unavailable as e:
             raise Unavailable(
                 f"the ledger is unavailable ({e.summary()}); nothing was changed"
@@ -85,18 +88,28 @@ class Registry:
         body = {
             "artifacts": {a.role.lower(): a.sha256 for a in new.artifacts},
             "facts": parse_json_object(new.facts_json),
+            "linked_records": {r.kind.lower(): r.record_id for r in new.linked},
             "registered_by": actor,
             "sample_rate": new.sample_rate,
         }
-        leaf = self._append(
-            new_record(
-                "MODEL_INGESTED",
-                body,
-                record_id=new.request_id,
+        ingested = new_record(
+            "MODEL_INGESTED",
+            body,
+            record_id=new.request_id,
+            model_name=new.model_name,
+            model_version=new.version,
+        )
+        linked = [
+            ledger_pb2.Record(
+                record_id=r.record_id,
+                kind=ledger_pb2.RecordKind.Value("RECORD_KIND_" + r.kind),
                 model_name=new.model_name,
                 model_version=new.version,
+                body_json=r.body_json,
             )
-        )
+            for r in new.linked
+        ]
+        leaf = self._append(ingested, *linked)
         version, created = self.store.register_version(new, actor, now_us())
         return Registered(version, not created, leaf)
 

@@ -176,6 +176,25 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             record_id=request_id,
         )
 
+    async def ListStageChanges(
+        self, request: pb.ListStageChangesRequest, context: Context
+    ) -> pb.ListStageChangesResponse:
+        name = validate.model_name(request.model_name, "model_name")
+        events = await asyncio.to_thread(self.registry.history, name)
+        return pb.ListStageChangesResponse(
+            changes=[
+                pb.StageChange(
+                    version=e.version,
+                    stage=pb.Stage.Value("STAGE_" + e.stage),
+                    reason=e.reason,
+                    actor=e.actor,
+                    record_id=e.record_id,
+                    change_time=_ts(e.created_at_us),
+                )
+                for e in events
+            ]
+        )
+
     async def WatchDeployments(
         self, request: pb.WatchDeploymentsRequest, context: Context
     ) -> AsyncIterator[pb.WatchDeploymentsResponse]:

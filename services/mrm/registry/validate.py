@@ -7,9 +7,18 @@ import math
 
 from mrm.core.errors import InvalidArgument
 from mrm.ledger.validate import parse_record_id
-from mrm.registry.entities import MODEL_NAME, ROLES, SEMVER, STAGES, ArtifactInfo, NewVersion
+from mrm.registry.entities import (
+    LINKED_KINDS,
+    MODEL_NAME,
+    ROLES,
+    SEMVER,
+    STAGES,
+    ArtifactInfo,
+    LinkedRecord,
+    NewVersion,
+)
 from mrm.tlog.canonical import CanonicalJSONError, canonicalize_json_object
-from mrm.v1 import registry_pb2
+from mrm.v1 import ledger_pb2, registry_pb2
 
 _MAX_TEXT = 1000
 _MAX_FACTS = 64 * 1024
@@ -67,6 +76,9 @@ def validate_create_model(req: registry_pb2.CreateModelRequest) -> tuple[str, st
 _ROLE_NAMES: dict[int, str] = {
     v: n.removeprefix("ARTIFACT_ROLE_") for n, v in registry_pb2.ArtifactRole.items()
 }
+_KIND_NAMES: dict[int, str] = {
+    v: n.removeprefix("RECORD_KIND_") for n, v in ledger_pb2.RecordKind.items()
+}
 _STAGE_NAMES: dict[int, str] = {v: n.removeprefix("STAGE_") for n, v in registry_pb2.Stage.items()}
 
 
@@ -106,6 +118,17 @@ def validate_register(req: registry_pb2.RegisterVersionRequest) -> NewVersion:
         raise InvalidArgument("version.facts_json", f"is not a JSON object: {e}") from None
     if v.stage or v.created_by or v.ingested_record_id or v.HasField("create_time"):
         raise InvalidArgument("version", "has output-only fields set (stage, created_by, …)")
+    linked: list[LinkedRecord] = []
+    for i, r in enumerate(req.linked_records):
+        p = f"linked_records[{i}]"
+        kind = _KIND_NAMES.get(r.kind, "")
+        if kind not in LINKED_KINDS:
+            raise InvalidArgument(f"{p}.kind", f"must be one of {', '.join(LINKED_KINDS)}")
+        if (r.model_name, r.model_version) != (name, v.version):
+            raise InvalidArgument(f"{p}.model_name", f"must be {name} {v.version}, this version")
+        linked.append(
+            LinkedRecord(str(parse_record_id(r.record_id, f"{p}.record_id")), kind, r.body_json)
+        )
     return NewVersion(
         model_name=name,
         version=v.version,
@@ -114,6 +137,7 @@ def validate_register(req: registry_pb2.RegisterVersionRequest) -> NewVersion:
         sample_rate=v.sample_rate,
         facts_json=facts,
         request_id=str(parse_record_id(req.request_id, "request_id")),
+        linked=tuple(linked),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from mrm.cli import records, verify
+from mrm.cli import models, records, verify
 from mrm.cli.errors import EXIT_CHECK_FAILED, report
 from mrm.cli.ledger import ledger
 from mrm.cli.session import Settings
@@ -64,6 +64,13 @@ class MrmctlGroup(click.Group):
     help="The ledger's gRPC address (env MRM_LEDGER_ADDR).",
 )
 @click.option(
+    "--registry-addr",
+    envvar="MRM_REGISTRY_ADDR",
+    default="localhost:50051",
+    show_default=True,
+    help="The registry's gRPC address (env MRM_REGISTRY_ADDR).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
@@ -72,16 +79,18 @@ class MrmctlGroup(click.Group):
 )
 @click.version_option(package_name="mrm", prog_name="mrmctl")
 @click.pass_context
-def mrmctl(ctx: click.Context, ledger_addr: str, timeout: float) -> None:
+def mrmctl(ctx: click.Context, ledger_addr: str, registry_addr: str, timeout: float) -> None:
     """MRM: a tamper-evident audit trail for machine-learning models.
 
     Exit codes: 0 success, 1 a check failed, 2 usage or input error,
     3 a service is unreachable.
     """
-    ctx.obj = Settings(ledger_addr=ledger_addr, timeout=timeout)
+    ctx.obj = Settings(ledger_addr=ledger_addr, timeout=timeout, registry_addr=registry_addr)
 
 
 mrmctl.add_command(ledger)
+for command in (models.models, models.promote, models.rollback):
+    mrmctl.add_command(command)
 
 
 def main() -> None:

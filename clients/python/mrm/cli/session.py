@@ -12,6 +12,7 @@ from mrm.cli.errors import EXIT_UNAVAILABLE, CliError
 from mrm.cli.output import rfc3339
 from mrm.client.errors import Unavailable
 from mrm.client.ledger import LedgerClient
+from mrm.client.registry import RegistryClient
 from mrm.client.trust import TrustedCheckpoint, TrustStore
 
 
@@ -21,6 +22,7 @@ class Settings:
 
     ledger_addr: str
     timeout: float
+    registry_addr: str = "localhost:50051"
 
 
 class LedgerSession:
@@ -57,6 +59,23 @@ def ledger_session(ctx: click.Context) -> Iterator[LedgerSession]:
         raise CliError(
             f"cannot reach the ledger at {settings.ledger_addr}: {e.summary()} "
             "(is it running? point --ledger-addr or MRM_LEDGER_ADDR at it)",
+            EXIT_UNAVAILABLE,
+        ) from None
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def registry_session(ctx: click.Context) -> Iterator[RegistryClient]:
+    """A registry client; an unreachable registry is exit 3 with a hint."""
+    settings = ctx.find_object(Settings) or Settings("localhost:50052", 30.0)
+    client = RegistryClient(settings.registry_addr, timeout=settings.timeout)
+    try:
+        yield client
+    except Unavailable as e:
+        raise CliError(
+            f"cannot reach the registry at {settings.registry_addr}: {e.summary()} "
+            "(is it running? point --registry-addr or MRM_REGISTRY_ADDR at it)",
             EXIT_UNAVAILABLE,
         ) from None
     finally:

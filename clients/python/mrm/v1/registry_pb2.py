@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from mrm.v1 import ledger_pb2 as mrm_dot_v1_dot_ledger__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mrm/v1/registry.proto\x12\x06mrm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12production_version\x18\x04 \x01(\t\x12\x18\n\x10staging_versions\x18\x05 \x03(\t\"c\n\x0b\x41rtifactRef\x12\"\n\x04role\x18\x01 \x01(\x0e\x32\x14.mrm.v1.ArtifactRole\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"\x83\x02\n\x0cModelVersion\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\tartifacts\x18\x03 \x03(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x1c\n\x05stage\x18\x04 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12\x1a\n\x12ingested_record_id\x18\x08 \x01(\t\x12\x12\n\nfacts_json\x18\t \x01(\t\"2\n\x12\x43reateModelRequest\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"3\n\x13\x43reateModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x10GetModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.mrm.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x15UploadArtifactRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRefH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"W\n\x16UploadArtifactResponse\x12%\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x16\n\x0e\x61lready_stored\x18\x02 \x01(\x08\"S\n\x16RegisterVersionRequest\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"p\n\x17RegisterVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x1a\n\x12\x61lready_registered\x18\x02 \x01(\x08\x12\x12\n\nleaf_index\x18\x03 \x01(\x04\"8\n\x11GetVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\";\n\x12GetVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\"P\n\x13ListVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x14ListVersionsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x12GetArtifactRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"$\n\x13GetArtifactResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"~\n\x15PromoteVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1c\n\x05stage\x18\x03 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"k\n\x16PromoteVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0f\x64\x65moted_version\x18\x02 \x01(\t\x12\x11\n\trecord_id\x18\x03 \x01(\t\"-\n\x17WatchDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"R\n\x18WatchDeploymentsResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x0f\n\x07initial\x18\x02 \x01(\x08*k\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTAGE_NONE\x10\x01\x12\x11\n\rSTAGE_STAGING\x10\x02\x12\x14\n\x10STAGE_PRODUCTION\x10\x03\x12\x12\n\x0eSTAGE_ARCHIVED\x10\x04*\xae\x01\n\x0c\x41rtifactRole\x12\x1d\n\x19\x41RTIFACT_ROLE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41RTIFACT_ROLE_ONNX_MODEL\x10\x01\x12#\n\x1f\x41RTIFACT_ROLE_BACKGROUND_SAMPLE\x10\x02\x12\x1e\n\x1a\x41RTIFACT_ROLE_INPUT_SCHEMA\x10\x03\x12\x1c\n\x18\x41RTIFACT_ROLE_EVALUATION\x10\x04\x32\x88\x06\n\x0fRegistryService\x12\x46\n\x0b\x43reateModel\x12\x1a.mrm.v1.CreateModelRequest\x1a\x1b.mrm.v1.CreateModelResponse\x12=\n\x08GetModel\x12\x17.mrm.v1.GetModelRequest\x1a\x18.mrm.v1.GetModelResponse\x12\x43\n\nListModels\x12\x19.mrm.v1.ListModelsRequest\x1a\x1a.mrm.v1.ListModelsResponse\x12Q\n\x0eUploadArtifact\x12\x1d.mrm.v1.UploadArtifactRequest\x1a\x1e.mrm.v1.UploadArtifactResponse(\x01\x12R\n\x0fRegisterVersion\x12\x1e.mrm.v1.RegisterVersionRequest\x1a\x1f.mrm.v1.RegisterVersionResponse\x12\x43\n\nGetVersion\x12\x19.mrm.v1.GetVersionRequest\x1a\x1a.mrm.v1.GetVersionResponse\x12I\n\x0cListVersions\x12\x1b.mrm.v1.ListVersionsRequest\x1a\x1c.mrm.v1.ListVersionsResponse\x12H\n\x0bGetArtifact\x12\x1a.mrm.v1.GetArtifactRequest\x1a\x1b.mrm.v1.GetArtifactResponse0\x01\x12O\n\x0ePromoteVersion\x12\x1d.mrm.v1.PromoteVersionRequest\x1a\x1e.mrm.v1.PromoteVersionResponse\x12W\n\x10WatchDeployments\x12\x1f.mrm.v1.WatchDeploymentsRequest\x1a .mrm.v1.WatchDeploymentsResponse0\x01\x42\x37\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mrm/v1/registry.proto\x12\x06mrm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mrm/v1/ledger.proto\"\x91\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12production_version\x18\x04 \x01(\t\x12\x18\n\x10staging_versions\x18\x05 \x03(\t\"c\n\x0b\x41rtifactRef\x12\"\n\x04role\x18\x01 \x01(\x0e\x32\x14.mrm.v1.ArtifactRole\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"\x83\x02\n\x0cModelVersion\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\tartifacts\x18\x03 \x03(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x1c\n\x05stage\x18\x04 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12\x1a\n\x12ingested_record_id\x18\x08 \x01(\t\x12\x12\n\nfacts_json\x18\t \x01(\t\"2\n\x12\x43reateModelRequest\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"3\n\x13\x43reateModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x10GetModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.mrm.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x15UploadArtifactRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRefH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"W\n\x16UploadArtifactResponse\x12%\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x16\n\x0e\x61lready_stored\x18\x02 \x01(\x08\"{\n\x16RegisterVersionRequest\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12&\n\x0elinked_records\x18\x03 \x03(\x0b\x32\x0e.mrm.v1.Record\"p\n\x17RegisterVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x1a\n\x12\x61lready_registered\x18\x02 \x01(\x08\x12\x12\n\nleaf_index\x18\x03 \x01(\x04\"8\n\x11GetVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\";\n\x12GetVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\"P\n\x13ListVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x14ListVersionsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x12GetArtifactRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"$\n\x13GetArtifactResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"~\n\x15PromoteVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1c\n\x05stage\x18\x03 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"k\n\x16PromoteVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0f\x64\x65moted_version\x18\x02 \x01(\t\x12\x11\n\trecord_id\x18\x03 \x01(\t\"-\n\x17WatchDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"R\n\x18WatchDeploymentsResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x0f\n\x07initial\x18\x02 \x01(\x08\"-\n\x17ListStageChangesRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\x9f\x01\n\x0bStageChange\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x1c\n\x05stage\x18\x02 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x11\n\trecord_id\x18\x05 \x01(\t\x12/\n\x0b\x63hange_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x18ListStageChangesResponse\x12$\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x13.mrm.v1.StageChange*k\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTAGE_NONE\x10\x01\x12\x11\n\rSTAGE_STAGING\x10\x02\x12\x14\n\x10STAGE_PRODUCTION\x10\x03\x12\x12\n\x0eSTAGE_ARCHIVED\x10\x04*\xae\x01\n\x0c\x41rtifactRole\x12\x1d\n\x19\x41RTIFACT_ROLE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41RTIFACT_ROLE_ONNX_MODEL\x10\x01\x12#\n\x1f\x41RTIFACT_ROLE_BACKGROUND_SAMPLE\x10\x02\x12\x1e\n\x1a\x41RTIFACT_ROLE_INPUT_SCHEMA\x10\x03\x12\x1c\n\x18\x41RTIFACT_ROLE_EVALUATION\x10\x04\x32\xdf\x06\n\x0fRegistryService\x12\x46\n\x0b\x43reateModel\x12\x1a.mrm.v1.CreateModelRequest\x1a\x1b.mrm.v1.CreateModelResponse\x12=\n\x08GetModel\x12\x17.mrm.v1.GetModelRequest\x1a\x18.mrm.v1.GetModelResponse\x12\x43\n\nListModels\x12\x19.mrm.v1.ListModelsRequest\x1a\x1a.mrm.v1.ListModelsResponse\x12Q\n\x0eUploadArtifact\x12\x1d.mrm.v1.UploadArtifactRequest\x1a\x1e.mrm.v1.UploadArtifactResponse(\x01\x12R\n\x0fRegisterVersion\x12\x1e.mrm.v1.RegisterVersionRequest\x1a\x1f.mrm.v1.RegisterVersionResponse\x12\x43\n\nGetVersion\x12\x19.mrm.v1.GetVersionRequest\x1a\x1a.mrm.v1.GetVersionResponse\x12I\n\x0cListVersions\x12\x1b.mrm.v1.ListVersionsRequest\x1a\x1c.mrm.v1.ListVersionsResponse\x12H\n\x0bGetArtifact\x12\x1a.mrm.v1.GetArtifactRequest\x1a\x1b.mrm.v1.GetArtifactResponse0\x01\x12O\n\x0ePromoteVersion\x12\x1d.mrm.v1.PromoteVersionRequest\x1a\x1e.mrm.v1.PromoteVersionResponse\x12U\n\x10ListStageChanges\x12\x1f.mrm.v1.ListStageChangesRequest\x1a .mrm.v1.ListStageChangesResponse\x12W\n\x10WatchDeployments\x12\x1f.mrm.v1.WatchDeploymentsRequest\x1a .mrm.v1.WatchDeploymentsResponse0\x01\x42\x37\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,56 +34,62 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mrm.v1.registry_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\ndev.mrm.v1P\001Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1'
-  _globals['_STAGE']._serialized_start=2014
-  _globals['_STAGE']._serialized_end=2121
-  _globals['_ARTIFACTROLE']._serialized_start=2124
-  _globals['_ARTIFACTROLE']._serialized_end=2298
-  _globals['_MODEL']._serialized_start=67
-  _globals['_MODEL']._serialized_end=212
-  _globals['_ARTIFACTREF']._serialized_start=214
-  _globals['_ARTIFACTREF']._serialized_end=313
-  _globals['_MODELVERSION']._serialized_start=316
-  _globals['_MODELVERSION']._serialized_end=575
-  _globals['_CREATEMODELREQUEST']._serialized_start=577
-  _globals['_CREATEMODELREQUEST']._serialized_end=627
-  _globals['_CREATEMODELRESPONSE']._serialized_start=629
-  _globals['_CREATEMODELRESPONSE']._serialized_end=680
-  _globals['_GETMODELREQUEST']._serialized_start=682
-  _globals['_GETMODELREQUEST']._serialized_end=713
-  _globals['_GETMODELRESPONSE']._serialized_start=715
-  _globals['_GETMODELRESPONSE']._serialized_end=763
-  _globals['_LISTMODELSREQUEST']._serialized_start=765
-  _globals['_LISTMODELSREQUEST']._serialized_end=823
-  _globals['_LISTMODELSRESPONSE']._serialized_start=825
-  _globals['_LISTMODELSRESPONSE']._serialized_end=901
-  _globals['_UPLOADARTIFACTREQUEST']._serialized_start=903
-  _globals['_UPLOADARTIFACTREQUEST']._serialized_end=990
-  _globals['_UPLOADARTIFACTRESPONSE']._serialized_start=992
-  _globals['_UPLOADARTIFACTRESPONSE']._serialized_end=1079
-  _globals['_REGISTERVERSIONREQUEST']._serialized_start=1081
-  _globals['_REGISTERVERSIONREQUEST']._serialized_end=1164
-  _globals['_REGISTERVERSIONRESPONSE']._serialized_start=1166
-  _globals['_REGISTERVERSIONRESPONSE']._serialized_end=1278
-  _globals['_GETVERSIONREQUEST']._serialized_start=1280
-  _globals['_GETVERSIONREQUEST']._serialized_end=1336
-  _globals['_GETVERSIONRESPONSE']._serialized_start=1338
-  _globals['_GETVERSIONRESPONSE']._serialized_end=1397
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=1399
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=1479
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=1481
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=1568
-  _globals['_GETARTIFACTREQUEST']._serialized_start=1570
-  _globals['_GETARTIFACTREQUEST']._serialized_end=1606
-  _globals['_GETARTIFACTRESPONSE']._serialized_start=1608
-  _globals['_GETARTIFACTRESPONSE']._serialized_end=1644
-  _globals['_PROMOTEVERSIONREQUEST']._serialized_start=1646
-  _globals['_PROMOTEVERSIONREQUEST']._serialized_end=1772
-  _globals['_PROMOTEVERSIONRESPONSE']._serialized_start=1774
-  _globals['_PROMOTEVERSIONRESPONSE']._serialized_end=1881
-  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_start=1883
-  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_end=1928
-  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_start=1930
-  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_end=2012
-  _globals['_REGISTRYSERVICE']._serialized_start=2301
-  _globals['_REGISTRYSERVICE']._serialized_end=3077
+  _globals['_STAGE']._serialized_start=2350
+  _globals['_STAGE']._serialized_end=2457
+  _globals['_ARTIFACTROLE']._serialized_start=2460
+  _globals['_ARTIFACTROLE']._serialized_end=2634
+  _globals['_MODEL']._serialized_start=88
+  _globals['_MODEL']._serialized_end=233
+  _globals['_ARTIFACTREF']._serialized_start=235
+  _globals['_ARTIFACTREF']._serialized_end=334
+  _globals['_MODELVERSION']._serialized_start=337
+  _globals['_MODELVERSION']._serialized_end=596
+  _globals['_CREATEMODELREQUEST']._serialized_start=598
+  _globals['_CREATEMODELREQUEST']._serialized_end=648
+  _globals['_CREATEMODELRESPONSE']._serialized_start=650
+  _globals['_CREATEMODELRESPONSE']._serialized_end=701
+  _globals['_GETMODELREQUEST']._serialized_start=703
+  _globals['_GETMODELREQUEST']._serialized_end=734
+  _globals['_GETMODELRESPONSE']._serialized_start=736
+  _globals['_GETMODELRESPONSE']._serialized_end=784
+  _globals['_LISTMODELSREQUEST']._serialized_start=786
+  _globals['_LISTMODELSREQUEST']._serialized_end=844
+  _globals['_LISTMODELSRESPONSE']._serialized_start=846
+  _globals['_LISTMODELSRESPONSE']._serialized_end=922
+  _globals['_UPLOADARTIFACTREQUEST']._serialized_start=924
+  _globals['_UPLOADARTIFACTREQUEST']._serialized_end=1011
+  _globals['_UPLOADARTIFACTRESPONSE']._serialized_start=1013
+  _globals['_UPLOADARTIFACTRESPONSE']._serialized_end=1100
+  _globals['_REGISTERVERSIONREQUEST']._serialized_start=1102
+  _globals['_REGISTERVERSIONREQUEST']._serialized_end=1225
+  _globals['_REGISTERVERSIONRESPONSE']._serialized_start=1227
+  _globals['_REGISTERVERSIONRESPONSE']._serialized_end=1339
+  _globals['_GETVERSIONREQUEST']._serialized_start=1341
+  _globals['_GETVERSIONREQUEST']._serialized_end=1397
+  _globals['_GETVERSIONRESPONSE']._serialized_start=1399
+  _globals['_GETVERSIONRESPONSE']._serialized_end=1458
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=1460
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=1540
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=1542
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=1629
+  _globals['_GETARTIFACTREQUEST']._serialized_start=1631
+  _globals['_GETARTIFACTREQUEST']._serialized_end=1667
+  _globals['_GETARTIFACTRESPONSE']._serialized_start=1669
+  _globals['_GETARTIFACTRESPONSE']._serialized_end=1705
+  _globals['_PROMOTEVERSIONREQUEST']._serialized_start=1707
+  _globals['_PROMOTEVERSIONREQUEST']._serialized_end=1833
+  _globals['_PROMOTEVERSIONRESPONSE']._serialized_start=1835
+  _globals['_PROMOTEVERSIONRESPONSE']._serialized_end=1942
+  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_start=1944
+  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_end=1989
+  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_start=1991
+  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_end=2073
+  _globals['_LISTSTAGECHANGESREQUEST']._serialized_start=2075
+  _globals['_LISTSTAGECHANGESREQUEST']._serialized_end=2120
+  _globals['_STAGECHANGE']._serialized_start=2123
+  _globals['_STAGECHANGE']._serialized_end=2282
+  _globals['_LISTSTAGECHANGESRESPONSE']._serialized_start=2284
+  _globals['_LISTSTAGECHANGESRESPONSE']._serialized_end=2348
+  _globals['_REGISTRYSERVICE']._serialized_start=2637
+  _globals['_REGISTRYSERVICE']._serialized_end=3500
 # @@protoc_insertion_point(module_scope)

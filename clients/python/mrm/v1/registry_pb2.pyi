@@ -16,6 +16,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from mrm.v1 import ledger_pb2 as _ledger_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -441,9 +442,10 @@ class RegisterVersionRequest(_message.Message):
 
     VERSION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LINKED_RECORDS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen UUIDv7 that makes the registration idempotent end to end,
-    ledger records included.
+    ledger records included. It is the MODEL_INGESTED record's id.
     """
     @_builtins.property
     def version(self) -> Global___ModelVersion:
@@ -451,15 +453,24 @@ class RegisterVersionRequest(_message.Message):
         before), sample_rate and facts_json. Output-only fields must be unset.
         """
 
+    @_builtins.property
+    def linked_records(self) -> _containers.RepeatedCompositeFieldContainer[_ledger_pb2.Record]:
+        """Facts recorded with the version, appended in the same ledger batch as
+        its MODEL_INGESTED record (which lists their ids): DATA_LINEAGE,
+        PERFORMANCE_SNAPSHOT and EXPLAINABILITY_BASELINE records, each with a
+        client-chosen UUIDv7 and this version's model_name and model_version.
+        """
+
     def __init__(
         self,
         *,
         version: Global___ModelVersion | None = ...,
         request_id: _builtins.str = ...,
+        linked_records: _abc.Iterable[_ledger_pb2.Record] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["linked_records", b"linked_records", "request_id", b"request_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -770,3 +781,93 @@ class WatchDeploymentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchDeploymentsResponse: _TypeAlias = WatchDeploymentsResponse  # noqa: Y015
+
+@_typing.final
+class ListStageChangesRequest(_message.Message):
+    """A request for a model's stage history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    model_name: _builtins.str
+    """The model's name."""
+    def __init__(
+        self,
+        *,
+        model_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_name", b"model_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStageChangesRequest: _TypeAlias = ListStageChangesRequest  # noqa: Y015
+
+@_typing.final
+class StageChange(_message.Message):
+    """One stage change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The version that changed stage."""
+    stage: Global___Stage.ValueType
+    """The stage it entered."""
+    reason: _builtins.str
+    """Why, as given with the promotion (or "replaced by X" for a demotion)."""
+    actor: _builtins.str
+    """Who made the change, as the registry authenticated them."""
+    record_id: _builtins.str
+    """The DEPLOYMENT record in the ledger."""
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When the change was made."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        stage: Global___Stage.ValueType = ...,
+        reason: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        record_id: _builtins.str = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "change_time", b"change_time", "reason", b"reason", "record_id", b"record_id", "stage", b"stage", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageChange: _TypeAlias = StageChange  # noqa: Y015
+
+@_typing.final
+class ListStageChangesResponse(_message.Message):
+    """A model's stage history, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageChange]:
+        """The changes."""
+
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___StageChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStageChangesResponse: _TypeAlias = ListStageChangesResponse  # noqa: Y015

@@ -86,6 +86,11 @@ class RegistryServiceStub:
                 request_serializer=mrm_dot_v1_dot_registry__pb2.PromoteVersionRequest.SerializeToString,
                 response_deserializer=mrm_dot_v1_dot_registry__pb2.PromoteVersionResponse.FromString,
                 _registered_method=True)
+        self.ListStageChanges = channel.unary_unary(
+                '/mrm.v1.RegistryService/ListStageChanges',
+                request_serializer=mrm_dot_v1_dot_registry__pb2.ListStageChangesRequest.SerializeToString,
+                response_deserializer=mrm_dot_v1_dot_registry__pb2.ListStageChangesResponse.FromString,
+                _registered_method=True)
         self.WatchDeployments = channel.unary_stream(
                 '/mrm.v1.RegistryService/WatchDeployments',
                 request_serializer=mrm_dot_v1_dot_registry__pb2.WatchDeploymentsRequest.SerializeToString,
@@ -179,6 +184,14 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStageChanges(self, request, context):
+        """Lists every stage change of a model's versions, oldest first: the
+        deployment history, rollbacks included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchDeployments(self, request, context):
         """Streams the current deployments, then every later stage change, until
         the client cancels. The inference proxy follows it.
@@ -234,6 +247,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.PromoteVersion,
                     request_deserializer=mrm_dot_v1_dot_registry__pb2.PromoteVersionRequest.FromString,
                     response_serializer=mrm_dot_v1_dot_registry__pb2.PromoteVersionResponse.SerializeToString,
+            ),
+            'ListStageChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStageChanges,
+                    request_deserializer=mrm_dot_v1_dot_registry__pb2.ListStageChangesRequest.FromString,
+                    response_serializer=mrm_dot_v1_dot_registry__pb2.ListStageChangesResponse.SerializeToString,
             ),
             'WatchDeployments': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchDeployments,
@@ -491,6 +509,33 @@ class RegistryService:
             '/mrm.v1.RegistryService/PromoteVersion',
             mrm_dot_v1_dot_registry__pb2.PromoteVersionRequest.SerializeToString,
             mrm_dot_v1_dot_registry__pb2.PromoteVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStageChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mrm.v1.RegistryService/ListStageChanges',
+            mrm_dot_v1_dot_registry__pb2.ListStageChangesRequest.SerializeToString,
+            mrm_dot_v1_dot_registry__pb2.ListStageChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,10 @@ class RegistryServiceStub:
     the version that was there to staging. A rollback is a promotion of an
     older version.
     """
+    ListStageChanges: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListStageChangesRequest, _registry_pb2.ListStageChangesResponse]
+    """Lists every stage change of a model's versions, oldest first: the
+    deployment history, rollbacks included.
+    """
     WatchDeployments: _grpc.UnaryStreamMultiCallable[_registry_pb2.WatchDeploymentsRequest, _registry_pb2.WatchDeploymentsResponse]
     """Streams the current deployments, then every later stage change, until
     the client cancels. The inference proxy follows it.
@@ -135,6 +139,10 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     a DEPLOYMENT in the ledger. Promoting a version to production demotes
     the version that was there to staging. A rollback is a promotion of an
     older version.
+    """
+    ListStageChanges: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListStageChangesRequest, _registry_pb2.ListStageChangesResponse]  # type: ignore[assignment]
+    """Lists every stage change of a model's versions, oldest first: the
+    deployment history, rollbacks included.
     """
     WatchDeployments: _aio.UnaryStreamMultiCallable[_registry_pb2.WatchDeploymentsRequest, _registry_pb2.WatchDeploymentsResponse]  # type: ignore[assignment]
     """Streams the current deployments, then every later stage change, until
@@ -239,6 +247,16 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         a DEPLOYMENT in the ledger. Promoting a version to production demotes
         the version that was there to staging. A rollback is a promotion of an
         older version.
+        """
+
+    @_abc_1.abstractmethod
+    def ListStageChanges(
+        self,
+        request: _registry_pb2.ListStageChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListStageChangesResponse, _abc.Awaitable[_registry_pb2.ListStageChangesResponse]]:
+        """Lists every stage change of a model's versions, oldest first: the
+        deployment history, rollbacks included.
         """
 
     @_abc_1.abstractmethod
