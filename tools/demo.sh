@@ -8,12 +8,13 @@ BIN=.venv/bin
 export MRM_HOME=${MRM_HOME:-.mrm-demo}
 export MRM_CONFIG_DIR="$MRM_HOME/mrmctl"          # the demo's own trust store
 export MRM_LEDGER_ADDR=${MRM_LEDGER_ADDR:-127.0.0.1:50052}
+export MRM_REGISTRY_ADDR=${MRM_REGISTRY_ADDR:-127.0.0.1:50051}
 rm -rf "$MRM_HOME"
 mkdir -p "$MRM_HOME"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "mrm up (ledger on $MRM_LEDGER_ADDR, SQLite in $MRM_HOME)"
+step "mrm up (registry on $MRM_REGISTRY_ADDR, ledger on $MRM_LEDGER_ADDR, SQLite in $MRM_HOME)"
 "$BIN/mrm" up >"$MRM_HOME/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
@@ -25,17 +26,15 @@ done
 rm -rf "$MRM_CONFIG_DIR"   # forget the probe: the first real call below learns the key
 "$BIN/mrmctl" ledger checkpoint
 
-step "CI records a deployment: ingestion, lineage, metrics, stage change"
-m=(--model credit-risk --model-version 1.2.4)
-"$BIN/mrmctl" ledger append --kind model_ingested "${m[@]}" \
-  --body '{"who":"devin@example.com","source_commit":"3f2a9c1","artifact_sha256":"9b74c9897bac770ffc029102a200c5de"}'
-"$BIN/mrmctl" ledger append --kind data_lineage "${m[@]}" \
-  --body '{"training_data_id":"sha256:5e884898da28047151d0e56f8dc62927","how":"--dataset-id"}'
-"$BIN/mrmctl" ledger append --kind performance_snapshot "${m[@]}" \
-  --body '{"accuracy":0.912,"f1":0.874,"precision":0.881,"recall":0.867,"rows":1000}'
-"$BIN/mrmctl" ledger append --kind deployment "${m[@]}" --body '{"stage":"production"}'
+step "A data scientist hands over a model (examples/credit/train.py)"
+(cd examples/credit && "../../$BIN/python" train.py)
 
-step "The proxy samples decisions (one per applicant)"
+step "CI deploys it with one line: mrmctl deploy model.pkl --version 1.2.4"
+(cd examples/credit && "../../$BIN/mrmctl" deploy model.pkl --version 1.2.4)
+"$BIN/mrmctl" models show credit-risk
+m=(--model credit-risk --model-version 1.2.4)
+
+step "Decisions are recorded (the inference proxy will do this; it lands with the proxy issue)"
 for applicant in a-1001 a-1002 a-1003; do
   "$BIN/mrmctl" ledger append --kind prediction "${m[@]}" --subject "$applicant" \
     --body "{\"request\":{\"income\":52000,\"debt_to_income\":0.62},\"response\":{\"label\":\"reject\",\"p_default\":0.83},\"applicant\":\"$applicant\"}" \

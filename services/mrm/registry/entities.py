@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+
+from mrm.client import naming
 
 STAGES = ("NONE", "STAGING", "PRODUCTION", "ARCHIVED")
 ROLES = ("ONNX_MODEL", "BACKGROUND_SAMPLE", "INPUT_SCHEMA", "EVALUATION")
 
-# semver.org's own regular expression (MAJOR.MINOR.PATCH, optional pre-release and build).
-SEMVER = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
-)
-MODEL_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+SEMVER, MODEL_NAME = naming.SEMVER, naming.MODEL_NAME
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from mrm.client.errors import (
     PermissionDenied,
 )
 from mrm.client.trust import TrustConfigError, TrustError
+from mrm.deploy.errors import DeployError
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -64,6 +65,8 @@ def report(e: BaseException) -> int:
         ctx = getattr(e, "ctx", None)
         if isinstance(e, click.UsageError) and ctx is not None:
             message = message.rstrip(".") + f" (see '{ctx.command_path} --help')"
+    elif isinstance(e, DeployError):
+        code, message = e.exit_code, str(e)
     elif isinstance(e, TrustError):
         code, message, details = EXIT_CHECK_FAILED, str(e), e.details
     elif isinstance(e, TrustConfigError):

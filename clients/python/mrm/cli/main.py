@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from mrm.cli import models, records, verify
+from mrm.cli.deploy import deploy
 from mrm.cli.errors import EXIT_CHECK_FAILED, report
 from mrm.cli.ledger import ledger
 from mrm.cli.session import Settings
@@ -89,7 +90,7 @@ def mrmctl(ctx: click.Context, ledger_addr: str, registry_addr: str, timeout: fl
 
 
 mrmctl.add_command(ledger)
-for command in (models.models, models.promote, models.rollback):
+for command in (models.models, models.promote, models.rollback, deploy):
     mrmctl.add_command(command)
 
 

@@ -1,0 +1,166 @@
+"""What `mrmctl deploy` does, from `mrm.toml` next to the model code and the flags.
+
+A flag given on the command line wins over the file; the file wins over the
+defaults. Every setting is checked here, before any slow step runs, and a bad
+one is one line naming the setting (and the file) to fix.
+
+    [model]
+    name = "credit-risk"               # a lowercase identifier
+    allowed_globals = []               # extra pickle globals to trust, "module.Name"
+    trusted_types = []                 # extra skops types to trust
+
+    [data]
+    eval = "data/eval.csv"             # evaluation data, with the target column
+    target = "default"
+    training = "data/train.csv"        # hashed for the lineage record ...
+    dataset_id = ""                    # ... unless the id is given
+
+    [deploy]
+    stage = "production"               # or "staging"
+    sample_rate = 1.0                  # the proxy's sampling rate, 0..1
+
+    [gates]
+    fidelity_tolerance = 1e-5          # ONNX vs scikit-learn, absolute
+    min = { accuracy = 0.8 }           # minimum metrics
+    max_regression = 0.02              # largest drop of any gated metric vs production
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrm.client.naming import MODEL_NAME, MODEL_NAME_HELP, SEMVER
+from mrm.deploy.errors import DeployError
+
+GATEABLE = ("accuracy", "f1", "precision", "recall", "roc_auc", "r2", "mae", "rmse")
+LOWER_IS_BETTER = ("mae", "rmse")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    model_path: Path
+    version: str
+    name: str
+    eval_data: Path
+    target: str
+    dataset_id: str | None
+    training_data: Path | None
+    source_commit: str | None
+    stage: str
+    sample_rate: float
+    fidelity_tolerance: float
+    min_metrics: dict[str, float] = field(default_factory=dict)
+    max_regression: float | None = None
+    allowed_globals: tuple[str, ...] = ()
+    trusted_types: tuple[str, ...] = ()
+    background_rows: int = 100
+    config_file: Path | None = None
+
+
+def find_config(explicit: Path | None, model_path: Path) -> Path | None:
+    """--config, else mrm.toml in the working directory, else next to the model."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise DeployError(f"--config {explicit}: no such file")
+        return explicit
+    for candidate in (Path("mrm.toml"), model_path.parent / "mrm.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _table(doc: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise DeployError(f"{where}: [{name}] must be a table")
+    return value
+
+
+def load_config(
+    model_path: Path, version: str, flags: dict[str, Any], path: Path | None
+) -> DeployConfig:
+    """Merge flags (None = not given) over mrm.toml over defaults, and check everything."""
+    doc: dict[str, Any] = {}
+    where = "flags"
+    if path is not None:
+        where = str(path)
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as e:
+            raise DeployError(f"{path}: cannot read it ({e})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise DeployError(f"{path}: not valid TOML ({e})") from None
+    model, data = _table(doc, "model", where), _table(doc, "data", where)
+    deploy, gates = _table(doc, "deploy", where), _table(doc, "gates", where)
+
+    def pick(flag: str, table: dict[str, Any], key: str, default: Any = None) -> Any:
+        return flags[flag] if flags.get(flag) is not None else table.get(key, default)
+
+    name = pick("name", model, "name") or model_path.stem.replace("_", "-").lower()
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise DeployError(f"model name {name!r} is not valid (want {MODEL_NAME_HELP}); set --name")
+    if not SEMVER.fullmatch(version) or len(version) > 64:
+        raise DeployError(
+            f"--version {version!r} is not semver (want MAJOR.MINOR.PATCH, e.g. 1.2.4)"
+        )
+    eval_data = pick("eval_data", data, "eval")
+    target = pick("target", data, "target")
+    if not eval_data:
+        raise DeployError(f"no evaluation data: pass --eval-data CSV or set [data] eval in {where}")
+    if not target:
+        raise DeployError(f"no target column: pass --target COLUMN or set [data] target in {where}")
+    training = pick("training_data", data, "training")
+    stage = str(pick("stage", deploy, "stage", "production"))
+    if stage not in ("production", "staging"):
+        raise DeployError(f"stage {stage!r}: want production or staging")
+    rate = _number(pick("sample_rate", deploy, "sample_rate", 1.0), "sample_rate", where)
+    if not 0 <= rate <= 1:
+        raise DeployError(f"sample_rate {rate} is not between 0 and 1")
+    tolerance = _number(
+        pick("fidelity_tolerance", gates, "fidelity_tolerance", 1e-5), "fidelity_tolerance", where
+    )
+    if not tolerance > 0:
+        raise DeployError(f"fidelity_tolerance {tolerance} must be positive")
+    minimums = dict(gates.get("min", {}))
+    minimums.update(flags.get("min_metrics") or {})
+    for metric, value in minimums.items():
+        if metric not in GATEABLE:
+            raise DeployError(f"gate on {metric!r}: want one of {', '.join(GATEABLE)}")
+        minimums[metric] = _number(value, f"min {metric}", where)
+    regression = pick("max_regression", gates, "max_regression")
+    base = path.parent if path is not None else Path()
+    return DeployConfig(
+        model_path=model_path,
+        version=version,
+        name=name,
+        eval_data=_relative(eval_data, flags.get("eval_data"), base),
+        target=str(target),
+        dataset_id=pick("dataset_id", data, "dataset_id") or None,
+        training_data=_relative(training, flags.get("training_data"), base) if training else None,
+        source_commit=flags.get("source_commit"),
+        stage=stage,
+        sample_rate=rate,
+        fidelity_tolerance=tolerance,
+        min_metrics=minimums,
+        max_regression=None if regression is None else _number(regression, "max_regression", where),
+        allowed_globals=tuple(model.get("allowed_globals", ()))
+        + tuple(flags.get("allow_global") or ()),
+        trusted_types=tuple(model.get("trusted_types", ())) + tuple(flags.get("trust_type") or ()),
+        config_file=path,
+    )
+
+
+def _number(value: Any, name: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise DeployError(f"{name} = {value!r} in {where}: want a number")
+    return float(value)
+
+
+def _relative(value: Any, from_flag: Any, base: Path) -> Path:
+    """Paths in mrm.toml are relative to the file; flags to the working directory."""
+    path = Path(str(value))
+    return path if from_flag is not None or path.is_absolute() else base / path

@@ -1,0 +1,291 @@
+"""The steps of `mrmctl deploy`: check everything locally, then publish and record.
+
+`prepare` runs in the user's CI on the original estimator (load safely, convert,
+check fidelity, measure, describe lineage) and talks to no service, so
+`--dry-run` stops after it. `publish` uploads the artifacts, registers the
+version with its lineage and metrics records in one ledger batch, and promotes
+it. A deploy that a gate refuses is itself recorded, as a DEPLOYMENT record
+whose action is "refused".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrm.client.ids import new_record_id
+from mrm.client.ledger import LedgerClient, new_record
+from mrm.client.registry import RegistryClient
+from mrm.deploy.config import GATEABLE, LOWER_IS_BETTER, DeployConfig
+from mrm.deploy.convert import Converted, convert
+from mrm.deploy.errors import GateFailed
+from mrm.deploy.evaldata import load_eval_csv
+from mrm.deploy.fidelity import FidelityReport, check_fidelity
+from mrm.deploy.loading import LoadedModel, load_model
+from mrm.deploy.metrics import snapshot
+from mrm.deploy.provenance import (
+    Actor,
+    Lineage,
+    SourceCommit,
+    actor,
+    source_commit,
+    training_data_id,
+)
+from mrm.deploy.schema import InputSchema, infer_schema
+from mrm.v1 import registry_pb2
+
+Progress = Callable[[str, str], None]
+"""(step, detail) once each step is done."""
+
+
+@dataclass
+class Prepared:
+    loaded: LoadedModel
+    schema: InputSchema
+    converted: Converted
+    fidelity: FidelityReport
+    metrics: dict[str, Any]
+    lineage: Lineage
+    commit: SourceCommit
+    who: Actor
+    background: bytes
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _step(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 4)
+
+
+def prepare(
+    cfg: DeployConfig, progress: Progress, env: Mapping[str, str] | None = None
+) -> Prepared:
+    env = os.environ if env is None else env
+    t: dict[str, float] = {}
+    with _step(t, "load"):
+        loaded = load_model(cfg.model_path, extra_allowed=cfg.allowed_globals + cfg.trusted_types)
+    progress("load", f"{type(loaded.estimator).__name__} from {cfg.model_path} ({loaded.format})")
+    with _step(t, "eval_data"):
+        X, y, eval_sha = load_eval_csv(cfg.eval_data, cfg.target, loaded.estimator)
+    progress("eval data", f"{len(y)} rows from {cfg.eval_data}")
+    with _step(t, "convert"):
+        schema = infer_schema(loaded.estimator, X)
+        converted = convert(loaded.estimator, schema)
+    progress("convert", f"ONNX {converted.sha256[:12]}, {len(schema.features)} features")
+    with _step(t, "fidelity"):
+        fidelity = check_fidelity(loaded.estimator, converted, X, atol=cfg.fidelity_tolerance)
+    progress("fidelity", "passed" if fidelity.passed else "FAILED")
+    with _step(t, "metrics"):
+        metrics = snapshot(loaded.estimator, X, y, eval_sha256=eval_sha)
+    progress("metrics", ", ".join(f"{k} {v:.4f}" for k, v in gate_values(metrics).items()))
+    with _step(t, "lineage"):
+        lineage = training_data_id(cfg.dataset_id, cfg.training_data)
+        commit = source_commit(cfg.source_commit, env, Path.cwd())
+        who = actor(env, Path.cwd())
+    progress("lineage", f"{lineage.training_data_id} ({lineage.method}), commit {commit.sha[:12]}")
+    with _step(t, "background"):
+        background = _background_sample(X, cfg.background_rows)
+    return Prepared(
+        loaded, schema, converted, fidelity, metrics, lineage, commit, who, background, t
+    )
+
+
+def _background_sample(X: Any, rows: int) -> bytes:
+    """Up to `rows` evaluation rows, drawn with a fixed seed, as CSV: SHAP's background."""
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    sample = frame.sample(n=min(rows, len(frame)), random_state=0) if len(frame) else frame
+    out = io.StringIO()
+    sample.to_csv(out, index=False)
+    return out.getvalue().encode()
+
+
+def gate_values(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The gateable numbers: top level, or the macro averages for multiclass."""
+    flat = {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k in GATEABLE
+    }
+    macro = metrics.get("average", {}).get("macro", {})
+    flat.update({k: v for k, v in macro.items() if isinstance(v, int | float)})
+    return {k: float(v) for k, v in flat.items()}
+
+
+def check_gates(
+    cfg: DeployConfig, prepared: Prepared, production: Mapping[str, Any] | None
+) -> list[str]:
+    """Why the deploy must be refused (empty: it may go ahead)."""
+    reasons = []
+    if not prepared.fidelity.passed:
+        first = prepared.fidelity.first_mismatches[:1]
+        reasons.append(
+            f"the ONNX model disagrees with the original on {prepared.fidelity.label_mismatches} "
+            f"label(s) or beyond tolerance {cfg.fidelity_tolerance} (first: {first})"
+        )
+    values = gate_values(prepared.metrics)
+    for metric, minimum in cfg.min_metrics.items():
+        got = values.get(metric)
+        worse = got is None or (got > minimum if metric in LOWER_IS_BETTER else got < minimum)
+        if worse:
+            bound = "at most" if metric in LOWER_IS_BETTER else "at least"
+            reasons.append(f"{metric} is {got}, the gate wants {bound} {minimum}")
+    if cfg.max_regression is not None and production:
+        before = gate_values(production)
+        for metric, old in before.items():
+            new = values.get(metric)
+            if new is None:
+                continue
+            drop = (new - old) if metric in LOWER_IS_BETTER else (old - new)
+            if drop > cfg.max_regression:
+                reasons.append(
+                    f"{metric} fell from {old:.4f} (production) to {new:.4f}, more than "
+                    f"max_regression {cfg.max_regression}"
+                )
+    return reasons
+
+
+@dataclass
+class Published:
+    version: registry_pb2.ModelVersion
+    already_registered: bool
+    records: dict[str, str]
+    leaf_indexes: dict[str, int]
+    promoted: registry_pb2.PromoteVersionResponse | None
+
+
+def production_metrics(registry: RegistryClient, name: str) -> dict[str, Any] | None:
+    """The metrics recorded with the version now in production, if there is one."""
+    from mrm.client.errors import NotFound
+
+    try:
+        current = registry.get_version(name)
+    except NotFound:
+        return None
+    facts = json.loads(current.facts_json or "{}")
+    metrics = facts.get("performance")
+    return metrics if isinstance(metrics, dict) else None
+
+
+def publish(
+    cfg: DeployConfig, prepared: Prepared, registry: RegistryClient, progress: Progress
+) -> Published:
+    from mrm.client.errors import NotFound
+
+    try:
+        registry.get_model(cfg.name)
+    except NotFound:
+        registry.create_model(cfg.name)
+    evaluation = json.dumps(
+        {"metrics": prepared.metrics, "fidelity": asdict(prepared.fidelity)}, sort_keys=True
+    ).encode()
+    artifacts = {
+        registry_pb2.ARTIFACT_ROLE_ONNX_MODEL: (prepared.converted.onnx_bytes, "application/onnx"),
+        registry_pb2.ARTIFACT_ROLE_INPUT_SCHEMA: (
+            prepared.schema.to_json().encode(),
+            "application/json",
+        ),
+        registry_pb2.ARTIFACT_ROLE_EVALUATION: (evaluation, "application/json"),
+        registry_pb2.ARTIFACT_ROLE_BACKGROUND_SAMPLE: (prepared.background, "text/csv"),
+    }
+    refs = []
+    for role, (data, media) in artifacts.items():
+        stored = registry.upload(data, media).artifact
+        refs.append(registry_pb2.ArtifactRef(role=role, sha256=stored.sha256, size=stored.size))
+    progress("upload", f"{len(refs)} artifacts")
+    lineage_id, perf_id, ingest_id = new_record_id(), new_record_id(), new_record_id()
+    facts = {
+        "model_file": {"sha256": prepared.loaded.sha256, "format": prepared.loaded.format},
+        "source_commit": asdict(prepared.commit),
+        "deployed_by": asdict(prepared.who),
+        "training_data_id": prepared.lineage.training_data_id,
+        "performance": prepared.metrics,
+        "fidelity": {"passed": prepared.fidelity.passed, "tolerance": cfg.fidelity_tolerance},
+    }
+    linked = [
+        new_record(
+            "DATA_LINEAGE",
+            asdict(prepared.lineage),
+            record_id=lineage_id,
+            model_name=cfg.name,
+            model_version=cfg.version,
+        ),
+        new_record(
+            "PERFORMANCE_SNAPSHOT",
+            prepared.metrics,
+            record_id=perf_id,
+            model_name=cfg.name,
+            model_version=cfg.version,
+        ),
+    ]
+    done = registry.register(
+        registry_pb2.ModelVersion(
+            model_name=cfg.name,
+            version=cfg.version,
+            artifacts=refs,
+            sample_rate=cfg.sample_rate,
+            facts_json=json.dumps(facts),
+        ),
+        linked_records=linked,
+        request_id=ingest_id,
+    )
+    records = {"model_ingested": done.version.ingested_record_id}
+    leafs = {"model_ingested": int(done.leaf_index)}
+    if not done.already_registered:
+        records |= {"data_lineage": lineage_id, "performance_snapshot": perf_id}
+        leafs |= {
+            "data_lineage": leafs["model_ingested"] + 1,
+            "performance_snapshot": leafs["model_ingested"] + 2,
+        }
+    progress(
+        "register",
+        f"{cfg.name} {cfg.version}" + (" (already registered)" if done.already_registered else ""),
+    )
+    promoted = None
+    if done.version.stage != registry_pb2.STAGE_PRODUCTION or cfg.stage != "production":
+        promoted = registry.promote(cfg.name, cfg.version, cfg.stage, reason="mrmctl deploy")
+        records["deployment"] = promoted.record_id
+        progress(
+            "promote",
+            f"{cfg.stage}"
+            + (f", {promoted.demoted_version} to staging" if promoted.demoted_version else ""),
+        )
+    return Published(done.version, done.already_registered, records, leafs, promoted)
+
+
+def record_refusal(
+    ledger: LedgerClient, cfg: DeployConfig, prepared: Prepared, reasons: list[str]
+) -> str:
+    """Write the refused deployment to the ledger; its record id."""
+    record = new_record(
+        "DEPLOYMENT",
+        {
+            "action": "refused",
+            "reasons": reasons,
+            "onnx_sha256": prepared.converted.sha256,
+            "model_file_sha256": prepared.loaded.sha256,
+            "fidelity": asdict(prepared.fidelity),
+            "performance": prepared.metrics,
+            "source_commit": prepared.commit.sha,
+            "deployed_by": asdict(prepared.who),
+        },
+        model_name=cfg.name,
+        model_version=cfg.version,
+    )
+    ledger.append([record])
+    return record.record_id
+
+
+def refuse(reasons: list[str], record_id: str | None) -> GateFailed:
+    where = f" (recorded as {record_id})" if record_id else ""
+    return GateFailed("deploy refused" + where + ": " + "; ".join(reasons))

@@ -1,0 +1,202 @@
+"""The input schema: which features a model takes, of which types, in which order.
+
+The schema is an artifact of every version (ARTIFACT_ROLE_INPUT_SCHEMA) and the
+contract between the ONNX model and whoever feeds it. Its JSON form is RFC 8785
+canonical, so equal schemas have equal bytes and equal sha256:
+
+    {"features":[{"dtype":"float","name":"age","position":0}, ...],
+     "format":"mrm.input-schema.v1","mode":"tensor"}
+
+Inputs bind by position, never by name (skl2onnx rewrites names such as
+"city name" to "city_name"):
+
+- mode "tensor": the ONNX model has one float32 input of shape [N, n]; column
+  i holds the feature at position i. Every dtype travels as float32 (bool as
+  0/1); `dtype` records the column's logical type for validating requests.
+- mode "columns": one ONNX input per feature, in position order, each of
+  shape [N, 1] with element type float32 ("float"), int64 ("int"), string
+  ("string") or bool ("bool"). Used for DataFrames with string columns and
+  for pipelines with a ColumnTransformer, which selects columns by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+from sklearn.compose import ColumnTransformer  # type: ignore[import-untyped,unused-ignore]
+from sklearn.pipeline import FeatureUnion, Pipeline  # type: ignore[import-untyped,unused-ignore]
+
+from mrm.deploy.errors import DeployError
+from mrm.tlog.canonical import CanonicalJSONError, canonical_json, parse_json_object
+
+Dtype = Literal["float", "int", "string", "bool"]
+Mode = Literal["tensor", "columns"]
+SCHEMA_FORMAT = "mrm.input-schema.v1"
+
+_ONNX_DTYPES: dict[str, Any] = {
+    "float": np.float32,
+    "int": np.int64,
+    "string": object,
+    "bool": bool,
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    dtype: Dtype
+    position: int
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    features: tuple[Feature, ...]
+    mode: Mode
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise ValueError("an input schema needs at least one feature")
+        if [f.position for f in self.features] != list(range(len(self.features))):
+            raise ValueError("feature positions must be 0..n-1 in order")
+        names = self.names
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"feature names repeat: {sorted({n for n in names if names.count(n) > 1})}"
+            )
+        for f in self.features:
+            if f.dtype not in get_args(Dtype):
+                raise ValueError(f"feature {f.name!r} has unknown dtype {f.dtype!r}")
+        if self.mode not in get_args(Mode):
+            raise ValueError(f"unknown mode {self.mode!r}")
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def to_json(self) -> str:
+        """The canonical JSON text; UTF-8 encode it for the artifact."""
+        features = [
+            {"name": f.name, "dtype": f.dtype, "position": f.position} for f in self.features
+        ]
+        doc = {"format": SCHEMA_FORMAT, "mode": self.mode, "features": features}
+        return canonical_json(doc).decode("utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> InputSchema:
+        """Parse `to_json`'s output; ValueError names what is wrong with anything else."""
+        try:
+            doc = parse_json_object(text)
+        except CanonicalJSONError as e:
+            raise ValueError(f"input schema is not valid JSON: {e}") from e
+        if doc.get("format") != SCHEMA_FORMAT:
+            raise ValueError(
+                f"input schema format is {doc.get('format')!r}, want {SCHEMA_FORMAT!r}"
+            )
+        raw = doc.get("features")
+        if not isinstance(raw, list) or not all(isinstance(f, dict) for f in raw):
+            raise ValueError("input schema 'features' must be a list of objects")
+        try:
+            feats = tuple(Feature(str(f["name"]), f["dtype"], int(f["position"])) for f in raw)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"input schema feature is malformed: {e}") from e
+        return cls(tuple(sorted(feats, key=lambda f: f.position)), doc.get("mode"))  # type: ignore[arg-type]
+
+
+def components(estimator: Any) -> Iterator[Any]:
+    """The estimator and, recursively, every step inside its Pipelines and ColumnTransformers."""
+    yield estimator
+    if isinstance(estimator, Pipeline):
+        for _, step in estimator.steps:
+            yield from components(step)
+    elif isinstance(estimator, ColumnTransformer):
+        # transformers_ (fitted) holds the fitted clones; transformers holds unfitted originals.
+        for _, step, _ in getattr(estimator, "transformers_", estimator.transformers):
+            yield from components(step)
+    elif isinstance(estimator, FeatureUnion):
+        for _, step in estimator.transformer_list:
+            yield from components(step)
+
+
+def _column_dtype(name: str, dtype: Any) -> Dtype:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return "string"
+    raise DeployError(
+        f"feature {name!r} has dtype {dtype}, which cannot be served (use float, int, bool or str)"
+    )
+
+
+def _check_names(names: list[str], expected: list[str]) -> None:
+    if set(names) != set(expected):
+        extra = [n for n in names if n not in expected]
+        missing = [n for n in expected if n not in names]
+        raise DeployError(
+            f"data columns differ from the model's features: extra {extra}, missing {missing}"
+        )
+
+
+def infer_schema(estimator: Any, X: Any) -> InputSchema:
+    """The schema of `X` as `estimator` takes it; positions follow the model's feature order."""
+    fitted_names = getattr(estimator, "feature_names_in_", None)
+    n_expected = getattr(estimator, "n_features_in_", None)
+    if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        if fitted_names is not None:
+            _check_names(names, [str(n) for n in fitted_names])
+            names = [str(n) for n in fitted_names]
+        dtypes = [_column_dtype(n, X[n].dtype) for n in names]
+        has_ct = any(isinstance(c, ColumnTransformer) for c in components(estimator))
+        mode: Mode = "columns" if has_ct or "string" in dtypes else "tensor"
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise DeployError(f"features must be a 2-D table, got an array of shape {arr.shape}")
+        if arr.dtype.kind not in "biuf":
+            raise DeployError(
+                f"features are an array of dtype {arr.dtype}; pass a DataFrame with named columns"
+            )
+        if fitted_names is not None:
+            names = [str(n) for n in fitted_names]
+        else:
+            names = [f"x{i}" for i in range(arr.shape[1])]
+        dtypes = [{"b": "bool", "f": "float"}.get(arr.dtype.kind, "int")] * arr.shape[1]  # type: ignore[list-item]
+        mode = "tensor"
+    if n_expected is not None and len(names) != n_expected:
+        raise DeployError(f"data has {len(names)} features, the model takes {n_expected}")
+    feats = tuple(Feature(n, d, i) for i, (n, d) in enumerate(zip(names, dtypes, strict=True)))
+    return InputSchema(feats, mode)
+
+
+def _frame(schema: InputSchema, X: Any) -> pd.DataFrame:
+    return X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X), columns=schema.names)
+
+
+def onnx_inputs(schema: InputSchema, X: Any) -> list[np.ndarray[Any, Any]]:
+    """The ONNX model's inputs for the rows of `X`, in the order the model declares them."""
+    frame = _frame(schema, X)
+    if schema.mode == "tensor":
+        return [frame[schema.names].to_numpy(dtype=np.float32, na_value=np.nan)]
+    out: list[np.ndarray[Any, Any]] = []
+    for f in schema.features:
+        col = frame[[f.name]]
+        if f.dtype == "float":
+            out.append(col.to_numpy(dtype=np.float32, na_value=np.nan))
+        else:
+            out.append(col.to_numpy(dtype=_ONNX_DTYPES[f.dtype]))
+    return out
+
+
+def sklearn_input(estimator: Any, schema: InputSchema, X: Any) -> Any:
+    """`X` in the form `estimator` was fitted on: a DataFrame if it knows feature names."""
+    if getattr(estimator, "feature_names_in_", None) is not None:
+        return _frame(schema, X)[schema.names]
+    return X[schema.names].to_numpy() if isinstance(X, pd.DataFrame) else np.asarray(X)
