@@ -49,6 +49,7 @@ demo: install
 bench: install
 	$(BIN)/python -m benchmarks.ledger_append
 	$(BIN)/python -m benchmarks.ledger_proofs
+	$(BIN)/python -m benchmarks.deploy_steps
 
 clean:
 	rm -rf $(VENV) node_modules .mrm .mrm-demo

@@ -54,6 +54,7 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     addr: str
     pids: list[int]
+    registry_addr: str
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
@@ -68,12 +69,13 @@ def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iter
     """
     port = free_port()
     addr = f"127.0.0.1:{port}"
+    registry_addr = f"127.0.0.1:{free_port()}"
     environ = {
         **os.environ,
         "MRM_HOME": str(home),
         "MRM_DATABASE_URL": database_url,
         "MRM_LEDGER_ADDR": addr,
-        "MRM_REGISTRY_ADDR": f"127.0.0.1:{free_port()}",
+        "MRM_REGISTRY_ADDR": registry_addr,
         "MRM_LOG_LEVEL": "WARNING",
         "MRM_REUSE_PORT": "1",
         **env,
@@ -86,7 +88,7 @@ def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iter
             procs.append(subprocess.Popen([mrm, "up"], env=environ, stdout=subprocess.DEVNULL))
         time.sleep(3 if replicas > 1 else 0)
         wait_serving(addr)
-        yield Server(addr, [p.pid for p in procs])
+        yield Server(addr, [p.pid for p in procs], registry_addr)
     finally:
         for proc in procs:
             proc.terminate()

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from mrm.core import db
 from mrm.core.errors import MrmError
-from mrm.core.server import serve_until_signalled
+from mrm.core.server import stop_on_signals
 from mrm.core.settings import Settings
 
 
@@ -52,14 +52,15 @@ def up() -> None:
     sys.setswitchinterval(0.0005)
 
     async def run() -> None:
+        stop = stop_on_signals()
         stack = await Stack.start(settings)
         click.echo(f"mrm: registry {settings.registry_addr}")
         click.echo(f"mrm: ledger   {settings.ledger_addr}  (origin {stack.ledger.origin})")
         click.echo(f"mrm: verifier key {stack.ledger.verifier_key}")
         click.echo("mrm: ready", err=False)
-        await serve_until_signalled(list(stack.servers.values()))
-        await asyncio.to_thread(stack.ledger.close)
-        stack.ledger.store.engine.dispose()
+        await stop.wait()
+        logging.getLogger("mrm").info("signal received; shutting down")
+        await stack.stop()
 
     try:
         asyncio.run(run())

@@ -315,3 +315,41 @@ def test_dry_run_registers_nothing(
     assert out["gates_passed"] is True
     with RegistryClient(ledger_server.registry_addr) as reg:
         assert list(reg.list_models()) == []
+
+
+def test_regression_gate_against_production(
+    ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project(tmp_path, tree_model)
+    first = deploy(
+        ledger_server, tmp_path, "model.pkl", "--version", "1.0.0", monkeypatch=monkeypatch
+    )
+    assert first.exit_code == 0, first.output
+
+    def worse(train: pd.DataFrame) -> tuple[Any, list[str], str]:
+        cols = ["income"]  # a model that ignores what predicts default
+        return (
+            GradientBoostingClassifier(n_estimators=5, random_state=0).fit(
+                train[cols], train["default"]
+            ),
+            cols,
+            "default",
+        )
+
+    project(tmp_path, worse)
+    refused = deploy(
+        ledger_server,
+        tmp_path,
+        "model.pkl",
+        "--version",
+        "1.1.0",
+        "--max-regression",
+        "0.01",
+        monkeypatch=monkeypatch,
+    )
+    assert refused.exit_code == 1, refused.output
+    assert "production" in refused.stderr
+    assert "deploy refused (recorded as" in refused.stderr
+    with RegistryClient(ledger_server.registry_addr) as reg:
+        assert reg.get_model("credit-risk").production_version == "1.0.0"
+        assert [v.version for v in reg.list_versions("credit-risk")] == ["1.0.0"]

@@ -164,12 +164,11 @@ class GrpcServer:
         log.info("stopped %s", self.address)
 
 
-async def serve_until_signalled(servers: Sequence[GrpcServer]) -> None:
-    """Run the servers until SIGTERM or SIGINT, then stop them gracefully."""
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT. Install it before starting anything, so a
+    signal during start-up still means a clean stop rather than an abrupt kill."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("signal received; shutting down")
-    await asyncio.gather(*(s.stop() for s in servers))
+    return stop

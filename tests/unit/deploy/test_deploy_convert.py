@@ -36,7 +36,7 @@ from sklearn.semi_supervised import LabelSpreading  # type: ignore[import-untype
 
 from mrm.deploy.convert import SUPPORTED_ESTIMATORS, check_onnx_bytes, convert, final_estimator
 from mrm.deploy.errors import DeployError
-from mrm.deploy.schema import Feature, InputSchema, infer_schema
+from mrm.deploy.schema import Feature, InputSchema, infer_schema, onnx_inputs
 
 Split = tuple[Any, Any, Any, Any]  # X_train, X_eval, y_train, y_eval
 
@@ -350,3 +350,18 @@ def test_check_onnx_bytes_refuses_garbage_custom_domains_and_external_data() -> 
     external.graph.initializer.append(weight)
     with pytest.raises(DeployError, match="external"):
         check_onnx_bytes(external.SerializeToString())
+
+
+def test_a_column_transformer_fitted_on_an_array_takes_one_tensor() -> None:
+    X, y = load_wine(return_X_y=True)
+    columns = ColumnTransformer([("num", StandardScaler(), [0, 1, 2])], remainder="passthrough")
+    model = Pipeline([("columns", columns), ("model", tree.DecisionTreeClassifier(max_depth=3))])
+    schema = infer_schema(model.fit(X, y), X)
+    assert schema.mode == "tensor"
+    assert convert(model, schema).inputs["x0"] == "input"
+
+
+def test_a_missing_string_cannot_be_fed_to_onnx() -> None:
+    schema = InputSchema((Feature("city", "string", 0),), "columns")
+    with pytest.raises(DeployError, match="'city' \\(string\\) has missing values"):
+        onnx_inputs(schema, pd.DataFrame({"city": ["Lyon", None]}))

@@ -212,3 +212,15 @@ def test_from_csv_to_a_report_the_way_mrmctl_deploy_runs(tmp_path: Path) -> None
     assert check_fidelity(model, converted, X).passed
     assert snapshot(model, X, y, eval_sha256=sha)["rows"] == len(X_eval)
     assert InputSchema.from_json(schema.to_json()) == schema
+
+
+def test_forests_lose_their_nan_routing_in_onnx_and_say_so() -> None:
+    # onnx/sklearn-onnx#1253: skl2onnx 1.20 sends every NaN the same way.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    X[rng.random(X.shape) < 0.15] = np.nan
+    model = ensemble.RandomForestClassifier(10, max_depth=5, random_state=0).fit(X, y)
+    report = check_fidelity(model, convert(model, infer_schema(model, X)), X)
+    assert not report.passed
+    assert "sklearn-onnx#1253" in (report.hint or "")

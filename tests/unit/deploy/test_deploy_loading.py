@@ -252,7 +252,9 @@ def test_scipy_stats_distribution_that_execs_its_state_is_refused(tmp_path: Path
     assert control.exists()
     path = tmp_path / "model.pkl"
     path.write_bytes(build(marker))
-    with pytest.raises(DeployError, match=r"scipy\.stats\._continuous_distns\.norm_gen.*is shut"):
+    with pytest.raises(
+        DeployError, match=r"scipy\.stats\._continuous_distns\.norm_gen.*off limits"
+    ):
         load_model(path)
     assert not marker.exists()
 
@@ -282,13 +284,14 @@ def test_malicious_item_in_a_joblib_object_array_is_refused(tmp_path: Path) -> N
     [
         ("numpy", "load", "only classes, ufuncs"),  # allow_pickle=True unpickles any file
         ("numpy", "memmap", "creates and overwrites files"),
-        ("numpy.lib._npyio_impl", "load", "is shut: file I/O"),
+        ("numpy.lib._npyio_impl", "load", "off limits: file I/O"),
         ("numpy.lib._stride_tricks_impl", "DummyArray", "raw memory views"),
         ("numpy.lib._stride_tricks_impl", "as_strided", "raw memory views"),
         ("sklearn.utils._testing", "assert_run_python_script_without_output", "subprocesses"),
         ("sklearn.tree._export", "export_graphviz", "only classes, ufuncs"),  # writes any path
         ("sklearn.datasets._svmlight_format_io", "dump_svmlight_file", "write files"),
         ("sklearn._config", "set_config", "global settings"),
+        ("sklearn.callback._scoring_monitor", "ScoringMonitor", "connect to addresses"),
         ("scipy._lib._uarray._backend", "unpickle_function", "import-anything"),
         ("scipy.io", "savemat", "file I/O"),
         ("scipy.sparse", "save_npz", "only classes, ufuncs"),

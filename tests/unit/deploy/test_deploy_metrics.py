@@ -249,3 +249,15 @@ def test_a_malformed_csv_is_one_line(tmp_path: Path, loan_model: Any) -> None:
     (tmp_path / "bad.csv").write_bytes(b'a,b\n1,"unterminated\n')
     with pytest.raises(DeployError, match="not a readable CSV"):
         load_eval_csv(tmp_path / "bad.csv", "a", loan_model)
+
+
+def test_multiclass_roc_auc_is_null_when_a_class_has_no_rows() -> None:
+    X_train, X_eval, y_train, y_eval = dataset("wine")
+    model = ensemble.RandomForestClassifier(5, random_state=0).fit(X_train, y_train)
+    keep = (y_eval != 2).to_numpy()
+    snap = snapshot(model, X_eval[keep], y_eval[keep], eval_sha256=SHA)
+    assert snap["average"]["macro"]["roc_auc"] is None
+    pred = model.predict(X_eval[keep])
+    kw = {"average": "macro", "labels": [0, 1, 2], "zero_division": 0}
+    expected = metrics.recall_score(y_eval[keep], pred, **kw)
+    assert snap["average"]["macro"]["recall"] == expected

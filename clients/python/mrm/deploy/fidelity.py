@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
+import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+from sklearn import ensemble  # type: ignore[import-untyped,unused-ignore]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.deploy.convert import TREE_ESTIMATORS, Converted, final_estimator
@@ -36,6 +38,7 @@ from mrm.deploy.errors import DeployError
 from mrm.deploy.schema import components, onnx_inputs, sklearn_input
 
 MAX_REPORTED = 5
+_HGB = (ensemble.HistGradientBoostingClassifier, ensemble.HistGradientBoostingRegressor)
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,17 @@ def _ties(
     return tie
 
 
-def _hint(estimator: Any) -> str | None:
-    parts = list(components(estimator))
-    if isinstance(final_estimator(estimator), TREE_ESTIMATORS) and any(
-        isinstance(p, StandardScaler) for p in parts
+def _hint(estimator: Any, X: Any) -> str | None:
+    last = final_estimator(estimator)
+    other_trees = isinstance(last, TREE_ESTIMATORS) and not isinstance(last, _HGB)
+    if other_trees and pd.DataFrame(X).isna().to_numpy().any():
+        return (
+            "missing values: skl2onnx drops the NaN routing scikit-learn learned for "
+            f"{type(last).__name__} (onnx/sklearn-onnx#1253); impute them in the pipeline "
+            "or use HistGradientBoosting"
+        )
+    if isinstance(last, TREE_ESTIMATORS) and any(
+        isinstance(p, StandardScaler) for p in components(estimator)
     ):
         return (
             "trees after a StandardScaler: ONNX scales in float32, scikit-learn in float64, "
@@ -205,5 +215,5 @@ def check_fidelity(
         first_mismatches=bad.first(),
         atol=atol,
         rtol=rtol,
-        hint=_hint(estimator) if bad.rows else None,
+        hint=_hint(estimator, X) if bad.rows else None,
     )

@@ -48,28 +48,30 @@ FORMATS: dict[str, Format] = {
 }
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
-_ROOTS = ("sklearn", "numpy", "scipy")
 _PICKLE_HINT = "to trust it add it to [model] allowed_globals in mrm.toml or pass --allow-global"
 
-# Module path parts under the roots that a fitted model never needs, and why each is shut.
+# numpy and scipy are large and hold file I/O (numpy.load unpickles), raw-memory views
+# (stride tricks), code generators and file deleters (scipy.odr). Of them, only the packages
+# that hold the data types fitted models keep may be imported: arrays and dtypes, random
+# state, masked arrays (search results), sparse matrices, splines, special functions.
+_NUMPY_SCIPY = ("numpy._core", "numpy.core", "numpy.dtypes", "numpy.random", "numpy.ma")
+_NUMPY_SCIPY += ("scipy.sparse", "scipy.interpolate", "scipy.special")
+_NUMPY_SCIPY_TEXT = "of numpy and scipy only arrays, dtypes, random state, masked arrays, "
+_NUMPY_SCIPY_TEXT += "sparse matrices, interpolators and special functions are allowed"
+
+# Module path parts that no fitted model needs, and why each is off limits. scikit-learn is
+# otherwise allowed throughout; the scipy.stats entry is for a clearer message.
 _EXCLUDED: dict[str, str] = {
     **dict.fromkeys(
-        ("tests", "testing", "_testing", "_testutils", "conftest", "estimator_checks"),
+        ("tests", "testing", "_testing", "conftest", "estimator_checks"),
         "test helpers, some of which run subprocesses",
     ),
     "datasets": "dataset helpers download and write files",
-    **dict.fromkeys(
-        ("io", "npyio", "_npyio_impl", "_datasource"),
-        "file I/O (numpy.load, for one, can unpickle another file)",
-    ),
-    **dict.fromkeys(
-        ("externals", "_build_utils", "__check_build", "distutils", "f2py", "ctypeslib"),
-        "vendored code, build tools and native library loaders",
-    ),
-    **dict.fromkeys(("stride_tricks", "_stride_tricks_impl"), "raw memory views"),
-    "stats": "scipy.stats distributions exec() code kept in their pickled state",
-    "_lib": "scipy._lib holds raw C callbacks and an import-anything unpickler",
+    **dict.fromkeys(("externals", "_build_utils", "__check_build"), "vendored and build code"),
+    **dict.fromkeys(("_examples", "_precompute"), "scripts that load libraries on import"),
     "_config": "a model must not change scikit-learn's global settings",
+    "callback": "callbacks open listeners and connect to addresses kept in their state",
+    "stats": "scipy.stats distributions exec() code kept in their pickled state",
 }
 
 # Globals allowed by exact name, because the classes rule below does not cover them.
@@ -95,9 +97,9 @@ _EXACT = frozenset(
         "joblib.numpy_pickle.NumpyArrayWrapper",  # joblib's placeholder for an array
     }
 )
-# Other functions: numpy and scipy have file writers and memory-view builders among
-# theirs, so only these scikit-learn packages (score functions, metrics, transforms).
-_FUNCTION_PACKAGES = ("sklearn.metrics.", "sklearn.feature_selection.", "sklearn.preprocessing.")
+# Other functions (a model may hold one, e.g. SelectKBest's score_func) only from these
+# packages of pure computations; elsewhere even scikit-learn has file writers.
+_FUNCTION_PACKAGES = ("sklearn.metrics", "sklearn.feature_selection", "sklearn.preprocessing")
 # numpy 2 renamed numpy.core to numpy._core; numpy 1 pickles name the reconstructors
 # by the old name, which now warns.
 _NUMPY_CORE = "numpy._core" if importlib.util.find_spec("numpy._core") else "numpy.core"
@@ -205,18 +207,13 @@ class _Policy:
         if fullname in self.extra or fullname in _EXACT:
             return True
         parts = fullname.split(".")
-        if parts[0] not in _ROOTS or _EXCLUDED.keys() & set(parts[:-1]):
-            return False  # decided before importing anything
-        for i in range(len(parts) - 1, 0, -1):
-            module = ".".join(parts[:i])
+        for i in range(len(parts) - 1, 0, -1):  # longest module first, as pickle would name it
             try:
-                importlib.import_module(module)
-            except ImportError:
-                continue
-            try:
-                _allowed_object(module, ".".join(parts[i:]))
-            except (_NotAllowed, _Unimportable):
+                _allowed_object(".".join(parts[:i]), ".".join(parts[i:]))
+            except _NotAllowed:
                 return False
+            except _Unimportable:
+                continue  # the module may be a shorter prefix
             return True
         return False
 
@@ -225,40 +222,42 @@ class _Policy:
 
 
 def _allowed_object(module: str, name: str) -> Any:
-    root = module.partition(".")[0]
-    if root not in _ROOTS:
-        raise _NotAllowed("allowed: scikit-learn, numpy, scipy")
-    _check_module(module)
+    _check_module(module)  # before importing it: an import runs the module's code
     if any(p.startswith("__") and p.endswith("__") for p in name.split(".")):
         raise _NotAllowed("it reaches a dunder attribute")
     obj = _lookup(module, name)
     home = getattr(obj, "__module__", None) or module  # where it is defined, past re-exports
+    _check_module(home)
     if isinstance(obj, type):
-        if home.partition(".")[0] not in _ROOTS:
-            raise _NotAllowed(f"it is {_name(obj)}; allowed: scikit-learn, numpy, scipy")
-        _check_module(home)
         if issubclass(obj, np.memmap):
             raise _NotAllowed("numpy.memmap creates and overwrites files")
         return obj
     if "." not in name and (
         isinstance(obj, np.ufunc)  # elementwise math, nothing else
-        or (home.startswith(_FUNCTION_PACKAGES) and callable(obj))
+        or (_under(home, _FUNCTION_PACKAGES) and callable(obj))
         # Cython's reconstructors for scikit-learn's extension types: cls.__new__(cls).
-        or (
-            home.startswith("sklearn.") and (name == "newObj" or name.startswith("__pyx_unpickle_"))
-        )
+        or (home.startswith("sklearn.") and (name == "newObj" or name.startswith("__pyx_unpickle_")))
     ):
         return obj
     raise _NotAllowed(
-        "of scikit-learn, numpy and scipy only classes, ufuncs, array reconstructors and the "
-        f"functions in {', '.join(p.rstrip('.') for p in _FUNCTION_PACKAGES)} are"
+        "of functions only ufuncs, array reconstructors and those in "
+        f"{', '.join(_FUNCTION_PACKAGES)} are allowed"
     )
 
 
 def _check_module(module: str) -> None:
+    root = module.partition(".")[0]
+    if root not in ("sklearn", "numpy", "scipy"):
+        raise _NotAllowed("allowed: scikit-learn, numpy, scipy")
     for part in module.split("."):
         if part in _EXCLUDED:
-            raise _NotAllowed(f"{module} is shut: {_EXCLUDED[part]}")
+            raise _NotAllowed(f"{module} is off limits: {_EXCLUDED[part]}")
+    if root != "sklearn" and module != root and not _under(module, _NUMPY_SCIPY):
+        raise _NotAllowed(_NUMPY_SCIPY_TEXT)
+
+
+def _under(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def _lookup(module: str, name: str) -> Any:
@@ -289,9 +288,11 @@ class _RestrictedUnpickler(NumpyUnpickler):  # type: ignore[misc]
 
     def load_build(self) -> None:
         # Replaces joblib's, which reads object arrays with a plain, unchecked Unpickler.
-        target = self.stack[-2]
+        target, state = self.stack[-2], self.stack[-1]
         if _is_code(target):
             raise self.policy.refuse(f"it sets attributes on {_name(target)}")
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            _check_names(state[1], target, self.policy)  # setattr() state: __class__ and such
         pickle._Unpickler.dispatch[pickle.BUILD[0]](self)
         if isinstance(target, NumpyArrayWrapper):
             self.stack[-1] = self._read_array(target)
@@ -350,16 +351,18 @@ def _load_skops(data: bytes, policy: _Policy) -> object:
 
 def _check_attributes(obj: object, policy: _Policy) -> None:
     """Refuse dunder names held as instance data (attributes, or a Bunch's keys)."""
-    names: list[object] = []
     state = getattr(obj, "__dict__", None)
     if isinstance(state, dict) and not _is_code(obj):
-        names += state
+        _check_names(state, obj, policy)
     if isinstance(obj, dict) and type(obj) is not dict:  # dict subclasses may expose keys
-        names += obj
+        _check_names(obj, obj, policy)
+
+
+def _check_names(names: dict[Any, Any], owner: object, policy: _Policy) -> None:
     for n in names:
         if isinstance(n, str) and n.startswith("__") and n.endswith("__"):
             raise policy.refuse(
-                f"it gives a {_type_name(obj)} the attribute {n}, which no fitted model has"
+                f"it gives a {_type_name(owner)} the attribute {n}, which no fitted model has"
             )
 
 

@@ -11,8 +11,10 @@ Classifiers (labels in the model's `classes_` order, which is sorted):
 
 Binary metrics are for the greater label (`pos_label = max(classes)`).
 precision, recall and f1 count 0/0 as 0 (zero_division=0) rather than warn.
+Multiclass precision, recall and f1 average over all the model's classes.
 roc_auc uses predict_proba, else decision_function, and is null when it is
-undefined (one class in the data, or multiclass without probabilities).
+undefined: one class in the data, a multiclass model without probabilities,
+or a class of the model with no rows in the data.
 confusion_matrix rows are true labels, columns predicted, both in `labels` order.
 
 Regressors: {"task", "rows", "eval_sha256", "sklearn_version", "mae", "rmse", "r2"};
@@ -60,6 +62,8 @@ def _roc_auc(
         return _num(metrics.roc_auc_score(y, scores[:, -1] if scores.ndim == 2 else scores))
     if scores.ndim != 2 or not np.allclose(scores.sum(axis=1), 1.0):
         return None  # one-vs-rest needs probabilities
+    if len(np.unique(y)) < len(classes):
+        return None  # a class with no rows has no one-vs-rest curve
     return _num(
         metrics.roc_auc_score(y, scores, multi_class="ovr", average=average, labels=classes)
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
@@ -37,8 +37,8 @@ Dtype = Literal["float", "int", "string", "bool"]
 Mode = Literal["tensor", "columns"]
 SCHEMA_FORMAT = "mrm.input-schema.v1"
 
+_KIND_DTYPES: dict[str, Dtype] = {"b": "bool", "i": "int", "u": "int", "f": "float"}
 _ONNX_DTYPES: dict[str, Any] = {
-    "float": np.float32,
     "int": np.int64,
     "string": object,
     "bool": bool,
@@ -103,7 +103,8 @@ class InputSchema:
             feats = tuple(Feature(str(f["name"]), f["dtype"], int(f["position"])) for f in raw)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"input schema feature is malformed: {e}") from e
-        return cls(tuple(sorted(feats, key=lambda f: f.position)), doc.get("mode"))  # type: ignore[arg-type]
+        mode = cast(Mode, doc.get("mode"))  # __post_init__ checks it, as it checks dtypes
+        return cls(tuple(sorted(feats, key=lambda f: f.position)), mode)
 
 
 def components(estimator: Any) -> Iterator[Any]:
@@ -154,13 +155,17 @@ def infer_schema(estimator: Any, X: Any) -> InputSchema:
             _check_names(names, [str(n) for n in fitted_names])
             names = [str(n) for n in fitted_names]
         dtypes = [_column_dtype(n, X[n].dtype) for n in names]
-        has_ct = any(isinstance(c, ColumnTransformer) for c in components(estimator))
-        mode: Mode = "columns" if has_ct or "string" in dtypes else "tensor"
+        # A ColumnTransformer fitted on named columns selects them by name, which
+        # skl2onnx can only follow with one ONNX input per column.
+        by_name = fitted_names is not None and any(
+            isinstance(c, ColumnTransformer) for c in components(estimator)
+        )
+        mode: Mode = "columns" if by_name or "string" in dtypes else "tensor"
     else:
         arr = np.asarray(X)
         if arr.ndim != 2:
             raise DeployError(f"features must be a 2-D table, got an array of shape {arr.shape}")
-        if arr.dtype.kind not in "biuf":
+        if arr.dtype.kind not in _KIND_DTYPES:
             raise DeployError(
                 f"features are an array of dtype {arr.dtype}; pass a DataFrame with named columns"
             )
@@ -168,7 +173,7 @@ def infer_schema(estimator: Any, X: Any) -> InputSchema:
             names = [str(n) for n in fitted_names]
         else:
             names = [f"x{i}" for i in range(arr.shape[1])]
-        dtypes = [{"b": "bool", "f": "float"}.get(arr.dtype.kind, "int")] * arr.shape[1]  # type: ignore[list-item]
+        dtypes = [_KIND_DTYPES[arr.dtype.kind]] * arr.shape[1]
         mode = "tensor"
     if n_expected is not None and len(names) != n_expected:
         raise DeployError(f"data has {len(names)} features, the model takes {n_expected}")
@@ -190,8 +195,12 @@ def onnx_inputs(schema: InputSchema, X: Any) -> list[np.ndarray[Any, Any]]:
         col = frame[[f.name]]
         if f.dtype == "float":
             out.append(col.to_numpy(dtype=np.float32, na_value=np.nan))
-        else:
-            out.append(col.to_numpy(dtype=_ONNX_DTYPES[f.dtype]))
+            continue
+        if col.isna().any().any():  # only float tensors can carry a missing value
+            raise DeployError(
+                f"feature {f.name!r} ({f.dtype}) has missing values the ONNX model cannot take"
+            )
+        out.append(col.to_numpy(dtype=_ONNX_DTYPES[f.dtype]))
     return out
 
 
