@@ -279,25 +279,32 @@ def test_malicious_item_in_a_joblib_object_array_is_refused(tmp_path: Path) -> N
     assert not marker.exists()
 
 
+NUMPY_SCIPY = "of numpy and scipy only arrays, dtypes"
+FUNCTIONS = "of functions only ufuncs, array reconstructors and those in sklearn.metrics"
+
+
 @pytest.mark.parametrize(
     ("module", "name", "why"),
     [
-        ("numpy", "load", "only classes, ufuncs"),  # allow_pickle=True unpickles any file
+        ("numpy", "load", FUNCTIONS),  # allow_pickle=True unpickles any file
         ("numpy", "memmap", "creates and overwrites files"),
-        ("numpy.lib._npyio_impl", "load", "off limits: file I/O"),
-        ("numpy.lib._stride_tricks_impl", "DummyArray", "raw memory views"),
-        ("numpy.lib._stride_tricks_impl", "as_strided", "raw memory views"),
+        ("numpy.lib._npyio_impl", "load", NUMPY_SCIPY),
+        ("numpy.lib._stride_tricks_impl", "DummyArray", NUMPY_SCIPY),  # raw memory
+        ("numpy.lib._stride_tricks_impl", "as_strided", NUMPY_SCIPY),
+        ("numpy.random._examples.cffi.extending", "ffi", "load libraries on import"),
+        ("numpy._core._methods", "_dump", FUNCTIONS),  # ndarray.dump writes any path
         ("sklearn.utils._testing", "assert_run_python_script_without_output", "subprocesses"),
-        ("sklearn.tree._export", "export_graphviz", "only classes, ufuncs"),  # writes any path
+        ("sklearn.tree._export", "export_graphviz", FUNCTIONS),  # writes any path
         ("sklearn.datasets._svmlight_format_io", "dump_svmlight_file", "write files"),
         ("sklearn._config", "set_config", "global settings"),
         ("sklearn.callback._scoring_monitor", "ScoringMonitor", "connect to addresses"),
-        ("scipy._lib._uarray._backend", "unpickle_function", "import-anything"),
-        ("scipy.io", "savemat", "file I/O"),
-        ("scipy.sparse", "save_npz", "only classes, ufuncs"),
-        ("sklearn.base", "np.load", "only classes, ufuncs"),  # reached through a re-export
+        ("scipy._lib._uarray._backend", "unpickle_function", NUMPY_SCIPY),  # imports anything
+        ("scipy.odr", "ODR", NUMPY_SCIPY),  # deletes the files it is given
+        ("scipy.io", "savemat", NUMPY_SCIPY),
+        ("scipy.sparse", "save_npz", FUNCTIONS),
+        ("sklearn.base", "np.load", FUNCTIONS),  # reached through a re-export
         ("sklearn.base", "BaseEstimator.__init__.__globals__", "dunder"),
-        ("sklearn.base", "BaseEstimator.set_params", "only classes, ufuncs"),
+        ("sklearn.base", "BaseEstimator.set_params", FUNCTIONS),
     ],
 )
 def test_dangerous_globals_inside_allowed_packages_are_refused(

@@ -6,7 +6,10 @@ messages are 0-based data rows (the header is not a row).
 
 Missing values: a model "can take" NaN if scikit-learn's own predict accepts
 the rows that contain it (HistGradientBoosting does, most estimators do not).
-Given only an InputSchema there is no model to ask, so NaNs are refused.
+scikit-learn's single trees and forests take NaN too, but skl2onnx loses where
+they send it; the fidelity check reports that, with a hint, rather than this
+module guessing. Given only an InputSchema there is no model to ask, so NaNs
+are refused.
 """
 
 from __future__ import annotations

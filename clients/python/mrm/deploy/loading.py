@@ -54,16 +54,20 @@ _PICKLE_HINT = "to trust it add it to [model] allowed_globals in mrm.toml or pas
 # (stride tricks), code generators and file deleters (scipy.odr). Of them, only the packages
 # that hold the data types fitted models keep may be imported: arrays and dtypes, random
 # state, masked arrays (search results), sparse matrices, splines, special functions.
-_NUMPY_SCIPY = ("numpy._core", "numpy.core", "numpy.dtypes", "numpy.random", "numpy.ma")
-_NUMPY_SCIPY += ("scipy.sparse", "scipy.interpolate", "scipy.special")
-_NUMPY_SCIPY_TEXT = "of numpy and scipy only arrays, dtypes, random state, masked arrays, "
-_NUMPY_SCIPY_TEXT += "sparse matrices, interpolators and special functions are allowed"
+_NUMPY_SCIPY = (
+    *("numpy._core", "numpy.core", "numpy.dtypes", "numpy.random", "numpy.ma"),
+    *("scipy.sparse", "scipy.interpolate", "scipy.special"),
+)
+_NUMPY_SCIPY_TEXT = (
+    "of numpy and scipy only arrays, dtypes, random state, masked arrays, sparse matrices, "
+    "interpolators and special functions are allowed"
+)
 
 # Module path parts that no fitted model needs, and why each is off limits. scikit-learn is
 # otherwise allowed throughout; the scipy.stats entry is for a clearer message.
 _EXCLUDED: dict[str, str] = {
     **dict.fromkeys(
-        ("tests", "testing", "_testing", "conftest", "estimator_checks"),
+        ("tests", "testing", "_testing", "testutils", "conftest", "estimator_checks"),
         "test helpers, some of which run subprocesses",
     ),
     "datasets": "dataset helpers download and write files",
@@ -93,13 +97,19 @@ _EXACT = frozenset(
         "numpy.random._pickle.__generator_ctor",
         "numpy.random._pickle.__bit_generator_ctor",
         "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+        # FeatureAgglomeration's pooling_func: plain reductions.
+        *("numpy.mean", "numpy.median", "numpy.max", "numpy.min", "numpy.sum"),
         "scipy._lib.array_api_compat.numpy._aliases.asarray",  # held by SplineTransformer
         "joblib.numpy_pickle.NumpyArrayWrapper",  # joblib's placeholder for an array
     }
 )
 # Other functions (a model may hold one, e.g. SelectKBest's score_func) only from these
-# packages of pure computations; elsewhere even scikit-learn has file writers.
-_FUNCTION_PACKAGES = ("sklearn.metrics", "sklearn.feature_selection", "sklearn.preprocessing")
+# packages of pure computations: elsewhere scikit-learn has a file writer
+# (tree.export_graphviz) and an import-anything helper (utils._set_output).
+_FUNCTION_PACKAGES = (
+    *("sklearn.metrics", "sklearn.feature_selection", "sklearn.preprocessing"),
+    "sklearn.cluster",  # BisectingKMeans keeps its k-means routine
+)
 # numpy 2 renamed numpy.core to numpy._core; numpy 1 pickles name the reconstructors
 # by the old name, which now warns.
 _NUMPY_CORE = "numpy._core" if importlib.util.find_spec("numpy._core") else "numpy.core"
@@ -226,7 +236,8 @@ def _allowed_object(module: str, name: str) -> Any:
     if any(p.startswith("__") and p.endswith("__") for p in name.split(".")):
         raise _NotAllowed("it reaches a dunder attribute")
     obj = _lookup(module, name)
-    home = getattr(obj, "__module__", None) or module  # where it is defined, past re-exports
+    home = getattr(obj, "__module__", None)  # where it is defined, past re-exports
+    home = home if isinstance(home, str) and home else module
     _check_module(home)
     if isinstance(obj, type):
         if issubclass(obj, np.memmap):
@@ -236,7 +247,9 @@ def _allowed_object(module: str, name: str) -> Any:
         isinstance(obj, np.ufunc)  # elementwise math, nothing else
         or (_under(home, _FUNCTION_PACKAGES) and callable(obj))
         # Cython's reconstructors for scikit-learn's extension types: cls.__new__(cls).
-        or (home.startswith("sklearn.") and (name == "newObj" or name.startswith("__pyx_unpickle_")))
+        or (
+            home.startswith("sklearn.") and (name == "newObj" or name.startswith("__pyx_unpickle_"))
+        )
     ):
         return obj
     raise _NotAllowed(

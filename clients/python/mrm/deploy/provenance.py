@@ -66,6 +66,8 @@ class Lineage:
     training_data_id: str
     method: Literal["given", "sha256-file", "sha256-manifest"]
     detail: dict[str, str | int] = field(default_factory=dict)
+    """For hashed data: "path", "bytes" and, for a directory, "files"; when an id was
+    given along with the data, also "computed_id" and "computed_method"."""
 
 
 @dataclass(frozen=True)
