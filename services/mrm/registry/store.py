@@ -371,7 +371,7 @@ class RegistryStore:
     def changed_since(self, event_id: int, model_name: str | None) -> tuple[int, list[VersionInfo]]:
         """Versions whose stage changed after `event_id`, and the newest event id."""
         q = (
-            sa.select(stage_events.c.id, versions)
+            sa.select(versions, stage_events.c.id.label("event_id"))
             .join(versions, versions.c.id == stage_events.c.version_id)
             .where(stage_events.c.id > event_id)
             .order_by(stage_events.c.id)
@@ -380,8 +380,7 @@ class RegistryStore:
             q = q.where(versions.c.model_name == model_name)
         with self.engine.connect() as conn:
             rows = list(conn.execute(q))
-            seen: dict[int, VersionInfo] = {}
-            for r in rows:
-                seen[r.id_1 if hasattr(r, "id_1") else r[1]] = self._version(conn, r)
-        last = max((r[0] for r in rows), default=event_id)
+            # One update per version, in its latest state, however often it changed.
+            seen = {r.id: self._version(conn, r) for r in rows}
+        last = max((r.event_id for r in rows), default=event_id)
         return last, list(seen.values())
