@@ -251,21 +251,27 @@ def test_watch_deployments(registry: pbg.RegistryServiceStub) -> None:
         upload(registry, v.encode())
         register(registry, v, v.encode())
     promote(registry, "1.0.0", pb.STAGE_PRODUCTION)
-    stream = registry.WatchDeployments(
-        pb.WatchDeploymentsRequest(model_name="credit-risk"), timeout=30
-    )
+    request = pb.WatchDeploymentsRequest(model_name="credit-risk")
+    stream = registry.WatchDeployments(request, timeout=30)
     first = next(stream)
-    assert (first.version.version, first.version.stage, first.initial) == (
-        "1.0.0",
-        pb.STAGE_PRODUCTION,
-        True,
-    )
+    assert first.initial
+    assert (first.version.version, first.version.stage) == ("1.0.0", pb.STAGE_PRODUCTION)
+    marker = next(stream)
+    assert marker.snapshot_complete
+    assert not marker.HasField("version")
     promote(registry, "1.1.0", pb.STAGE_PRODUCTION)
-    changes = {
-        (c.version.version, c.version.stage, c.initial) for c in (next(stream), next(stream))
-    }
+    updates = [next(stream), next(stream)]
+    changes = {(c.version.version, c.version.stage, c.initial) for c in updates}
     assert changes == {("1.0.0", pb.STAGE_STAGING, False), ("1.1.0", pb.STAGE_PRODUCTION, False)}
+    for c in updates:  # the full version, artifacts included, as the proxy needs it
+        want = hashlib.sha256(c.version.version.encode()).hexdigest()
+        assert [a.sha256 for a in c.version.artifacts] == [want]
     stream.cancel()
+    empty = registry.WatchDeployments(
+        pb.WatchDeploymentsRequest(model_name="nothing-here"), timeout=30
+    )
+    assert next(empty).snapshot_complete  # the marker comes even when nothing is deployed
+    empty.cancel()
 
 
 def test_linked_records_land_with_the_version(

@@ -204,6 +204,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         last = await asyncio.to_thread(self.registry.store.latest_event_id)
         for v in await asyncio.to_thread(self.registry.deployments, name):
             yield pb.WatchDeploymentsResponse(version=version_pb(v), initial=True)
+        yield pb.WatchDeploymentsResponse(snapshot_complete=True)
         while True:
             await asyncio.sleep(self.watch_interval)
             last, changed = await asyncio.to_thread(

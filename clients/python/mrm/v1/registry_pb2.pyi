@@ -755,28 +755,34 @@ Global___WatchDeploymentsRequest: _TypeAlias = WatchDeploymentsRequest  # noqa: 
 @_typing.final
 class WatchDeploymentsResponse(_message.Message):
     """One deployment state: sent for every current deployment first, then for
-    every change.
+    every change. Between the two, one message with `snapshot_complete` set and
+    no version marks the end of the initial snapshot (sent even when nothing is
+    deployed), so a follower knows when it has caught up.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
     INITIAL_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
     initial: _builtins.bool
     """True for the initial snapshot, false for a change that happened later."""
+    snapshot_complete: _builtins.bool
+    """True on the one marker that ends the initial snapshot."""
     @_builtins.property
     def version(self) -> Global___ModelVersion:
-        """The version whose stage this is."""
+        """The version whose stage this is; unset on the snapshot marker."""
 
     def __init__(
         self,
         *,
         version: Global___ModelVersion | None = ...,
         initial: _builtins.bool = ...,
+        snapshot_complete: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial", b"initial", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial", b"initial", "snapshot_complete", b"snapshot_complete", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
