@@ -76,6 +76,7 @@ def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iter
         "MRM_DATABASE_URL": database_url,
         "MRM_LEDGER_ADDR": addr,
         "MRM_REGISTRY_ADDR": registry_addr,
+        "MRM_PROXY_ADDR": f"127.0.0.1:{free_port()}",
         "MRM_LOG_LEVEL": "WARNING",
         "MRM_REUSE_PORT": "1",
         **env,

@@ -75,6 +75,10 @@ class RunningLedger:
     def registry_addr(self) -> str:
         return self.stack.stack.registry_addr
 
+    @property
+    def proxy_addr(self) -> str:
+        return self.stack.stack.proxy_addr
+
 
 def start_ledger(home: Path, database_url: str | None = None, **overrides: object) -> RunningLedger:
     settings = Settings(
@@ -82,6 +86,7 @@ def start_ledger(home: Path, database_url: str | None = None, **overrides: objec
         database_url=database_url,
         ledger_addr="127.0.0.1:0",
         registry_addr="127.0.0.1:0",
+        proxy_addr="127.0.0.1:0",
         **overrides,  # type: ignore[arg-type]
     )
     stack = BackgroundStack(settings)

@@ -55,6 +55,7 @@ def up() -> None:
         stop = stop_on_signals()
         stack = await Stack.start(settings)
         click.echo(f"mrm: registry {settings.registry_addr}")
+        click.echo(f"mrm: proxy    {settings.proxy_addr}  (Open Inference Protocol v2, gRPC)")
         click.echo(f"mrm: ledger   {settings.ledger_addr}  (origin {stack.ledger.origin})")
         click.echo(f"mrm: verifier key {stack.ledger.verifier_key}")
         click.echo("mrm: ready", err=False)

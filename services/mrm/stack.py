@@ -16,6 +16,7 @@ from mrm.core.server import GrpcServer, Service
 from mrm.core.settings import Settings
 from mrm.ledger.app import ledger_service, open_ledger
 from mrm.ledger.service import Ledger
+from mrm.proxy.app import proxy_service
 from mrm.registry.app import registry_service
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ class Stack:
     @property
     def ledger_addr(self) -> str:
         return f"127.0.0.1:{self.servers['ledger'].port}"
+
+    @property
+    def proxy_addr(self) -> str:
+        return f"127.0.0.1:{self.servers['proxy'].port}"
 
     @property
     def registry_addr(self) -> str:
@@ -59,6 +64,9 @@ class Stack:
             settings.registry_addr, registry_service(settings, engine, ledger_target)
         )
         await servers["registry"].start()
+        registry_target = f"127.0.0.1:{servers['registry'].port}"
+        servers["proxy"] = server(settings.proxy_addr, proxy_service(settings, registry_target))
+        await servers["proxy"].start()
         return cls(settings, ledger, servers)
 
     async def stop(self) -> None:

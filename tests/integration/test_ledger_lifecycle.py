@@ -174,6 +174,7 @@ def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
         "MRM_HOME": str(tmp_path / "home"),
         "MRM_LEDGER_ADDR": f"127.0.0.1:{port}",
         "MRM_REGISTRY_ADDR": f"127.0.0.1:{_free_port()}",
+        "MRM_PROXY_ADDR": f"127.0.0.1:{_free_port()}",
     }
     mrm = str(Path(sys.executable).with_name("mrm"))
     proc = subprocess.Popen(

@@ -80,6 +80,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def single(inner: Any) -> Any:  # one response: unary-unary and stream-unary
             async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
+                    _check_decoded(request)
                     return await inner(request, context)
                 except Exception as exc:
                     await mapped(context, exc)
@@ -89,6 +90,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def streamed(inner: Any) -> Any:  # a response stream: unary-stream and stream-stream
             async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
+                    _check_decoded(request)
                     async for item in inner(request, context):
                         yield item
                 except Exception as exc:
@@ -96,16 +98,41 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return run
 
-        kw = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
+        kw = {"response_serializer": handler.response_serializer}
+        lenient = {**kw, "request_deserializer": _lenient(handler.request_deserializer)}
+        strict = {**kw, "request_deserializer": handler.request_deserializer}
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(single(handler.unary_unary), **kw)
+            return grpc.unary_unary_rpc_method_handler(single(handler.unary_unary), **lenient)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(single(handler.stream_unary), **kw)
+            return grpc.stream_unary_rpc_method_handler(single(handler.stream_unary), **strict)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(streamed(handler.unary_stream), **kw)
+            return grpc.unary_stream_rpc_method_handler(streamed(handler.unary_stream), **lenient)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(streamed(handler.stream_stream), **kw)
+            return grpc.stream_stream_rpc_method_handler(streamed(handler.stream_stream), **strict)
         return handler
+
+
+class _Undecodable:
+    """Stands for a request whose bytes are not the message they should be."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserialize: Any) -> Any:
+    """Garbage bytes become INVALID_ARGUMENT from the handler, not gRPC's INTERNAL."""
+    if deserialize is None:
+        return None
+
+    def run(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError, and friends
+            return _Undecodable(exc)
+
+    return run
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument("request", f"is not a valid protobuf message ({request.error})")

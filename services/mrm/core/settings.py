@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     watch_interval: float = Field(default=1.0, gt=0)
     """Seconds between WatchDeployments polls of the stage history."""
 
+    proxy_addr: str = "localhost:8001"
+    """Where the inference proxy (Open Inference Protocol v2 over gRPC) listens."""
+
+    proxy_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime intra-op threads per model; 1 suits a small CPU serving many requests."""
+
+    proxy_load_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a model may take to load before the proxy gives up on it."""
+
     ledger_addr: str = "localhost:50052"
     """Where the ledger's gRPC server listens (host:port; ':port' means all interfaces)."""
 

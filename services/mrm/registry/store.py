@@ -383,4 +383,6 @@ class RegistryStore:
             # One update per version, in its latest state, however often it changed.
             seen = {r.id: self._version(conn, r) for r in rows}
         last = max((r.event_id for r in rows), default=event_id)
-        return last, list(seen.values())
+        # The new production version first: a follower that switches as it reads
+        # then never sees a moment with nothing in production.
+        return last, sorted(seen.values(), key=lambda v: v.stage != "PRODUCTION")

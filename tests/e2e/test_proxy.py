@@ -1,0 +1,218 @@
+"""The inference proxy serves what `mrmctl deploy` registered, to Triton's own client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+import pytest
+
+from mrm.client.registry import RegistryClient
+from mrm.deploy.config import DeployConfig
+from mrm.deploy.pipeline import prepare, publish
+from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
+from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
+from tests.conftest import RunningLedger
+from tests.e2e.test_deploy import Builder, pipeline_model, project, regressor, tree_model
+
+
+def deployed(
+    stack: RunningLedger, tmp: Path, build: Builder, name: str
+) -> tuple[Any, pd.DataFrame]:
+    model, X, target = project(tmp, build, name)
+    cfg = DeployConfig(
+        model_path=tmp / "model.pkl",
+        version="1.0.0",
+        name=name,
+        eval_data=tmp / "eval.csv",
+        target=target,
+        dataset_id="sha256:" + "0" * 64,
+        training_data=None,
+        source_commit="0" * 40,
+        stage="production",
+        sample_rate=1.0,
+        fidelity_tolerance=1e-4,
+    )
+    with RegistryClient(stack.registry_addr) as reg:
+        publish(cfg, prepare(cfg, lambda _s, _d: None, env={}), reg, lambda _s, _d: None)
+    with grpc.insecure_channel(stack.proxy_addr) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        deadline = time.monotonic() + 60
+        while not stub.ModelReady(oip.ModelReadyRequest(name=name)).ready:
+            assert time.monotonic() < deadline, f"{name} never became ready on the proxy"
+            time.sleep(0.05)
+    return model, X
+
+
+def triton(
+    stack: RunningLedger, tmp: Path, name: str, inputs: dict[str, np.ndarray[Any, Any]]
+) -> Any:
+    np.savez(tmp / "in.npz", **inputs)  # type: ignore[arg-type]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.e2e.triton_driver",
+            stack.proxy_addr,
+            name,
+            str(tmp / "in.npz"),
+            str(tmp / "out.npz"),
+        ],
+        check=True,
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+    )
+    return np.load(tmp / "out.npz", allow_pickle=False)
+
+
+@pytest.mark.parametrize(
+    ("build", "name"), [(tree_model, "gbt"), (pipeline_model, "pipeline"), (regressor, "regressor")]
+)
+def test_triton_client_gets_scikit_learns_answers(
+    build: Builder, name: str, ledger_server: RunningLedger, tmp_path: Path
+) -> None:
+    model, X = deployed(ledger_server, tmp_path, build, name)
+    batch = X.iloc[:50]
+    if name == "pipeline":  # one input per column, strings as BYTES
+        inputs = {
+            c: (
+                batch[[c]].to_numpy(dtype=object)
+                if c == "employment"
+                else batch[[c]].to_numpy(np.float32)
+            )
+            for c in batch.columns
+        }
+    else:  # one FP32 tensor, named as the model's metadata says
+        with grpc.insecure_channel(ledger_server.proxy_addr) as channel:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+            meta = stub.ModelMetadata(oip.ModelMetadataRequest(name=name))
+        assert [(i.datatype, list(i.shape)) for i in meta.inputs] == [
+            ("FP32", [-1, batch.shape[1]])
+        ]
+        inputs = {meta.inputs[0].name: batch.to_numpy(np.float32)}
+    out = triton(ledger_server, tmp_path, name, inputs)
+    seen = json.loads(str(out["_meta"]))
+    assert seen["server"]["name"] == "mrm"
+    assert seen["response"]["model_version"] == "1.0.0"
+    if name == "regressor":
+        np.testing.assert_allclose(out["value"].reshape(-1), model.predict(batch), rtol=1e-5)
+    else:
+        assert list(out["label"].reshape(-1)) == list(model.predict(batch))
+        np.testing.assert_allclose(out["probabilities"], model.predict_proba(batch), atol=1e-5)
+
+
+def infer_request(
+    name: str, array: np.ndarray[Any, Any], input_name: str, version: str = ""
+) -> oip.ModelInferRequest:
+    return oip.ModelInferRequest(
+        model_name=name,
+        model_version=version,
+        inputs=[
+            oip.ModelInferRequest.InferInputTensor(
+                name=input_name, datatype="FP32", shape=list(array.shape)
+            )
+        ],
+        raw_input_contents=[array.astype(np.float32).tobytes()],
+    )
+
+
+def test_bad_requests_get_clear_statuses(ledger_server: RunningLedger, tmp_path: Path) -> None:
+    from tests.integration.test_ledger_grpc import bad_request
+
+    _, X = deployed(ledger_server, tmp_path, tree_model, "gbt")
+    good = X.iloc[:3].to_numpy(np.float32)
+    with grpc.insecure_channel(ledger_server.proxy_addr) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        name = stub.ModelMetadata(oip.ModelMetadataRequest(name="gbt")).inputs[0].name
+        assert stub.ModelInfer(infer_request("gbt", good, name)).model_version == "1.0.0"
+        nan = good.copy()
+        nan[1, 0] = np.nan
+        short = infer_request("gbt", good, name)
+        short.raw_input_contents[0] = short.raw_input_contents[0][:-4]
+        cases = [
+            (infer_request("nope", good, name), grpc.StatusCode.NOT_FOUND),
+            (infer_request("gbt", good, name, version="9.9.9"), grpc.StatusCode.NOT_FOUND),
+            (infer_request("gbt", good, "not-an-input"), grpc.StatusCode.INVALID_ARGUMENT),
+            (infer_request("gbt", good[:, :2], name), grpc.StatusCode.INVALID_ARGUMENT),
+            (infer_request("gbt", nan, name), grpc.StatusCode.INVALID_ARGUMENT),
+            (short, grpc.StatusCode.INVALID_ARGUMENT),
+        ]
+        for request, code in cases:
+            assert bad_request(lambda r=request: stub.ModelInfer(r))[0] == code  # type: ignore[misc]
+        raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer"
+        )
+        assert bad_request(lambda: raw(b"\xff\xff\xff garbage"))[:2] == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "request",
+        )
+        assert stub.ServerLive(oip.ServerLiveRequest()).live  # the server stayed up
+
+
+def test_oversized_message_is_resource_exhausted(tmp_path: Path) -> None:
+    from tests.conftest import start_ledger
+    from tests.integration.test_ledger_grpc import bad_request
+
+    running = start_ledger(tmp_path / "home", grpc_max_message_bytes=1 << 20)
+    try:
+        with grpc.insecure_channel(running.proxy_addr) as channel:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+            big = infer_request("gbt", np.zeros((3000, 100), np.float32), "input")
+            assert (
+                bad_request(lambda: stub.ModelInfer(big))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+            )
+            assert stub.ServerLive(oip.ServerLiveRequest()).live
+    finally:
+        running.stack.stop()
+
+
+def test_hot_swap_fails_no_request(ledger_server: RunningLedger, tmp_path: Path) -> None:
+    import threading
+
+    _, X = deployed(ledger_server, tmp_path, tree_model, "gbt")
+    row = X.iloc[:1].to_numpy(np.float32)
+    failures: list[str] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with grpc.insecure_channel(ledger_server.proxy_addr) as channel:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+            name = stub.ModelMetadata(oip.ModelMetadataRequest(name="gbt")).inputs[0].name
+            while not stop.is_set():
+                try:
+                    versions.append(stub.ModelInfer(infer_request("gbt", row, name)).model_version)
+                except grpc.RpcError as e:
+                    failures.append(str(e))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        with RegistryClient(ledger_server.registry_addr) as reg:
+            v1 = reg.get_version("gbt", "1.0.0")
+            reg.register(
+                type(v1)(
+                    model_name="gbt",
+                    version="1.1.0",
+                    artifacts=[type(a)(role=a.role, sha256=a.sha256) for a in v1.artifacts],
+                    sample_rate=1.0,
+                )
+            )
+            reg.promote("gbt", "1.1.0", "production")
+        deadline = time.monotonic() + 30
+        while "1.1.0" not in versions[-5:]:
+            assert time.monotonic() < deadline, "the proxy never served 1.1.0"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join()
+    assert not failures
+    assert set(versions) == {"1.0.0", "1.1.0"}
+    assert versions.index("1.1.0") > 0
