@@ -65,7 +65,9 @@ class Stack:
         )
         await servers["registry"].start()
         registry_target = f"127.0.0.1:{servers['registry'].port}"
-        servers["proxy"] = server(settings.proxy_addr, proxy_service(settings, registry_target))
+        servers["proxy"] = server(
+            settings.proxy_addr, proxy_service(settings, registry_target, ledger_target)
+        )
         await servers["proxy"].start()
         return cls(settings, ledger, servers)
 

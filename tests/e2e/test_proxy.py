@@ -216,3 +216,54 @@ def test_hot_swap_fails_no_request(ledger_server: RunningLedger, tmp_path: Path)
     assert not failures
     assert set(versions) == {"1.0.0", "1.1.0"}
     assert versions.index("1.1.0") > 0
+
+
+def test_decisions_are_stamped_sampled_and_traced(
+    ledger_server: RunningLedger, tmp_path: Path
+) -> None:
+    from opentelemetry import trace as otel
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from mrm.client.ledger import LedgerClient
+
+    provider = otel.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    spans = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    model, X = deployed(ledger_server, tmp_path, tree_model, "gbt")
+    rows = X.iloc[:2].to_numpy(np.float32)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with grpc.insecure_channel(ledger_server.proxy_addr) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        name = stub.ModelMetadata(oip.ModelMetadataRequest(name="gbt")).inputs[0].name
+        request = infer_request("gbt", rows, name)
+        request.parameters["subject_id"].string_param = "applicant-7"
+        response = stub.ModelInfer(
+            request, metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
+        )
+    record_id = response.parameters["mrm_record_id"].string_param
+    assert response.parameters["trace_id"].string_param == trace_id
+    with LedgerClient(ledger_server.addr) as ledger:
+        deadline = time.monotonic() + 30
+        while True:
+            found = list(ledger.query(kind="PREDICTION", trace_id=trace_id))
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert [r.record_id for r in found] == [record_id]
+    rec = found[0]
+    assert rec.subject.startswith("hmac-sha256:")
+    assert "applicant-7" not in rec.subject + rec.body_json  # never in the clear
+    body = json.loads(rec.body_json)
+    np.testing.assert_allclose(np.array(body["request"]["inputs"][name]), rows)
+    assert body["response"]["label"] == model.predict(X.iloc[:2]).tolist()
+    exported = [
+        s
+        for s in spans.get_finished_spans()
+        if (s.attributes or {}).get("mrm.record_id") == record_id
+    ]
+    assert len(exported) == 1
+    assert format(exported[0].context.trace_id, "032x") == trace_id
+    assert format(exported[0].context.span_id, "016x") == rec.span_id

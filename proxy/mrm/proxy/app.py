@@ -7,17 +7,30 @@ import asyncio
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.oip.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from mrm.proxy.audit import Stamper, load_or_create_subject_key
 from mrm.proxy.server import InferenceServicer
+from mrm.proxy.shipper import Shipper
+from mrm.proxy.spool import Spool
 from mrm.proxy.watcher import DeploymentWatcher
 
 SERVICE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
-def proxy_service(settings: Settings, registry_target: str) -> Service:
+def proxy_service(settings: Settings, registry_target: str, ledger_target: str) -> Service:
     watcher = DeploymentWatcher(
         registry_target, threads=settings.proxy_threads, load_timeout=settings.proxy_load_timeout
     )
-    servicer = InferenceServicer(watcher)
+    key = load_or_create_subject_key(settings.subject_key_file or settings.home / "subject.key")
+    shipper = Shipper(
+        ledger_target,
+        Spool(settings.home / "proxy-spool.db", settings.proxy_spool_max_records),
+        queue_max=settings.proxy_queue_max,
+    )
+    servicer = InferenceServicer(watcher, Stamper(key), shipper)
+
+    def close() -> None:
+        shipper.close(timeout=settings.shutdown_grace)
+        watcher.close()
 
     async def ready() -> bool:
         # Ready once the models the registry deploys are loaded.
@@ -33,5 +46,5 @@ def proxy_service(settings: Settings, registry_target: str) -> Service:
         ),
         ready=ready,
         background=[follow],
-        close=watcher.close,
+        close=close,
     )

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from mrm.core.errors import FailedPrecondition, NotFound
 from mrm.proxy.tensors import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,3 @@ class ModelTable:
         versions.get(name, {}).pop(version, None)
         production = {k: v for k, v in self.production.items() if (k, v) != (name, version)}
         return ModelTable(versions, production)
-
-
-def check_version(version: str) -> None:
-    if version and len(version) > 64:
-        raise InvalidArgument("model_version", "is longer than 64 characters")

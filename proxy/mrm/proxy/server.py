@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
+from opentelemetry import trace
 
 from mrm.core.errors import InvalidArgument
 from mrm.oip.v2 import grpc_predict_v2_pb2 as pb
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as pbg
+from mrm.proxy.audit import Stamper, prediction_record
 from mrm.proxy.models import ServingModel
 from mrm.proxy.tensors import check_finite, decode_inputs, encode_outputs
 from mrm.proxy.watcher import DeploymentWatcher
+from mrm.v1 import ledger_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _INLINE_ROWS = 256  # larger batches run in a worker thread so the loop stays responsive
@@ -33,11 +37,19 @@ def _tensor_meta(spec: Any) -> pb.ModelMetadataResponse.TensorMetadata:
     )
 
 
+class RecordSink(Protocol):
+    """Where sampled records go (the shipper): never blocks, never raises."""
+
+    def offer(self, record: ledger_pb2.Record) -> bool: ...
+
+
 class InferenceServicer(pbg.GRPCInferenceServiceServicer):
     """Thin transport over the watcher's model table and ONNX Runtime."""
 
-    def __init__(self, watcher: DeploymentWatcher) -> None:
+    def __init__(self, watcher: DeploymentWatcher, stamper: Stamper, sink: RecordSink) -> None:
         self.watcher = watcher
+        self.stamper = stamper
+        self.sink = sink
 
     def _model(self, name: str, model_version: str) -> ServingModel:
         if not name:
@@ -94,6 +106,7 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         response = pb.ModelInferResponse(
             model_name=model.name, model_version=model.version, id=request.id
         )
+        self._stamp(request, response, model, arrays, outputs)
         wanted = {o.name for o in request.outputs}
         if wanted:
             unknown = wanted - set(outputs)
@@ -105,6 +118,47 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
             outputs = {k: v for k, v in outputs.items() if k in wanted}
         encode_outputs(response, _squeeze(outputs), raw=bool(request.raw_input_contents))
         return response
+
+    def _stamp(
+        self,
+        request: pb.ModelInferRequest,
+        response: pb.ModelInferResponse,
+        model: ServingModel,
+        arrays: dict[str, np.ndarray[Any, Any]],
+        outputs: dict[str, np.ndarray[Any, Any]],
+    ) -> None:
+        """Link the decision to its trace and, when sampled, to its audit record."""
+        span = trace.get_current_span()
+        ctx = span.get_span_context()
+        # The caller's trace id survives even when span sampling drops the span.
+        trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else secrets.token_hex(16)
+        span_id = format(ctx.span_id, "016x") if ctx.is_valid else ""
+        response.parameters["trace_id"].string_param = trace_id
+        record_id = self.stamper.new_record_id()
+        span.set_attribute("mrm.model", model.name)
+        span.set_attribute("mrm.model_version", model.version)
+        if not self.stamper.sampled(record_id, model.sample_rate):
+            return
+        subject = (
+            request.parameters["subject_id"].string_param
+            if "subject_id" in request.parameters
+            else ""
+        )
+        record = prediction_record(
+            record_id=record_id,
+            model_name=model.name,
+            model_version=model.version,
+            onnx_sha256=model.onnx_sha256,
+            subject=self.stamper.subject_ref(subject),
+            trace_id=trace_id,
+            span_id=span_id,
+            inputs=arrays,
+            outputs=_squeeze(outputs),
+            request_id=request.id,
+        )
+        self.sink.offer(record)
+        span.set_attribute("mrm.record_id", record_id)
+        response.parameters["mrm_record_id"].string_param = record_id
 
 
 def _squeeze(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     proxy_load_timeout: float = Field(default=60.0, gt=0)
     """Seconds a model may take to load before the proxy gives up on it."""
 
+    proxy_queue_max: int = Field(default=10_000, ge=1)
+    """Sampled records held in memory on their way to the ledger."""
+
+    proxy_spool_max_records: int = Field(default=1_000_000, ge=1)
+    """Records the proxy's local spool keeps while the ledger is away; past this,
+    samples are dropped, counted, and recorded as a GAP once the ledger is back."""
+
+    subject_key_file: Path | None = None
+    """Secret for hashing subject ids (HMAC-SHA-256). Default: `home`/subject.key, 0600."""
+
     ledger_addr: str = "localhost:50052"
     """Where the ledger's gRPC server listens (host:port; ':port' means all interfaces)."""
 

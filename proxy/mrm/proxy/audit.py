@@ -1,0 +1,100 @@
+"""Stamping decisions for the audit trail: record ids, sampling, subject references.
+
+Everything here runs on the inference path, so it is cheap and never waits on
+the ledger: the record is handed to the shipper, which owns delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrm.client.ids import new_record_id
+from mrm.tlog.canonical import canonical_json
+from mrm.v1 import ledger_pb2
+
+_RANDOM_BITS = (1 << 62) - 1
+
+
+def load_or_create_subject_key(path: Path) -> bytes:
+    """The server secret subject ids are hashed with; created once with mode 0600."""
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    key = secrets.token_bytes(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    return key
+
+
+class Stamper:
+    """Decides, per request, the record id, whether it is sampled, and the subject ref."""
+
+    def __init__(self, subject_key: bytes) -> None:
+        self._key = subject_key
+
+    def subject_ref(self, subject_id: str) -> str:
+        """A keyed hash: equal subjects give equal refs; the raw id is never stored."""
+        if not subject_id:
+            return ""
+        digest = hmac.new(self._key, subject_id.encode(), hashlib.sha256).hexdigest()
+        return "hmac-sha256:" + digest
+
+    @staticmethod
+    def new_record_id() -> str:
+        return new_record_id()
+
+    @staticmethod
+    def sampled(record_id: str, rate: float) -> bool:
+        """Deterministic from the record id's random bits, so a replay decides the same."""
+        if rate >= 1.0:
+            return True
+        if rate <= 0.0:
+            return False
+        return (uuid.UUID(record_id).int & _RANDOM_BITS) / (1 << 62) < rate
+
+
+def _plain(array: np.ndarray[Any, Any]) -> Any:
+    if array.dtype == object:
+        return [v.decode() if isinstance(v, bytes) else v for v in array.reshape(-1).tolist()]
+    return array.tolist()
+
+
+def prediction_record(
+    *,
+    record_id: str,
+    model_name: str,
+    model_version: str,
+    onnx_sha256: str,
+    subject: str,
+    trace_id: str,
+    span_id: str,
+    inputs: Mapping[str, np.ndarray[Any, Any]],
+    outputs: Mapping[str, np.ndarray[Any, Any]],
+    request_id: str,
+) -> ledger_pb2.Record:
+    """The PREDICTION record: the exact request and response, and where it was served."""
+    body = {
+        "request": {"id": request_id, "inputs": {k: _plain(v) for k, v in inputs.items()}},
+        "response": {k: _plain(v) for k, v in outputs.items()},
+        "onnx_sha256": onnx_sha256,
+    }
+    return ledger_pb2.Record(
+        record_id=record_id,
+        kind=ledger_pb2.RECORD_KIND_PREDICTION,
+        model_name=model_name,
+        model_version=model_version,
+        subject=subject,
+        trace_id=trace_id,
+        span_id=span_id,
+        body_json=canonical_json(body).decode(),
+    )

@@ -1,0 +1,388 @@
+"""Ships sampled audit records to the ledger without ever holding up inference.
+
+    offer() → bounded queue → shipper thread → AppendRecords (on a network worker)
+                                    └→ spool (SQLite) when the ledger fails or falls behind → replay
+
+`offer` is a non-blocking put. The shipper thread owns everything slow: it
+batches the queue and hands each batch to one network worker; while the worker
+waits on the ledger, the thread keeps the queue from filling by moving the
+backlog into the spool. A record is in one place at a time (the queue, a batch
+in flight, the spool) and leaves the spool only once the ledger acknowledged
+it; a replay of something the ledger already has is a no-op there (idempotent
+per record_id). So every offered record lands exactly once, or is dropped and
+counted:
+
+- queue full (the spool's disk cannot keep up either): counted in memory, then
+  in the spool on the thread's next turn;
+- spool cap reached: counted in the spool, in the transaction that refused it;
+- refused by the ledger (INVALID_ARGUMENT, ALREADY_EXISTS, too large): that
+  record alone, found by bisecting the batch, with the ledger's reason.
+
+Once the ledger is back and the spool has drained, one GAP record per (reason,
+model) reports the drops. A SIGKILL loses what is only in memory: the queue (at
+most queue_max records), the batch in flight and drops not yet persisted. Strict
+mode (`strict_offer`) closes that window for the decisions that need it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import grpc
+
+from mrm.client.errors import AlreadyExists, InvalidArgument, MrmRpcError
+from mrm.client.ledger import LedgerClient, new_record
+from mrm.proxy.spool import Gap, Spool
+from mrm.v1.ledger_pb2 import Record
+
+log = logging.getLogger(__name__)
+
+QUEUE_FULL = "the proxy's in-memory queue was full (the spool could not keep up)"
+SPOOL_FULL = "the proxy's spool was full while the ledger was unreachable"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class AuditUnavailable(Exception):
+    """A strict record could be neither appended nor spooled: fail the decision."""
+
+
+@dataclass
+class Delivery:
+    acked: list[str] = field(default_factory=list)
+    refused: list[tuple[Record, str]] = field(default_factory=list)
+    failed: list[Record] = field(default_factory=list)  # not delivered: try again later
+
+
+def _refusal(exc: MrmRpcError) -> bool:
+    """Errors about the batch's content, which retrying can never fix."""
+    return isinstance(exc, InvalidArgument | AlreadyExists) or (
+        exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the batch exceeds the message limit
+    )
+
+
+def deliver(client: LedgerClient, records: list[Record]) -> Delivery:
+    """Append records; a refused batch is bisected so only the bad records stay out."""
+    out, parts = Delivery(), [records]
+    while parts:
+        part = parts.pop()
+        if out.failed:  # the ledger is away: stop knocking
+            out.failed.extend(part)
+            continue
+        try:
+            client.append(part)
+            out.acked.extend(r.record_id for r in part)
+        except MrmRpcError as exc:
+            if not _refusal(exc):
+                out.failed.extend(part)
+            elif len(part) == 1:
+                out.refused.append((part[0], f"the ledger refused the record: {exc.summary()}"))
+            else:
+                parts += [part[len(part) // 2 :], part[: len(part) // 2]]
+        except Exception:  # a transport failure outside gRPC's statuses
+            out.failed.extend(part)
+    return out
+
+
+def gap_record(gap: Gap) -> Record:
+    """The GAP record reporting one sealed gap row; identical every time it is built."""
+
+    def rfc3339(us: int) -> str:
+        return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    body = {"dropped": gap.dropped, "reason": gap.reason, "model_name": gap.model_name}
+    body |= {"from": rfc3339(gap.first_at_us), "until": rfc3339(gap.last_at_us)}
+    # The ledger's own limits on model_name; one it would refuse stays in the body only.
+    plain = len(gap.model_name) <= 128 and gap.model_name.isprintable()
+    return new_record(
+        "GAP", body, record_id=gap.record_id, model_name=gap.model_name if plain else ""
+    )
+
+
+class _Backoff:
+    """When to knock on the ledger again: exponential from 0.1 s, at most 5 s."""
+
+    def __init__(self) -> None:
+        self.delay, self.retry_at = 0.1, 0.0
+
+    def down(self) -> bool:
+        return time.monotonic() < self.retry_at
+
+    def failed(self) -> None:
+        self.retry_at = time.monotonic() + self.delay
+        self.delay = min(self.delay * 2, 5.0)
+
+    def ok(self) -> None:
+        self.delay, self.retry_at = 0.1, 0.0
+
+
+@dataclass
+class _Slot:
+    record: Record
+    done: bool = False
+    error: str = ""
+
+
+class Shipper:
+    """Delivers records to the ledger from a background thread; see the module docstring.
+
+    The spool is the shipper's from construction to close(); whatever it holds
+    (a previous process's, say) is replayed first thing.
+    """
+
+    def __init__(
+        self,
+        ledger_target: str,
+        spool: Spool,
+        *,
+        queue_max: int = 10_000,
+        batch: int = 256,
+        flush_interval: float = 0.05,
+        rpc_timeout: float = 10.0,
+    ) -> None:
+        self.spool, self._target, self._rpc_timeout = spool, ledger_target, rpc_timeout
+        self._batch, self._flush = batch, flush_interval
+        self._queue: queue.Queue[Record] = queue.Queue(maxsize=queue_max)
+        # Past this depth the thread spools the backlog rather than let the queue fill
+        # while the ledger is slow to answer.
+        self._high_water = max(1, queue_max // 2)
+        self._backoff = _Backoff()
+        self._lock = threading.Lock()  # guards the two counters below
+        self._stats: Counter[str] = Counter()
+        self._unpersisted: Counter[tuple[str, str]] = Counter()  # (reason, model) → drops
+        self._client = LedgerClient(ledger_target, timeout=rpc_timeout)
+        self._net = ThreadPoolExecutor(1, thread_name_prefix="mrm-ledger-append")
+        self._strict_cv = threading.Condition()
+        self._strict_waiting: list[_Slot] = []
+        self._strict_leader = False
+        self._strict_client = LedgerClient(ledger_target)
+        self._gaps_due = True  # a previous process may have left some
+        self._replay_turn = False
+        self._warned: set[str] = set()  # what was logged during the current outage
+        self._closed = False
+        self._deadline = float("inf")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mrm-shipper", daemon=True)
+        self._thread.start()
+
+    def offer(self, record: Record) -> bool:
+        """Hand a sampled record over; never blocks, never raises. False: it was dropped."""
+        self._add("sampled")
+        if not self._closed:
+            try:
+                self._queue.put_nowait(record)
+                return True
+            except queue.Full:
+                pass
+        self._drop_later(record.model_name, QUEUE_FULL)
+        return False
+
+    def strict_offer(self, record: Record, timeout: float = 0.5) -> None:
+        """Return only once the record is durable: appended, if the ledger answers within
+        `timeout` seconds, else spooled (fsync'd). Concurrent callers share one
+        AppendRecords call and one spool transaction (group commit; the leader's
+        timeout applies). Blocking: from asyncio, call it through asyncio.to_thread.
+
+        Raises AuditUnavailable when the record could be neither appended nor spooled
+        (refused by the ledger, or the ledger away and the spool full).
+        """
+        self._add("sampled")
+        slot = _Slot(record)
+        with self._strict_cv:
+            self._strict_waiting.append(slot)
+            while not slot.done:
+                if self._strict_leader:  # a commit is running: the next one takes us
+                    self._strict_cv.wait()
+                    continue
+                self._strict_leader = True
+                group, self._strict_waiting = self._strict_waiting, []
+                self._strict_cv.release()
+                try:
+                    self._commit(group, timeout)
+                finally:
+                    self._strict_cv.acquire()
+                    self._strict_leader = False
+                    self._strict_cv.notify_all()
+        if slot.error:
+            self._add("strict_failed")
+            raise AuditUnavailable(slot.error)
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            names = ("sampled", "shipped", "spooled", "dropped", "strict_failed")
+            out = {name: self._stats[name] for name in names}
+        return out | {"queue_depth": self._queue.qsize(), "spool_depth": self.spool.count()}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ship what the ledger takes within `timeout` seconds, spool the rest, stop.
+        Records offered after this are dropped (counted, but in no GAP record)."""
+        if self._closed:
+            return
+        self._closed, self._deadline = True, time.monotonic() + timeout
+        self._stop.set()
+        self._thread.join(timeout + self._flush + 10)
+        self._net.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+        self._strict_client.close()
+        if not self._thread.is_alive():
+            self.spool.close()
+
+    def _add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._stats[name] += n
+
+    def _drop_later(self, model_name: str, reason: str) -> None:
+        # Counting in the spool would mean disk I/O here; the thread persists it.
+        with self._lock:
+            self._stats["dropped"] += 1
+            self._unpersisted[reason, model_name] += 1
+
+    def _persist_drops(self) -> None:
+        with self._lock:
+            pending, self._unpersisted = self._unpersisted, Counter()
+        for (reason, model), n in pending.items():
+            try:
+                self.spool.add_dropped(n, reason, model)
+                self._gaps_due = True
+            except sqlite3.Error:
+                with self._lock:
+                    self._unpersisted[reason, model] += n
+
+    def _late(self) -> bool:
+        return time.monotonic() >= self._deadline
+
+    def _run(self) -> None:
+        while not (self._stop.is_set() and (self._queue.empty() or self._late())):
+            try:
+                self._turn()
+            except Exception:  # a bug or a failing disk must not end delivery for good
+                log.exception("audit shipper: turn failed; retrying")
+                time.sleep(1.0)
+        self._spool_live(self._take(self._queue.maxsize, 0.0))
+        self._persist_drops()
+
+    def _take(self, limit: int, wait: float) -> list[Record]:
+        out: list[Record] = []
+        try:
+            out.append(self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait())
+            while len(out) < limit:
+                out.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def _turn(self) -> None:
+        self._persist_drops()
+        if self._backoff.down():  # don't knock: spool what comes until it is time to retry
+            wait = min(self._flush, self._backoff.retry_at - time.monotonic())
+            self._spool_live(self._take(self._queue.maxsize, wait))
+            return
+        closing, spooled = self._stop.is_set(), self.spool.count()
+        if spooled and not closing and (self._replay_turn or self._queue.empty()):
+            kind, records = "replay", self.spool.peek(self._batch)
+        elif not spooled and not closing and self._gaps_due:
+            kind, records = "gap", [gap_record(g) for g in self.spool.take_gaps()]
+            self._gaps_due = bool(records)
+        else:
+            kind, records = "live", self._take(self._batch, self._flush)
+        if records:
+            self._replay_turn = kind == "live"  # alternate, so live traffic can't starve a replay
+            self._run_job(kind, records)
+
+    def _run_job(self, kind: str, records: list[Record]) -> None:
+        future: Future[Delivery] = self._net.submit(deliver, self._client, records)
+        while not wait([future], self._flush).done:
+            if self._queue.qsize() >= self._high_water:
+                self._spool_live(self._take(self._queue.maxsize, 0.0))
+            if self._late():
+                if kind == "live":  # the ledger may still take them: a replay is harmless
+                    self._spool_live(records)
+                return
+        self._settle(kind, records, future.result())
+
+    def _settle(self, kind: str, records: list[Record], d: Delivery) -> None:
+        if d.failed:
+            self._warn_once("outage", "ledger %s unavailable; spooling", self._target)
+            self._backoff.failed()
+            # A fresh channel: gRPC's own reconnect backoff grows to 2 minutes.
+            self._client.close()
+            self._client = LedgerClient(self._target, timeout=self._rpc_timeout)
+        else:
+            if self._warned:
+                log.info("audit shipper: ledger %s is back", self._target)
+                self._warned.clear()
+            self._backoff.ok()
+        if kind == "gap":
+            for rec, why in d.refused:  # retrying can't help; don't let it block the rest
+                log.error("audit shipper: GAP record %s refused: %s", rec.body_json, why)
+            self.spool.clear_gaps([*d.acked, *(r.record_id for r, _ in d.refused)])
+            self._gaps_due = self.spool.has_gaps()
+            return
+        self._add("shipped", len(d.acked))
+        if kind == "replay":
+            self.spool.remove(d.acked)
+        else:
+            self._spool_live(d.failed)
+        by_reason: dict[str, list[Record]] = {}
+        for rec, why in d.refused:
+            by_reason.setdefault(why, []).append(rec)
+        for why, refused in by_reason.items():
+            log.warning("audit shipper: dropping %d record(s): %s", len(refused), why)
+            self.spool.drop(refused, why)
+            self._add("dropped", len(refused))
+            self._gaps_due = True
+
+    def _spool_live(self, records: list[Record]) -> None:
+        if not records:
+            return
+        try:
+            stored = self.spool.put_many(records, overflow_reason=SPOOL_FULL)
+        except sqlite3.Error as exc:
+            log.error("audit shipper: cannot write the spool: %s", exc)
+            for rec in records:
+                self._drop_later(rec.model_name, f"the proxy's spool could not be written: {exc}")
+            return
+        self._add("spooled", stored)
+        if stored < len(records):
+            self._warn_once("full", "spool full (%d records); dropping", self.spool.max_records)
+            self._add("dropped", len(records) - stored)
+            self._gaps_due = True
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        """Once per outage, not once per batch."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("audit shipper: " + message, *args)
+
+    def _commit(self, group: list[_Slot], budget: float) -> None:
+        """One group commit of strict records: one append, then one spool transaction."""
+        pending, ok, why = [s.record for s in group], set[str](), dict[str, str]()
+        try:
+            if not self._backoff.down():
+                self._strict_client.timeout = budget  # only the leader uses this client
+                d = deliver(self._strict_client, pending)
+                self._add("shipped", len(d.acked))
+                ok.update(d.acked)
+                why = {rec.record_id: reason for rec, reason in d.refused}
+                if pending := d.failed:
+                    self._backoff.failed()
+                    self._strict_client.close()
+                    self._strict_client = LedgerClient(self._target)
+            if pending:
+                stored = self.spool.put_many(pending)
+                self._add("spooled", stored)
+                ok.update(r.record_id for r in pending[:stored])
+        except Exception:
+            log.exception("audit shipper: strict commit failed")
+        for slot in group:
+            rid = slot.record.record_id
+            unreachable = "the ledger is unreachable and the spool is full or unwritable"
+            slot.error = "" if rid in ok else why.get(rid, unreachable)
+            slot.done = True

@@ -1,0 +1,202 @@
+"""The proxy's local spool: audit records the ledger has not acknowledged yet.
+
+A SQLite file in WAL mode with synchronous=FULL: once `put_many` returns, its
+records survive a SIGKILL or a power cut (the commit waits for fsync), and a
+transaction is all-or-nothing, so a crash mid-write leaves the spool as it was.
+
+Limits and semantics:
+
+- The cap, `max_records`, counts records, not bytes. The file therefore grows
+  to about max_records times the average record size (a prediction record is
+  typically 1-2 KB; the ledger refuses any over 1 MiB). Rows freed by
+  `remove` are reused, the file does not shrink.
+- Records are keyed by record_id, so spooling a record that is already there
+  is a no-op and does not count against the cap twice.
+- `put_many` stores records in order until the cap is reached and refuses
+  the rest; with `overflow_reason` the refused ones are counted as dropped in
+  the same transaction, so no crash can leave a refused record uncounted.
+- Drops are counted per (reason, model_name) in an *open* gap row.
+  `take_gaps` seals every open row by giving it the record_id of the GAP
+  record that will report it; a sealed row never changes again (later drops
+  open a new row). A GAP re-sent after a crash is therefore byte-identical,
+  and the ledger's idempotency makes the resend a no-op. `clear_gaps`
+  deletes sealed rows once the ledger has their GAP records.
+- One process per spool file (the record count is cached in memory).
+  Thread-safe: one connection behind a lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+from mrm.client.ids import new_record_id
+from mrm.v1.ledger_pb2 import Record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    record_id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    id INTEGER PRIMARY KEY,
+    reason TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    dropped INTEGER NOT NULL,
+    first_at_us INTEGER NOT NULL,
+    last_at_us INTEGER NOT NULL,
+    gap_record_id TEXT UNIQUE
+);
+CREATE UNIQUE INDEX IF NOT EXISTS gaps_open ON gaps (reason, model_name)
+    WHERE gap_record_id IS NULL;
+"""
+
+_ADD_DROPPED = """
+INSERT INTO gaps (reason, model_name, dropped, first_at_us, last_at_us) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (reason, model_name) WHERE gap_record_id IS NULL
+DO UPDATE SET dropped = dropped + excluded.dropped, last_at_us = excluded.last_at_us
+"""
+
+
+class Gap(NamedTuple):
+    """Samples dropped for one reason and model, sealed under one GAP record id."""
+
+    dropped: int
+    reason: str
+    first_at_us: int
+    last_at_us: int
+    model_name: str
+    record_id: str
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Spool:
+    """Records waiting for the ledger, and the counts of those that never will reach it."""
+
+    def __init__(self, path: Path, max_records: int) -> None:
+        if max_records < 1:
+            raise ValueError(f"max_records is {max_records} (want at least 1)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_records = max_records
+        self._lock = threading.Lock()
+        # Autocommit mode: every write below runs in an explicit BEGIN IMMEDIATE.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._count: int = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the caller holds the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def count(self) -> int:
+        """Records in the spool."""
+        return self._count
+
+    def put_many(self, records: Sequence[Record], *, overflow_reason: str | None = None) -> int:
+        """Store records in order until the cap; returns n such that records[:n] are
+        in the spool and records[n:] were refused (counted as dropped with
+        `overflow_reason` when given). Atomic."""
+        with self._lock:
+            count, stored = self._count, 0
+            with self._tx() as db:
+                for rec in records:
+                    if count >= self.max_records and not self._has(rec.record_id):
+                        break
+                    row = (rec.record_id, rec.SerializeToString())
+                    count += db.execute("INSERT OR IGNORE INTO records VALUES (?, ?)", row).rowcount
+                    stored += 1
+                if overflow_reason is not None:
+                    self._count_drops(records[stored:], overflow_reason)
+            self._count = count
+        return stored
+
+    def _has(self, record_id: str) -> bool:
+        sql = "SELECT 1 FROM records WHERE record_id = ?"
+        return self._db.execute(sql, (record_id,)).fetchone() is not None
+
+    def peek(self, limit: int) -> list[Record]:
+        """Up to `limit` records, oldest first (rowids only grow while a row exists)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM records ORDER BY rowid LIMIT ?", (limit,)
+            ).fetchall()
+        return [Record.FromString(data) for (data,) in rows]
+
+    def remove(self, record_ids: Iterable[str]) -> int:
+        """Forget records the ledger has acknowledged; returns how many were here."""
+        ids = [(rid,) for rid in record_ids]
+        with self._lock:
+            with self._tx() as db:
+                gone = db.executemany("DELETE FROM records WHERE record_id = ?", ids).rowcount
+            self._count -= gone
+        return gone
+
+    def drop(self, records: Sequence[Record], reason: str) -> None:
+        """Give up on records (the ledger refused them): remove any that are spooled
+        and count them all as dropped, in one transaction."""
+        with self._lock:
+            with self._tx() as db:
+                ids = [(r.record_id,) for r in records]
+                gone = db.executemany("DELETE FROM records WHERE record_id = ?", ids).rowcount
+                self._count_drops(records, reason)
+            self._count -= gone
+
+    def _count_drops(self, records: Sequence[Record], reason: str) -> None:
+        now = _now_us()
+        for model, n in Counter(r.model_name for r in records).items():
+            self._db.execute(_ADD_DROPPED, (reason, model, n, now, now))
+
+    def add_dropped(self, n: int, reason: str, model_name: str = "") -> None:
+        """Count `n` samples dropped for `reason` (durably)."""
+        if n <= 0:
+            return
+        now = _now_us()
+        with self._lock, self._tx() as db:
+            db.execute(_ADD_DROPPED, (reason, model_name, n, now, now))
+
+    def has_gaps(self) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT EXISTS (SELECT 1 FROM gaps)").fetchone()
+        return bool(row[0])
+
+    def take_gaps(self) -> list[Gap]:
+        """Seal the open gap rows and return every sealed row not yet cleared, oldest first."""
+        with self._lock, self._tx() as db:
+            open_rows = db.execute("SELECT id FROM gaps WHERE gap_record_id IS NULL").fetchall()
+            for (row_id,) in open_rows:
+                sql = "UPDATE gaps SET gap_record_id = ? WHERE id = ?"
+                db.execute(sql, (new_record_id(), row_id))
+            rows = db.execute(
+                "SELECT dropped, reason, first_at_us, last_at_us, model_name, gap_record_id"
+                " FROM gaps ORDER BY id"
+            ).fetchall()
+        return [Gap(*row) for row in rows]
+
+    def clear_gaps(self, record_ids: Iterable[str]) -> None:
+        """Forget sealed gap rows whose GAP records the ledger has acknowledged."""
+        ids = [(rid,) for rid in record_ids]
+        with self._lock, self._tx() as db:
+            db.executemany("DELETE FROM gaps WHERE gap_record_id = ?", ids)
