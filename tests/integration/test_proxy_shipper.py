@@ -275,14 +275,12 @@ def test_strict_records_are_durable_before_returning(tmp_path: Path, model: str)
 def test_a_gap_resent_after_a_crash_lands_once(
     ledger: RunningLedger, tmp_path: Path, model: str
 ) -> None:
-    from mrm.proxy.shipper import gap_record
-
     path = tmp_path / "spool.db"
     spool = Spool(path, 10)
     spool.add_dropped(9, SPOOL_FULL, model)
     (gap,) = spool.take_gaps()
     with LedgerClient(ledger.addr) as client:  # appended, then the process died before clearing
-        client.append([gap_record(gap)])
+        client.append([gap.record()])
     spool.close()
     shipper = Shipper(ledger.addr, Spool(path, 10))
     wait_until(lambda: not shipper.spool.has_gaps(), "the sealed gap is resent and cleared")

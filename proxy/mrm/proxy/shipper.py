@@ -32,22 +32,20 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import grpc
 
 from mrm.client.errors import AlreadyExists, InvalidArgument, MrmRpcError
-from mrm.client.ledger import LedgerClient, new_record
-from mrm.proxy.spool import Gap, Spool
+from mrm.client.ledger import LedgerClient
+from mrm.proxy.spool import Spool
 from mrm.v1.ledger_pb2 import Record
 
 log = logging.getLogger(__name__)
 
 QUEUE_FULL = "the proxy's in-memory queue was full (the spool could not keep up)"
 SPOOL_FULL = "the proxy's spool was full while the ledger was unreachable"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AuditUnavailable(Exception):
@@ -89,21 +87,6 @@ def deliver(client: LedgerClient, records: list[Record]) -> Delivery:
         except Exception:  # a transport failure outside gRPC's statuses
             out.failed.extend(part)
     return out
-
-
-def gap_record(gap: Gap) -> Record:
-    """The GAP record reporting one sealed gap row; identical every time it is built."""
-
-    def rfc3339(us: int) -> str:
-        return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-    body = {"dropped": gap.dropped, "reason": gap.reason, "model_name": gap.model_name}
-    body |= {"from": rfc3339(gap.first_at_us), "until": rfc3339(gap.last_at_us)}
-    # The ledger's own limits on model_name; one it would refuse stays in the body only.
-    plain = len(gap.model_name) <= 128 and gap.model_name.isprintable()
-    return new_record(
-        "GAP", body, record_id=gap.record_id, model_name=gap.model_name if plain else ""
-    )
 
 
 class _Backoff:
@@ -169,6 +152,7 @@ class Shipper:
         self._closed = False
         self._deadline = float("inf")
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a job finished, or the queue passed its high water
         self._thread = threading.Thread(target=self._run, name="mrm-shipper", daemon=True)
         self._thread.start()
 
@@ -178,9 +162,12 @@ class Shipper:
         if not self._closed:
             try:
                 self._queue.put_nowait(record)
-                return True
             except queue.Full:
                 pass
+            else:
+                if self._queue.qsize() >= self._high_water:
+                    self._wake.set()  # the thread spools the backlog now, not at its next poll
+                return True
         self._drop_later(record.model_name, QUEUE_FULL)
         return False
 
@@ -288,7 +275,7 @@ class Shipper:
         if spooled and not closing and (self._replay_turn or self._queue.empty()):
             kind, records = "replay", self.spool.peek(self._batch)
         elif not spooled and not closing and self._gaps_due:
-            kind, records = "gap", [gap_record(g) for g in self.spool.take_gaps()]
+            kind, records = "gap", [g.record() for g in self.spool.take_gaps()]
             self._gaps_due = bool(records)
         else:
             kind, records = "live", self._take(self._batch, self._flush)
@@ -298,7 +285,10 @@ class Shipper:
 
     def _run_job(self, kind: str, records: list[Record]) -> None:
         future: Future[Delivery] = self._net.submit(deliver, self._client, records)
-        while not wait([future], self._flush).done:
+        future.add_done_callback(lambda _: self._wake.set())
+        while not future.done():
+            self._wake.wait(self._flush)
+            self._wake.clear()
             if self._queue.qsize() >= self._high_water:
                 self._spool_live(self._take(self._queue.maxsize, 0.0))
             if self._late():

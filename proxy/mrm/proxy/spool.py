@@ -18,8 +18,8 @@ Limits and semantics:
 - Drops are counted per (reason, model_name) in an *open* gap row.
   `take_gaps` seals every open row by giving it the record_id of the GAP
   record that will report it; a sealed row never changes again (later drops
-  open a new row). A GAP re-sent after a crash is therefore byte-identical,
-  and the ledger's idempotency makes the resend a no-op. `clear_gaps`
+  open a new row). A GAP re-sent after a crash (`Gap.record()`) is therefore
+  byte-identical, and the ledger's idempotency makes the resend a no-op. `clear_gaps`
   deletes sealed rows once the ledger has their GAP records.
 - One process per spool file (the record count is cached in memory).
   Thread-safe: one connection behind a lock.
@@ -33,10 +33,12 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
 from mrm.client.ids import new_record_id
+from mrm.client.ledger import new_record
 from mrm.v1.ledger_pb2 import Record
 
 _SCHEMA = """
@@ -57,6 +59,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS gaps_open ON gaps (reason, model_name)
     WHERE gap_record_id IS NULL;
 """
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ADD_DROPPED = """
 INSERT INTO gaps (reason, model_name, dropped, first_at_us, last_at_us) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (reason, model_name) WHERE gap_record_id IS NULL
@@ -73,6 +76,19 @@ class Gap(NamedTuple):
     last_at_us: int
     model_name: str
     record_id: str
+
+    def record(self) -> Record:
+        """The GAP record reporting this row; byte-identical every time it is built."""
+        body = {"dropped": self.dropped, "reason": self.reason, "model_name": self.model_name}
+        body |= {"from": _rfc3339(self.first_at_us), "until": _rfc3339(self.last_at_us)}
+        # The ledger's own limits on model_name; one it would refuse stays in the body only.
+        plain = len(self.model_name) <= 128 and self.model_name.isprintable()
+        name = self.model_name if plain else ""
+        return new_record("GAP", body, record_id=self.record_id, model_name=name)
+
+
+def _rfc3339(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _now_us() -> int:
