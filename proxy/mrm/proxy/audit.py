@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mrm.client.ids import new_record_id
-from mrm.tlog.canonical import canonical_json
+from mrm.client.ledger import new_record
 from mrm.v1 import ledger_pb2
 
 _RANDOM_BITS = (1 << 62) - 1
@@ -88,13 +88,13 @@ def prediction_record(
         "response": {k: _plain(v) for k, v in outputs.items()},
         "onnx_sha256": onnx_sha256,
     }
-    return ledger_pb2.Record(
+    return new_record(
+        "PREDICTION",
+        body,
         record_id=record_id,
-        kind=ledger_pb2.RECORD_KIND_PREDICTION,
         model_name=model_name,
         model_version=model_version,
         subject=subject,
         trace_id=trace_id,
         span_id=span_id,
-        body_json=canonical_json(body).decode(),
     )

@@ -261,15 +261,9 @@ class RegistryStore:
             row = self._version_row(conn, model_name, version)
             if row is None:
                 raise NotFound(f"{model_name} {version} is not registered")
-            done = conn.execute(
-                sa.select(stage_events.c.version_id).where(
-                    stage_events.c.record_id == uuid.UUID(record_id)
-                )
-            ).first()
-            if done is not None:  # a replayed request: it happened already
-                if done.version_id != row.id:
-                    raise AlreadyExists(f"request_id {record_id} was used for another promotion")
-                return Promotion(version=self._version(conn, row))
+            replayed = self._replayed(conn, row, record_id)
+            if replayed is not None:
+                return replayed
             stages = self._stages(conn, model_name)
             demoted = ""
             if stage == "PRODUCTION":
@@ -341,6 +335,19 @@ class RegistryStore:
                     out.append(info)
             return out
 
+    def _replayed(self, conn: sa.Connection, row: Any, record_id: str) -> Promotion | None:
+        """The outcome of a promotion already made under this request id, if any."""
+        done = conn.execute(
+            sa.select(stage_events.c.version_id).where(
+                stage_events.c.record_id == uuid.UUID(record_id)
+            )
+        ).first()
+        if done is None:
+            return None
+        if done.version_id != row.id:
+            raise AlreadyExists(f"request_id {record_id} was used for another promotion")
+        return Promotion(version=self._version(conn, row))
+
     def plan_promotion(
         self, model_name: str, version: str, stage: str, record_id: str
     ) -> tuple[str, Promotion | None]:
@@ -349,15 +356,9 @@ class RegistryStore:
             row = self._version_row(conn, model_name, version)
             if row is None:
                 raise NotFound(f"{model_name} {version} is not registered")
-            done = conn.execute(
-                sa.select(stage_events.c.version_id).where(
-                    stage_events.c.record_id == uuid.UUID(record_id)
-                )
-            ).first()
-            if done is not None:
-                if done.version_id != row.id:
-                    raise AlreadyExists(f"request_id {record_id} was used for another promotion")
-                return "", Promotion(version=self._version(conn, row))
+            replayed = self._replayed(conn, row, record_id)
+            if replayed is not None:
+                return "", replayed
             stages = self._stages(conn, model_name)
         if stage != "PRODUCTION":
             return "", None

@@ -7,13 +7,14 @@ audit that reads it. Every failed call raises a subclass of MrmRpcError.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, TypedDict, Unpack
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mrm.client.channel import ServiceClient
 from mrm.client.errors import from_rpc_error
 from mrm.client.ids import new_record_id
 from mrm.tlog.canonical import canonical_json
@@ -24,13 +25,6 @@ Checkpoint = ledger_pb2.Checkpoint
 AppendResult = ledger_pb2.AppendResult
 InclusionProof = ledger_pb2.GetInclusionProofResponse
 ConsistencyProof = ledger_pb2.GetConsistencyProofResponse
-
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
-
-# A full audit pages 10,000 records at a time; gRPC's default 4 MiB receive
-# cap would fail on prediction-sized records long before that.
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1)]
 
 
 def kind_value(kind: str | int) -> ledger_pb2.RecordKind.ValueType:
@@ -100,7 +94,7 @@ class RecordQuery(TypedDict, total=False):
     newest_first: bool
 
 
-class LedgerClient:
+class LedgerClient(ServiceClient):
     """LedgerService over one channel. Use as a context manager or call close()."""
 
     def __init__(
@@ -110,28 +104,8 @@ class LedgerClient:
         timeout: float = 30.0,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self.target = target
-        self.timeout = timeout
-        if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+        super().__init__(target, timeout=timeout, credentials=credentials)
         self._stub = ledger_pb2_grpc.LedgerServiceStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> LedgerClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _call(self, method: Callable[..., _Resp], request: Any) -> _Resp:
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
 
     def append(self, records: Sequence[Record]) -> list[AppendResult]:
         """Append a batch atomically; results are in request order."""

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import grpc
 
+from mrm.client.channel import ServiceClient
 from mrm.client.errors import from_rpc_error
 from mrm.client.ids import new_record_id
 from mrm.v1 import ledger_pb2, registry_pb2, registry_pb2_grpc
 
-_Resp = TypeVar("_Resp")
 UPLOAD_CHUNK = 1 << 20
 STAGES = {
     "staging": registry_pb2.STAGE_STAGING,
@@ -30,29 +29,12 @@ def role_name(value: int) -> str:
     return registry_pb2.ArtifactRole.Name(value).removeprefix("ARTIFACT_ROLE_").lower()  # type: ignore[arg-type]
 
 
-class RegistryClient:
+class RegistryClient(ServiceClient):
     """RegistryService over one channel. Use as a context manager or call close()."""
 
     def __init__(self, target: str, *, timeout: float = 30.0) -> None:
-        self.target = target
-        self.timeout = timeout
-        self._channel = grpc.insecure_channel(target)
+        super().__init__(target, timeout=timeout)
         self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _call(self, method: Callable[..., _Resp], request: Any) -> _Resp:
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
 
     def create_model(self, name: str, description: str = "") -> registry_pb2.Model:
         req = registry_pb2.CreateModelRequest(
