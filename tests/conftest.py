@@ -23,6 +23,18 @@ def _pg_base() -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0]
 
 
+def pytest_report_header() -> str:
+    """Say which databases this run uses (the storage suite runs on both)."""
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        number = version[0] if version else "?"
+        pg = f"PostgreSQL {number} at {_pg_base()} (a fresh database per test)"
+    except psycopg.Error as exc:
+        pg = f"PostgreSQL at {_pg_base()} NOT REACHABLE ({exc}); its tests will fail"
+    return f"databases: embedded SQLite (a fresh file per test) and {pg}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_client_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

@@ -38,14 +38,11 @@ def main() -> None:
     """MRM server: a tamper-evident audit trail for ML models in production."""
 
 
-@main.command()
-def up() -> None:
-    """Run every MRM service locally until SIGTERM or Ctrl-C."""
+def _run(settings: Settings, services: tuple[str, ...]) -> None:
+    """Start `services`, print where they are, serve until SIGTERM or Ctrl-C."""
     from mrm.stack import Stack
 
-    settings = _settings()
     _logging(settings.log_level)
-
     # A thread that wakes from a database round trip while holding the ledger's
     # append lock must get the GIL back quickly, or every waiting request's
     # Python work stretches the lock (a convoy). The default is 5 ms.
@@ -53,12 +50,22 @@ def up() -> None:
 
     async def run() -> None:
         stop = stop_on_signals()
-        stack = await Stack.start(settings)
-        click.echo(f"mrm: registry {settings.registry_addr}")
-        click.echo(f"mrm: proxy    {settings.proxy_addr}  (Open Inference Protocol v2, gRPC)")
-        click.echo(f"mrm: ledger   {settings.ledger_addr}  (origin {stack.ledger.origin})")
-        click.echo(f"mrm: verifier key {stack.ledger.verifier_key}")
-        click.echo("mrm: ready", err=False)
+        stack = await Stack.start(settings, services)
+        for name, server in stack.servers.items():
+            if not await server.wait_serving(settings.ready_timeout):
+                click.echo(
+                    f"mrm: warning: the {name} is not SERVING after {settings.ready_timeout:g} s "
+                    "(see the log above); still starting",
+                    err=True,
+                )
+        for name, server in stack.servers.items():
+            click.echo(
+                f"mrm: {name:<9} {server.address}  (port {server.port}){_ABOUT.get(name, '')}"
+            )
+        if stack.local_ledger is not None:
+            click.echo(f"mrm: ledger origin {stack.ledger.origin}")
+            click.echo(f"mrm: verifier key  {stack.ledger.verifier_key}")
+        click.echo(f"mrm: ready ({_storage(settings, services)}); Ctrl-C stops")
         await stop.wait()
         logging.getLogger("mrm").info("signal received; shutting down")
         await stack.stop()
@@ -68,7 +75,51 @@ def up() -> None:
     except MrmError as exc:
         _fail(exc.message, exc)
     except OSError as exc:
-        _fail(f"cannot start: {exc}", exc)
+        _fail(str(exc) if exc.strerror is None else f"cannot start: {exc}", exc)
+
+
+_ABOUT = {"proxy": "  Open Inference Protocol v2 over gRPC"}
+
+
+def _storage(settings: Settings, services: tuple[str, ...]) -> str:
+    if not {"ledger", "registry"} & set(services):
+        return "no local storage"
+    if settings.database_url:
+        from sqlalchemy import make_url
+
+        return "database " + make_url(settings.database_url).render_as_string(hide_password=True)
+    return f"SQLite in {settings.home.resolve()}"
+
+
+@main.command()
+def up() -> None:
+    """Run every MRM service locally until SIGTERM or Ctrl-C."""
+    from mrm.stack import SERVICES
+
+    _run(_settings(), SERVICES)
+
+
+@main.command()
+@click.argument("service", type=click.Choice(["ledger", "registry", "proxy"]))
+def serve(service: str) -> None:
+    """Run one service (one container per service): it listens on its MRM_*_ADDR
+    and reaches the others at theirs."""
+    _run(_settings(), (service,))
+
+
+@main.command()
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+def status(output: str) -> None:
+    """Health of every service, models in production, the ledger, the proxy's counters."""
+    from mrm.stack import SERVICES, client_target
+    from mrm.status import gather
+    from mrm.status_output import render
+
+    settings = _settings()
+    addresses = {name: client_target(getattr(settings, f"{name}_addr")) for name in SERVICES}
+    result = gather(addresses)
+    click.echo(render(result, output))
+    sys.exit(0 if result.healthy else 3)
 
 
 @main.group(name="db")

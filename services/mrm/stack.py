@@ -1,7 +1,11 @@
-"""The MRM stack: every service of one installation, started together.
+"""The MRM stack: the services of one installation, started together or one by one.
 
-`mrm up` runs it in the foreground; tests and benchmarks start it through the
+`mrm up` runs all of them in one process; `mrm serve NAME` runs one (one
+container per service in production). Tests and benchmarks start it through the
 same API (`Stack.start`, or `BackgroundStack` from synchronous code).
+
+A service started in this process is reached on its bound port; one that is not
+is reached at its `MRM_*_ADDR`, like any other client would.
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
 
 from mrm.core import db
 from mrm.core.server import GrpcServer, Service
@@ -21,72 +28,137 @@ from mrm.registry.app import registry_service
 
 log = logging.getLogger(__name__)
 
+# In start order: each service only needs those before it.
+SERVICES = ("ledger", "registry", "proxy")
+ADDR_VARIABLES = {
+    "ledger": "MRM_LEDGER_ADDR",
+    "registry": "MRM_REGISTRY_ADDR",
+    "explain": "MRM_EXPLAIN_ADDR",
+    "proxy": "MRM_PROXY_ADDR",
+    "http": "MRM_HTTP_ADDR",
+}
+
+
+def client_target(address: str) -> str:
+    """How a client reaches a listen address: ':50052' and '0.0.0.0:…' mean this host."""
+    host, _, port = address.rpartition(":")
+    if host in ("", "[::]", "0.0.0.0", "::"):  # noqa: S104 (recognizing it, not binding)
+        return f"127.0.0.1:{port}"
+    return address
+
+
+class BindError(OSError):
+    """A service's address cannot be bound; the message names the variable to change."""
+
 
 @dataclass
 class Stack:
     settings: Settings
-    ledger: Ledger
+    local_ledger: Ledger | None
     servers: dict[str, GrpcServer]
+    engine: sa.Engine | None = None
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def target(self, name: str) -> str:
+        """Where a client reaches service `name` (this process's port, or its address)."""
+        server = self.servers.get(name)
+        if server is not None:
+            return f"127.0.0.1:{server.port}"
+        return client_target(getattr(self.settings, f"{name}_addr"))
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger this process runs (only when it runs one)."""
+        if self.local_ledger is None:
+            raise RuntimeError("this stack does not run the ledger")
+        return self.local_ledger
 
     @property
     def ledger_addr(self) -> str:
-        return f"127.0.0.1:{self.servers['ledger'].port}"
+        return self.target("ledger")
 
     @property
     def proxy_addr(self) -> str:
-        return f"127.0.0.1:{self.servers['proxy'].port}"
+        return self.target("proxy")
 
     @property
     def registry_addr(self) -> str:
-        return f"127.0.0.1:{self.servers['registry'].port}"
+        return self.target("registry")
 
     @classmethod
-    async def start(cls, settings: Settings) -> Stack:
-        engine = db.create_engine(settings.resolved_database_url())
-        await asyncio.to_thread(db.upgrade, engine, app_role=settings.database_app_role)
-        ledger = await asyncio.to_thread(open_ledger, settings, engine)
+    async def start(cls, settings: Settings, services: Iterable[str] = SERVICES) -> Stack:
+        wanted = set(services)
+        unknown = wanted - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {', '.join(SERVICES)}")
+        stack = cls(settings, None, {})
+        try:
+            if wanted & {"ledger", "registry"}:
+                stack.engine = db.create_engine(settings.resolved_database_url())
+                await asyncio.to_thread(
+                    db.upgrade, stack.engine, app_role=settings.database_app_role
+                )
+            for name in SERVICES:
+                if name in wanted:
+                    await stack._start_one(name)
+        except BaseException:
+            await stack.stop()
+            raise
+        return stack
 
-        def server(addr: str, service: Service) -> GrpcServer:
-            return GrpcServer(
-                addr,
-                [service],
-                grace=settings.shutdown_grace,
-                health_interval=settings.health_interval,
-                max_message_bytes=settings.grpc_max_message_bytes,
-                reuse_port=settings.reuse_port,
-            )
+    async def _start_one(self, name: str) -> None:
+        settings = self.settings
+        if name == "ledger":
+            assert self.engine is not None
+            self.local_ledger = await asyncio.to_thread(open_ledger, settings, self.engine)
+            service = ledger_service(settings, self.engine, self.local_ledger)
+        elif name == "registry":
+            assert self.engine is not None
+            service = registry_service(settings, self.engine, self.target("ledger"))
+        else:
+            service = proxy_service(settings, self.target("registry"), self.target("ledger"))
+        await self._serve(name, service)
 
-        servers = {"ledger": server(settings.ledger_addr, ledger_service(settings, engine, ledger))}
-        await servers["ledger"].start()
-        # The registry reaches the ledger over gRPC, like any other client would.
-        ledger_target = f"127.0.0.1:{servers['ledger'].port}"
-        servers["registry"] = server(
-            settings.registry_addr, registry_service(settings, engine, ledger_target)
+    async def _serve(self, name: str, service: Service) -> None:
+        address = getattr(self.settings, f"{name}_addr")
+        server = GrpcServer(
+            address,
+            [service],
+            grace=self.settings.shutdown_grace,
+            health_interval=self.settings.health_interval,
+            max_message_bytes=self.settings.grpc_max_message_bytes,
+            reuse_port=self.settings.reuse_port,
         )
-        await servers["registry"].start()
-        registry_target = f"127.0.0.1:{servers['registry'].port}"
-        servers["proxy"] = server(
-            settings.proxy_addr, proxy_service(settings, registry_target, ledger_target)
-        )
-        await servers["proxy"].start()
-        return cls(settings, ledger, servers)
+        try:
+            await server.start()
+        except OSError as exc:
+            await server.stop()
+            raise BindError(
+                f"the {name} cannot listen on {address} (is the port in use?); "
+                f"set {ADDR_VARIABLES[name]} to a free host:port"
+            ) from exc
+        self.servers[name] = server
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.servers.values()))
-        await asyncio.to_thread(self.ledger.close)
-        self.ledger.store.engine.dispose()
+        for close in self.closers:
+            close()
+        if self.local_ledger is not None:
+            await asyncio.to_thread(self.local_ledger.close)
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 class BackgroundStack:
     """A Stack on its own event loop thread, for synchronous callers."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, services: Iterable[str] = SERVICES) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         try:
             self.stack: Stack = asyncio.run_coroutine_threadsafe(
-                Stack.start(settings), self._loop
+                Stack.start(settings, services), self._loop
             ).result(timeout=120)
         except BaseException:
             self._halt()

@@ -10,8 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from mrm.core.errors import Unavailable
+from mrm.core.errors import FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +66,57 @@ def _sqlite_begin(conn: sa.Connection) -> None:
 
 
 def upgrade(engine: sa.Engine, *, app_role: str | None = None) -> None:
-    """Bring the schema to the newest migration, then (re)apply the app role's grants."""
+    """Bring the schema to the newest migration, then (re)apply the app role's grants.
+
+    Refuses, touching nothing, a database it cannot read (a corrupted SQLite
+    file) or one migrated by a newer MRM than this one.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     try:
         conn = engine.connect()
-    except sa.exc.OperationalError as exc:
-        raise Unavailable(f"database unreachable: {_short(exc)}") from exc
-    with conn, conn.begin():
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-        if app_role:
-            grant_app_role(conn, app_role)
+    except sa.exc.DatabaseError as exc:
+        if engine.dialect.name == "sqlite":
+            raise _unreadable(engine, exc) from exc
+        raise Unavailable(
+            f"database unreachable ({_where(engine)}): {_short(exc)}; "
+            "check MRM_DATABASE_URL and that the server is running"
+        ) from exc
+    with conn:
+        try:
+            current = MigrationContext.configure(conn).get_current_heads()
+        except sa.exc.DatabaseError as exc:
+            raise _unreadable(engine, exc) from exc
+        conn.rollback()
+        known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+        newer = [rev for rev in current if rev not in known]
+        if newer:
+            raise FailedPrecondition(
+                f"the database ({_where(engine)}) was migrated by a newer MRM "
+                f"(schema revision {', '.join(newer)}; this MRM knows up to {head_revision()}); "
+                "upgrade MRM, or point MRM_DATABASE_URL at another database"
+            )
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            if app_role:
+                grant_app_role(conn, app_role)
+
+
+def _unreadable(engine: sa.Engine, exc: BaseException) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"cannot read the database ({_where(engine)}): {_short(exc)}; if it is corrupted, "
+        "restore it from a backup or move it away (MRM_HOME, MRM_DATABASE_URL)"
+    )
+
+
+def _where(engine: sa.Engine) -> str:
+    """The database's URL without its password, for messages."""
+    return engine.url.render_as_string(hide_password=True)
 
 
 def head_revision() -> str:
     """The newest migration this code knows."""
-    from alembic.script import ScriptDirectory
-
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     head = ScriptDirectory.from_config(cfg).get_current_head()

@@ -114,7 +114,17 @@ class GrpcServer:
         log.info("serving %s on %s (port %d)", ", ".join(names), self.address, self.port)
         return self.port
 
-    async def _probe(self) -> None:
+    async def wait_serving(self, timeout: float) -> bool:
+        """Probe until every service is ready (True) or `timeout` seconds pass (False)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if await self._probe():
+                return True
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+
+    async def _probe(self) -> bool:
         all_ok = True
         for svc in self.services:
             try:
@@ -135,6 +145,7 @@ class GrpcServer:
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         await self.health.set("", overall)
+        return all_ok
 
     async def _probe_loop(self) -> None:
         while not self._stopping.is_set():

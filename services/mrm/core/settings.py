@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=10.0, ge=0)
     """Seconds in-flight RPCs get to finish after SIGTERM."""
 
+    ready_timeout: float = Field(default=60.0, gt=0)
+    """Seconds `mrm up` waits for every service to report SERVING before saying ready."""
+
     health_interval: float = Field(default=2.0, gt=0)
     """Seconds between readiness probes of the database."""
 

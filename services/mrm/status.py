@@ -1,0 +1,89 @@
+"""`mrm status`: what an operator wants to see first, gathered over the public APIs.
+
+Each part is fetched independently, so one service being down shows as down and
+the rest is still reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mrm.client.ledger import LedgerClient
+from mrm.client.registry import RegistryClient
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Health:
+    service: str
+    address: str
+    status: str  # SERVING, NOT_SERVING, UNREACHABLE, ...
+
+
+@dataclass
+class Status:
+    health: list[Health] = field(default_factory=list)
+    production: list[dict[str, Any]] = field(default_factory=list)
+    ledger: dict[str, Any] = field(default_factory=dict)
+    proxy: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems and all(h.status == "SERVING" for h in self.health)
+
+
+def check_health(address: str, timeout: float = 2.0) -> str:
+    """The grpc.health.v1 overall status of the server at `address`."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return "UNREACHABLE"
+            return f"ERROR ({code.name if code else exc})"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def _attempt(status: Status, what: str, fetch: Callable[[], T]) -> T | None:
+    try:
+        return fetch()
+    except Exception as exc:  # each part is best effort; say what failed
+        status.problems.append(f"{what}: {exc}")
+        return None
+
+
+def gather(addresses: dict[str, str], *, timeout: float = 5.0) -> Status:
+    """Health of every service in `addresses` (name -> host:port), then the details."""
+    status = Status()
+    for name, address in addresses.items():
+        status.health.append(Health(name, address, check_health(address)))
+    up = {h.service for h in status.health if h.status != "UNREACHABLE"}
+    if "ledger" in up:
+        with LedgerClient(addresses["ledger"], timeout=timeout) as ledger:
+            cp = _attempt(status, "ledger checkpoint", ledger.checkpoint)
+            if cp is not None:
+                status.ledger = {
+                    "origin": cp.origin,
+                    "tree_size": cp.tree_size,
+                    "root_hash": cp.root_hash.hex(),
+                    "signed_at": cp.signed_at.ToDatetime().isoformat() + "Z",
+                    "verifier_key": cp.verifier_key,
+                }
+    if "registry" in up:
+        with RegistryClient(addresses["registry"], timeout=timeout) as registry:
+            models = _attempt(status, "registry models", lambda: list(registry.list_models()))
+            for model in models or []:
+                if model.production_version:
+                    status.production.append(
+                        {"model": model.name, "version": model.production_version}
+                    )
+    return status
