@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 
-.PHONY: install test lint typecheck buf-lint proto proto-check pytest demo bench clean
+.PHONY: docs install test lint typecheck buf-lint proto proto-check pytest demo bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ pytest: install
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck buf-lint proto-check pytest
+
+docs: install  ## regenerate the README's configuration reference from the code
+	$(BIN)/python tools/readme_config.py
 
 demo: install
 	tools/demo.sh

@@ -122,6 +122,26 @@ def status(output: str) -> None:
     sys.exit(0 if result.healthy else 3)
 
 
+@main.command(name="config")
+@click.option(
+    "--reference", is_flag=True, help="Print every setting as the README's Markdown table."
+)
+def config_command(reference: bool) -> None:
+    """Print the effective settings (from MRM_* variables), passwords hidden."""
+    from mrm.config_docs import markdown
+
+    if reference:
+        click.echo(markdown(), nl=False)
+        return
+    settings = _settings()
+    for name, value in settings.model_dump().items():
+        if name == "database_url" and value:
+            from sqlalchemy import make_url
+
+            value = make_url(value).render_as_string(hide_password=True)
+        click.echo(f"MRM_{name.upper()}={'' if value is None else value}")
+
+
 @main.group(name="db")
 def db_group() -> None:
     """Database schema management."""

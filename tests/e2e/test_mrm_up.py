@@ -64,7 +64,7 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 90
-    lines = []
+    lines: list[str] = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:

@@ -11,7 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of the MRM services. Build once in `main` and pass it down."""
 
-    model_config = SettingsConfigDict(env_prefix="MRM_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MRM_", extra="ignore", use_attribute_docstrings=True
+    )
 
     home: Path = Path(".mrm")
     """Directory for the embedded defaults: the SQLite database, the ledger key."""
