@@ -224,6 +224,14 @@ def test_overflow_is_counted_in_gap_records(tmp_path: Path, model: str) -> None:
         assert {g["reason"] for g in gaps} == {SPOOL_FULL}
         assert all(g["from"] <= g["until"] for g in gaps)
         assert len(in_ledger(addr, model)) == cap
+        snap = shipper.snapshot()
+        assert snap.gap_records_written == len(gaps)
+        assert dict(snap.by_model) == {(model, ""): snap.totals}
+        assert snap.ledger_failures >= 1
+        assert "UNAVAILABLE" in snap.last_ledger_error
+        assert snap.last_ledger_error_at is not None
+        assert snap.last_ledger_success_at is not None
+        assert snap.last_ledger_error_at < snap.last_ledger_success_at
     finally:
         stack.stop()
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
+
 from mrm.core.server import Service
 from mrm.core.settings import Settings
+from mrm.core.telemetry import setup_metrics
 from mrm.oip.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from mrm.proxy.audit import Stamper, load_or_create_subject_key
+from mrm.proxy.metrics import ProxyMetrics
 from mrm.proxy.server import InferenceServicer
 from mrm.proxy.shipper import Shipper
 from mrm.proxy.spool import Spool
+from mrm.proxy.status import ProxyStatusServicer
 from mrm.proxy.watcher import DeploymentWatcher
+from mrm.v1 import proxy_pb2_grpc
 
 SERVICE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
@@ -27,6 +33,8 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
         queue_max=settings.proxy_queue_max,
     )
     servicer = InferenceServicer(watcher, Stamper(key), shipper)
+    status = ProxyStatusServicer(shipper.snapshot, lambda: watcher.table, ledger_target)
+    ProxyMetrics(setup_metrics("mrm").get_meter("mrm.proxy"), shipper.snapshot)
 
     def close() -> None:
         shipper.close(timeout=settings.shutdown_grace)
@@ -39,11 +47,13 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
     async def follow(stopping: asyncio.Event) -> None:
         await watcher.run(stopping)
 
+    def register(server: grpc.aio.Server) -> None:
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        proxy_pb2_grpc.add_ProxyServiceServicer_to_server(status, server)  # mrm.v1.ProxyService
+
     return Service(
         name=SERVICE_NAME,
-        register=lambda server: grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            servicer, server
-        ),
+        register=register,
         ready=ready,
         background=[follow],
         close=close,

@@ -33,12 +33,14 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 import grpc
 
 from mrm.client.errors import AlreadyExists, InvalidArgument, MrmRpcError
 from mrm.client.ledger import LedgerClient
+from mrm.proxy.metrics import Snapshot, Tally
 from mrm.proxy.spool import Spool
 from mrm.v1.ledger_pb2 import Record
 
@@ -57,6 +59,7 @@ class Delivery:
     acked: list[str] = field(default_factory=list)
     refused: list[tuple[Record, str]] = field(default_factory=list)
     failed: list[Record] = field(default_factory=list)  # not delivered: try again later
+    error: str = ""  # why the ledger could not be reached, when `failed`
 
 
 def _refusal(exc: MrmRpcError) -> bool:
@@ -80,12 +83,14 @@ def deliver(client: LedgerClient, records: list[Record]) -> Delivery:
         except MrmRpcError as exc:
             if not _refusal(exc):
                 out.failed.extend(part)
+                out.error = f"{exc.code.name}: {exc.summary()}"
             elif len(part) == 1:
                 out.refused.append((part[0], f"the ledger refused the record: {exc.summary()}"))
             else:
                 parts += [part[len(part) // 2 :], part[: len(part) // 2]]
-        except Exception:  # a transport failure outside gRPC's statuses
+        except Exception as exc:  # a transport failure outside gRPC's statuses
             out.failed.extend(part)
+            out.error = f"{type(exc).__name__}: {exc}"
     return out
 
 
@@ -137,8 +142,9 @@ class Shipper:
         # while the ledger is slow to answer.
         self._high_water = max(1, queue_max // 2)
         self._backoff = _Backoff()
-        self._lock = threading.Lock()  # guards the two counters below
-        self._stats: Counter[str] = Counter()
+        self._tally = Tally()  # exact counts, per model and version
+        self._ledger_seen: tuple[str, datetime | None, datetime | None] = ("", None, None)
+        self._lock = threading.Lock()  # guards the counter below
         self._unpersisted: Counter[tuple[str, str]] = Counter()  # (reason, model) → drops
         self._client = LedgerClient(ledger_target, timeout=rpc_timeout)
         self._net = ThreadPoolExecutor(1, thread_name_prefix="mrm-ledger-append")
@@ -158,7 +164,7 @@ class Shipper:
 
     def offer(self, record: Record) -> bool:
         """Hand a sampled record over; never blocks, never raises. False: it was dropped."""
-        self._add("sampled")
+        self._tally.add("sampled", record.model_name, record.model_version)
         if not self._closed:
             try:
                 self._queue.put_nowait(record)
@@ -168,7 +174,7 @@ class Shipper:
                 if self._queue.qsize() >= self._high_water:
                     self._wake.set()  # the thread spools the backlog now, not at its next poll
                 return True
-        self._drop_later(record.model_name, QUEUE_FULL)
+        self._drop_later([record], QUEUE_FULL)
         return False
 
     def strict_offer(self, record: Record, timeout: float = 0.5) -> None:
@@ -180,7 +186,7 @@ class Shipper:
         Raises AuditUnavailable when the record could be neither appended nor spooled
         (refused by the ledger, or the ledger away and the spool full).
         """
-        self._add("sampled")
+        self._tally.add("sampled", record.model_name, record.model_version)
         slot = _Slot(record)
         with self._strict_cv:
             self._strict_waiting.append(slot)
@@ -198,14 +204,39 @@ class Shipper:
                     self._strict_leader = False
                     self._strict_cv.notify_all()
         if slot.error:
-            self._add("strict_failed")
+            self._tally.add("strict_failed", record.model_name, record.model_version)
             raise AuditUnavailable(slot.error)
 
     def counters(self) -> dict[str, int]:
-        with self._lock:
-            names = ("sampled", "shipped", "spooled", "dropped", "strict_failed")
-            out = {name: self._stats[name] for name in names}
-        return out | {"queue_depth": self._queue.qsize(), "spool_depth": self.spool.count()}
+        """The totals and the depths, flat (see `snapshot` for the rest)."""
+        snap = self.snapshot()
+        return asdict(snap.totals) | {
+            "queue_depth": snap.queue_depth,
+            "spool_depth": snap.spool_depth,
+        }
+
+    def snapshot(self) -> Snapshot:
+        """Counters per model and in total, depths, and what the ledger last said."""
+        totals, by_model = self._tally.counts()
+        error, error_at, ok_at = self._ledger_seen
+        return Snapshot(
+            totals=totals,
+            by_model=by_model,
+            queue_depth=self._queue.qsize(),
+            queue_capacity=self._queue.maxsize,
+            spool_depth=self.spool.count(),
+            spool_capacity=self.spool.max_records,
+            gap_records_written=self._tally.gap_records_written,
+            ledger_failures=self._tally.ledger_failures,
+            last_ledger_error=error,
+            last_ledger_error_at=error_at,
+            last_ledger_success_at=ok_at,
+        )
+
+    @property
+    def target(self) -> str:
+        """The ledger address records are shipped to."""
+        return self._target
 
     def close(self, timeout: float = 5.0) -> None:
         """Ship what the ledger takes within `timeout` seconds, spool the rest, stop.
@@ -221,15 +252,22 @@ class Shipper:
         if not self._thread.is_alive():
             self.spool.close()
 
-    def _add(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._stats[name] += n
-
-    def _drop_later(self, model_name: str, reason: str) -> None:
+    def _drop_later(self, records: list[Record], reason: str) -> None:
         # Counting in the spool would mean disk I/O here; the thread persists it.
+        self._tally.add_records("dropped", records)
         with self._lock:
-            self._stats["dropped"] += 1
-            self._unpersisted[reason, model_name] += 1
+            for rec in records:
+                self._unpersisted[reason, rec.model_name] += 1
+
+    def _ledger_answered(self, error: str = "") -> None:
+        """Remember the ledger's last answer (one tuple: read without a lock)."""
+        last_error, error_at, ok_at = self._ledger_seen
+        now = datetime.now(UTC)
+        if error:
+            self._tally.add_own("ledger_failures")
+            self._ledger_seen = (error, now, ok_at)
+        else:
+            self._ledger_seen = (last_error, error_at, now)
 
     def _persist_drops(self) -> None:
         with self._lock:
@@ -298,6 +336,7 @@ class Shipper:
         self._settle(kind, records, future.result())
 
     def _settle(self, kind: str, records: list[Record], d: Delivery) -> None:
+        self._ledger_answered(d.error if d.failed else "")
         if d.failed:
             self._warn_once("outage", "ledger %s unavailable; spooling", self._target)
             self._backoff.failed()
@@ -313,9 +352,11 @@ class Shipper:
             for rec, why in d.refused:  # retrying can't help; don't let it block the rest
                 log.error("audit shipper: GAP record %s refused: %s", rec.body_json, why)
             self.spool.clear_gaps([*d.acked, *(r.record_id for r, _ in d.refused)])
+            self._tally.add_own("gap_records_written", len(d.acked))
             self._gaps_due = self.spool.has_gaps()
             return
-        self._add("shipped", len(d.acked))
+        acked = set(d.acked)
+        self._tally.add_records("shipped", (r for r in records if r.record_id in acked))
         if kind == "replay":
             self.spool.remove(d.acked)
         else:
@@ -326,7 +367,7 @@ class Shipper:
         for why, refused in by_reason.items():
             log.warning("audit shipper: dropping %d record(s): %s", len(refused), why)
             self.spool.drop(refused, why)
-            self._add("dropped", len(refused))
+            self._tally.add_records("dropped", refused)
             self._gaps_due = True
 
     def _spool_live(self, records: list[Record]) -> None:
@@ -336,13 +377,12 @@ class Shipper:
             stored = self.spool.put_many(records, overflow_reason=SPOOL_FULL)
         except sqlite3.Error as exc:
             log.error("audit shipper: cannot write the spool: %s", exc)
-            for rec in records:
-                self._drop_later(rec.model_name, f"the proxy's spool could not be written: {exc}")
+            self._drop_later(records, f"the proxy's spool could not be written: {exc}")
             return
-        self._add("spooled", stored)
+        self._tally.add_records("spooled", records[:stored])
         if stored < len(records):
             self._warn_once("full", "spool full (%d records); dropping", self.spool.max_records)
-            self._add("dropped", len(records) - stored)
+            self._tally.add_records("dropped", records[stored:])
             self._gaps_due = True
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
@@ -358,8 +398,10 @@ class Shipper:
             if not self._backoff.down():
                 self._strict_client.timeout = budget  # only the leader uses this client
                 d = deliver(self._strict_client, pending)
-                self._add("shipped", len(d.acked))
-                ok.update(d.acked)
+                self._ledger_answered(d.error if d.failed else "")
+                acked = set(d.acked)
+                self._tally.add_records("shipped", (r for r in pending if r.record_id in acked))
+                ok.update(acked)
                 why = {rec.record_id: reason for rec, reason in d.refused}
                 if pending := d.failed:
                     self._backoff.failed()
@@ -367,7 +409,7 @@ class Shipper:
                     self._strict_client = LedgerClient(self._target)
             if pending:
                 stored = self.spool.put_many(pending)
-                self._add("spooled", stored)
+                self._tally.add_records("spooled", pending[:stored])
                 ok.update(r.record_id for r in pending[:stored])
         except Exception:
             log.exception("audit shipper: strict commit failed")

@@ -1,0 +1,170 @@
+"""The proxy's delivery counters, kept exactly, and their OpenTelemetry instruments.
+
+The shipper counts every sampled record once in `Tally` as it moves (sampled,
+then shipped, spooled, dropped or strict_failed), per model and version,
+under one lock. The counts are exact, not estimates: the dropped count is the
+sum of the `dropped` fields of the GAP records the process writes for them.
+`Snapshot` is what GetProxyStatus and the metrics read.
+
+Metrics (observable instruments, read only when an exporter collects, so they
+cost nothing on the inference path), with `mrm.model` and
+`mrm.model_version` attributes where a count belongs to a model:
+
+    mrm.proxy.samples.sampled | shipped | spooled | dropped | strict_failed   counters
+    mrm.proxy.queue.depth, mrm.proxy.spool.depth                            gauges
+    mrm.proxy.gap_records.written, mrm.proxy.ledger.failures                counters
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from mrm.v1.ledger_pb2 import Record
+
+COUNTERS = ("sampled", "shipped", "spooled", "dropped", "strict_failed")
+_DESCRIPTIONS = {
+    "sampled": "Decisions chosen for the audit trail",
+    "shipped": "Audit records the ledger acknowledged",
+    "spooled": "Audit records written to the local spool while the ledger was away or slow",
+    "dropped": "Audit records given up on; each is reported in a GAP record",
+    "strict_failed": "Strict-mode decisions failed because their record could not be made durable",
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Records by what became of them (see mrm.v1.DeliveryCounters)."""
+
+    sampled: int = 0
+    shipped: int = 0
+    spooled: int = 0
+    dropped: int = 0
+    strict_failed: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The shipper's state at one moment."""
+
+    totals: Counts
+    by_model: Mapping[tuple[str, str], Counts]  # (model name, version) -> counts
+    queue_depth: int
+    queue_capacity: int
+    spool_depth: int
+    spool_capacity: int
+    gap_records_written: int
+    ledger_failures: int  # delivery attempts that failed for want of the ledger
+    last_ledger_error: str = ""
+    last_ledger_error_at: datetime | None = None
+    last_ledger_success_at: datetime | None = None
+
+
+@dataclass
+class Tally:
+    """Thread-safe counts per (counter, model, version), plus the shipper's own."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _counts: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    gap_records_written: int = 0
+    ledger_failures: int = 0
+
+    def add(self, counter: str, model: str, version: str, n: int = 1) -> None:
+        i = COUNTERS.index(counter)
+        with self._lock:
+            row = self._counts.get((model, version))
+            if row is None:
+                row = self._counts[model, version] = [0] * len(COUNTERS)
+            row[i] += n
+
+    def add_records(self, counter: str, records: Iterable[Record]) -> None:
+        """Count each record under its own model and version."""
+        per: dict[tuple[str, str], int] = {}
+        for rec in records:
+            key = (rec.model_name, rec.model_version)
+            per[key] = per.get(key, 0) + 1
+        for (model, version), n in per.items():
+            self.add(counter, model, version, n)
+
+    def add_own(self, name: str, n: int = 1) -> None:
+        """gap_records_written or ledger_failures."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def counts(self) -> tuple[Counts, dict[tuple[str, str], Counts]]:
+        """(totals, per model and version), read atomically."""
+        with self._lock:
+            rows = {key: list(row) for key, row in self._counts.items()}
+        totals = [sum(col) for col in zip(*rows.values(), strict=True)] or [0] * len(COUNTERS)
+        return Counts(*totals), {key: Counts(*row) for key, row in rows.items()}
+
+
+def _model_attrs(key: tuple[str, str]) -> dict[str, str]:
+    return {"mrm.model": key[0], "mrm.model_version": key[1]}
+
+
+class ProxyMetrics:
+    """Registers the proxy's instruments on `meter`, reading `source` when collected.
+
+    The source is held weakly: once the shipper is gone (a stopped proxy in a
+    long-lived process), its instruments report nothing rather than keep it alive.
+    """
+
+    def __init__(self, meter: Meter, source: Callable[[], Snapshot]) -> None:
+        self._source: Callable[[], Callable[[], Snapshot] | None] = (
+            weakref.WeakMethod(source) if inspect.ismethod(source) else lambda: source
+        )
+        for name in COUNTERS:
+            meter.create_observable_counter(
+                f"mrm.proxy.samples.{name}",
+                callbacks=[self._per_model(name)],
+                unit="{record}",
+                description=_DESCRIPTIONS[name],
+            )
+        gauges = {
+            "mrm.proxy.queue.depth": ("queue_depth", "Audit records waiting in memory"),
+            "mrm.proxy.spool.depth": ("spool_depth", "Audit records waiting in the spool"),
+        }
+        for metric, (attr, text) in gauges.items():
+            meter.create_observable_gauge(
+                metric, callbacks=[self._scalar(attr)], unit="{record}", description=text
+            )
+        meter.create_observable_counter(
+            "mrm.proxy.gap_records.written",
+            callbacks=[self._scalar("gap_records_written")],
+            unit="{record}",
+            description="GAP records the ledger acknowledged",
+        )
+        meter.create_observable_counter(
+            "mrm.proxy.ledger.failures",
+            callbacks=[self._scalar("ledger_failures")],
+            unit="{attempt}",
+            description="Deliveries that failed because the ledger was unreachable",
+        )
+
+    def _snapshot(self) -> Snapshot | None:
+        source = self._source()
+        return source() if source is not None else None
+
+    def _per_model(self, name: str) -> Callable[[CallbackOptions], Iterator[Observation]]:
+        def observe(_: CallbackOptions) -> Iterator[Observation]:
+            snap = self._snapshot()
+            if snap is not None:
+                for key, counts in snap.by_model.items():
+                    yield Observation(getattr(counts, name), _model_attrs(key))
+
+        return observe
+
+    def _scalar(self, attr: str) -> Callable[[CallbackOptions], Iterator[Observation]]:
+        def observe(_: CallbackOptions) -> Iterator[Observation]:
+            snap = self._snapshot()
+            if snap is not None:
+                yield Observation(getattr(snap, attr))
+
+        return observe
