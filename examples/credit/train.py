@@ -1,7 +1,8 @@
 """Train the example credit-application model: what a data scientist hands over.
 
-Writes model.pkl (a scikit-learn Pipeline), train.csv and eval.csv next to this
-file. Generated applicants with a fixed seed, so every run gives the same model.
+Writes model.pkl (a scikit-learn Pipeline), train.csv, eval.csv and
+applications.csv (new applicants to decide on) next to this file. Generated
+applicants with a fixed seed, so every run gives the same model.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 HERE = Path(__file__).parent
-NUMERIC = ["income", "debt_to_income", "credit_history_months", "loan_amount"]
+NUMERIC = [
+    "income",
+    "debt_to_income",
+    "credit_history_months",
+    "loan_amount",
+    "open_credit_lines",
+    "late_payments_12m",
+]
 CATEGORICAL = ["employment"]
 
 
@@ -29,6 +37,8 @@ def applicants(n: int, seed: int) -> pd.DataFrame:
             "debt_to_income": rng.beta(2, 5, n).round(3),
             "credit_history_months": rng.integers(0, 360, n).astype(float),
             "loan_amount": rng.lognormal(9.5, 0.6, n).round(0),
+            "open_credit_lines": rng.poisson(4, n).astype(float),
+            "late_payments_12m": rng.poisson(0.4, n).astype(float),
             "employment": rng.choice(
                 ["salaried", "self-employed", "unemployed"], n, p=[0.7, 0.2, 0.1]
             ),
@@ -39,6 +49,8 @@ def applicants(n: int, seed: int) -> pd.DataFrame:
         - frame.credit_history_months / 180
         + frame.loan_amount / frame.income
         + 0.8 * (frame.employment == "unemployed")
+        + 0.35 * frame.late_payments_12m
+        + 0.04 * frame.open_credit_lines
     )
     frame["default"] = (score + rng.normal(0, 0.35, n) > 1.0).astype(int)
     return frame
@@ -46,6 +58,7 @@ def applicants(n: int, seed: int) -> pd.DataFrame:
 
 def main() -> None:
     train, evaluation = applicants(4000, 7), applicants(1000, 8)
+    applicants(2000, 9).drop(columns="default").to_csv(HERE / "applications.csv", index=False)
     model = Pipeline(
         [
             (
@@ -64,7 +77,10 @@ def main() -> None:
     (HERE / "model.pkl").write_bytes(pickle.dumps(model))
     train.to_csv(HERE / "train.csv", index=False)
     evaluation.to_csv(HERE / "eval.csv", index=False)
-    print(f"trained on {len(train)} applicants; wrote model.pkl, train.csv, eval.csv")
+    print(
+        f"trained on {len(train)} applicants; "
+        "wrote model.pkl, train.csv, eval.csv and 2,000 new applications.csv"
+    )
 
 
 if __name__ == "__main__":
