@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,14 +45,8 @@ def free_port() -> int:
 
 def stack_on(home: Path, port: int) -> BackgroundStack:
     """A stack whose ledger listens on a fixed port, so a restarted one is found again."""
-    return BackgroundStack(
-        Settings(
-            home=home,
-            ledger_addr=f"127.0.0.1:{port}",
-            registry_addr="127.0.0.1:0",
-            proxy_addr="127.0.0.1:0",
-        )
-    )
+    addrs: dict[str, Any] = {n: "127.0.0.1:0" for n in Settings.model_fields if n.endswith("_addr")}
+    return BackgroundStack(Settings(home=home, **(addrs | {"ledger_addr": f"127.0.0.1:{port}"})))
 
 
 def stop_ledger_server(stack: BackgroundStack) -> None:
