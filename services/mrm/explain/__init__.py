@@ -1,0 +1,1 @@
+"""The Explain service: SHAP explanations of archived decisions, computed from ONNX."""
