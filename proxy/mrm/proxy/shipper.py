@@ -22,6 +22,14 @@ Once the ledger is back and the spool has drained, one GAP record per (reason,
 model) reports the drops. A SIGKILL loses what is only in memory: the queue (at
 most queue_max records), the batch in flight and drops not yet persisted. Strict
 mode (`strict_offer`) closes that window for the decisions that need it.
+
+Every record is counted exactly once per step, per model and version
+(`mrm.proxy.metrics.Tally`): sampled when offered, then shipped, spooled (and
+later shipped), dropped or strict_failed. Settled (queue and spool empty),
+shipped + dropped + strict_failed = sampled, and dropped equals the sum of
+the GAP records' counts. `snapshot()` is what GetProxyStatus and the
+OpenTelemetry metrics report. The counts are per process: a restarted proxy
+starts at zero and counts what it replays from the spool as shipped.
 """
 
 from __future__ import annotations

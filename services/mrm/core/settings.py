@@ -47,11 +47,13 @@ class Settings(BaseSettings):
     """Seconds a model may take to load before the proxy gives up on it."""
 
     proxy_queue_max: int = Field(default=10_000, ge=1)
-    """Sampled records held in memory on their way to the ledger."""
+    """Sampled records held in memory on their way to the ledger (lost on a SIGKILL;
+    past half of it the shipper moves the backlog to the spool)."""
 
     proxy_spool_max_records: int = Field(default=1_000_000, ge=1)
     """Records the proxy's local spool keeps while the ledger is away; past this,
-    samples are dropped, counted, and recorded as a GAP once the ledger is back."""
+    samples are dropped, counted, and recorded as a GAP once the ledger is back.
+    About 0.5-2 KB of disk per record (`MRM_HOME`/proxy-spool.db); see mrm.proxy.spool."""
 
     subject_key_file: Path | None = None
     """Secret for hashing subject ids (HMAC-SHA-256). Default: `home`/subject.key, 0600."""
