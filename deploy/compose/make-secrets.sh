@@ -1,0 +1,32 @@
+#!/bin/sh
+# Creates the secrets docker-compose.yml reads, in deploy/secrets/ (git-ignored).
+# Run from the repository root after `make install`:
+#   deploy/compose/make-secrets.sh [LEDGER_KEY_NAME]
+# Existing files are kept: the ledger key IS the log's identity.
+set -eu
+dir=$(dirname "$0")/../secrets
+name=${1:-mrm.localhost/compose}
+python=${PYTHON:-.venv/bin/python}
+umask 077
+mkdir -p "$dir"
+new() { [ -e "$dir/$1" ] && echo "keeping $dir/$1" && return 1; echo "creating $dir/$1"; }
+
+new postgres-password && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$dir/postgres-password"
+new mrm-app-password && "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' >"$dir/mrm-app-password"
+new mrm-db-owner.pgpass && echo "postgres:5432:mrm:mrm:$(cat "$dir/postgres-password")" >"$dir/mrm-db-owner.pgpass"
+new mrm-db-app.pgpass && echo "postgres:5432:mrm:mrm_app:$(cat "$dir/mrm-app-password")" >"$dir/mrm-db-app.pgpass"
+new subject.key && "$python" -c 'import secrets; print(secrets.token_hex(32))' >"$dir/subject.key"
+new ledger.key && "$python" -c "import sys; from mrm.tlog.note import generate_signer; print(generate_signer(sys.argv[1]).encode())" "$name" >"$dir/ledger.key"
+
+# Compose bind-mounts file secrets with their host owner and mode. The MRM
+# containers run as uid 10001 and libpq wants a pgpass file no one else can
+# read; the two bare passwords are read by the postgres container (uid 999).
+if [ "$(id -u)" = 0 ]; then
+  chown 10001:10001 "$dir"/*.pgpass "$dir/ledger.key" "$dir/subject.key"
+  chown 999:999 "$dir/postgres-password" "$dir/mrm-app-password"
+else
+  echo "not root: run  sudo chown 10001:10001 $dir/*.pgpass $dir/ledger.key $dir/subject.key"
+  echo "          and  sudo chown 999:999 $dir/postgres-password $dir/mrm-app-password"
+fi
+chmod 0400 "$dir"/*
+echo "verifier key: $("$python" -c "import sys; from mrm.tlog.note import parse_signer_key; print(parse_signer_key(open(sys.argv[1]).read().strip()).vkey())" "$dir/ledger.key")"

@@ -1,0 +1,231 @@
+"""deploy/k8s: every object validates against Kubernetes 1.30's schemas (offline),
+and the pieces fit together: probes, Services, Secrets, policies, overlays.
+
+Istio's and Linkerd's custom resources are not in kubernetes-validate's schemas;
+they are checked structurally here (apiVersion, kind, metadata, spec, and the
+fields MRM relies on).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+
+from tests.unit.deploy_manifests.kustomize import KustomizeError, Obj, build, load_yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.30.0"
+SECRETS = {"mrm-database", "mrm-ledger-key", "mrm-subject-key"}
+SERVICES = {"ledger": 50052, "registry": 50051, "explain": 50053, "proxy": 8001}
+CUSTOM_GROUPS = ("security.istio.io/", "networking.istio.io/", "policy.linkerd.io/")
+KUSTOMIZATIONS = ["base", "overlays/istio", "overlays/linkerd"]
+
+
+def render(name: str) -> list[Obj]:
+    return build(K8S / name)
+
+
+def of_kind(objects: list[Obj], kind: str) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def pod_spec(obj: Obj) -> Any:
+    return obj["spec"]["template"]["spec"]
+
+
+def test_every_yaml_file_parses_and_is_in_a_kustomization() -> None:
+    files = sorted(K8S.rglob("*.yaml"))
+    assert len(files) >= 14
+    listed: set[Path] = set()
+    for kfile in K8S.rglob("kustomization.yaml"):
+        (spec,) = load_yaml(kfile)
+        for entry in [*spec.get("resources", []), *(p["path"] for p in spec.get("patches", []))]:
+            listed.add((kfile.parent / entry).resolve())
+    for f in files:
+        docs = load_yaml(f)
+        assert docs, f
+        if f.name != "kustomization.yaml":
+            assert f.resolve() in listed, f"{f} is not used by any kustomization"
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_objects_validate_against_the_kubernetes_schemas(name: str) -> None:
+    objects = render(name)
+    custom = [o for o in objects if o["apiVersion"].startswith(CUSTOM_GROUPS)]
+    builtin = [o for o in objects if o not in custom]
+    assert len(builtin) >= 20
+    for obj in builtin:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    for obj in custom:
+        assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}, obj
+        assert obj["metadata"]["namespace"] == "mrm"
+        assert obj["spec"]
+
+
+def test_the_schema_validation_catches_a_bad_object() -> None:
+    deployment = of_kind(render("base"), "Deployment")["mrm-ledger"]
+    pod_spec(deployment)["containers"][0]["readinessProbe"]["grpc"]["port"] = "grpc"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    deployment["spec"]["replicas"] = 2
+    deployment["spec"]["replica"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_each_service_runs_hardened_with_grpc_probes_and_resources() -> None:
+    objects = render("base")
+    deployments = of_kind(objects, "Deployment")
+    services = of_kind(objects, "Service")
+    assert set(deployments) == {f"mrm-{s}" for s in SERVICES}
+    for name, port in SERVICES.items():
+        spec = pod_spec(deployments[f"mrm-{name}"])
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["automountServiceAccountToken"] is False
+        (container,) = spec["containers"]
+        assert container["args"] == ["serve", name]
+        assert container["image"] == "registry.example.com/mrm:0.1.0"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert {"requests", "limits"} <= set(container["resources"])
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == port, (name, probe)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["grpc"] == port
+        # The service listens on the image's 0.0.0.0 default and reaches the others by Service.
+        env = {e["name"]: e for e in container["env"]}
+        assert f"MRM_{name.upper()}_ADDR" not in env
+        for other, other_port in SERVICES.items():
+            if f"MRM_{other.upper()}_ADDR" in env:
+                assert env[f"MRM_{other.upper()}_ADDR"]["value"] == f"mrm-{other}:{other_port}"
+                assert f"mrm-{other}" in services
+        svc = services[f"mrm-{name}"]
+        assert (
+            svc["spec"]["selector"] == deployments[f"mrm-{name}"]["spec"]["selector"]["matchLabels"]
+        )
+        for sp in svc["spec"]["ports"]:
+            assert sp["targetPort"] in ports
+            assert sp["appProtocol"] == ("grpc" if sp["targetPort"] == "grpc" else "http")
+    assert services["mrm-explain"]["spec"]["ports"][1]["port"] == 8000
+
+
+def test_secrets_are_referenced_never_embedded() -> None:
+    objects = render("base")
+    assert not of_kind(objects, "Secret"), "no Secret manifest belongs in the repository"
+    referenced: set[str] = set()
+    pods = [*of_kind(objects, "Deployment").values(), *of_kind(objects, "Job").values()]
+    for obj in pods:
+        spec = pod_spec(obj)
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                referenced.add(volume["secret"]["secretName"])
+                assert volume["secret"]["defaultMode"] == 0o400
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    referenced.add(ref["name"])
+                name = env["name"]
+                assert "value" not in env or "PASSWORD" not in name, name
+    assert referenced == SECRETS
+    ledger = pod_spec(of_kind(objects, "Deployment")["mrm-ledger"])["containers"][0]
+    env = {e["name"]: e for e in ledger["env"]}
+    assert env["MRM_LEDGER_KEY_FILE"]["value"].startswith("/etc/mrm/ledger/")
+    files = [p for p in (ROOT / "deploy").rglob("*") if p.is_file() and "secrets" not in p.parts]
+    text = "\n".join(p.read_text() for p in files)
+    assert "PRIVATE+KEY+" not in text
+    assert "BEGIN PRIVATE KEY" not in text
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for secret in SECRETS:
+        assert f"kubectl -n mrm create secret generic {secret}" in readme
+
+
+def test_migration_job_pdb_hpa_and_configmap() -> None:
+    objects = render("base")
+    (job,) = of_kind(objects, "Job").values()
+    container = pod_spec(job)["containers"][0]
+    assert container["args"] == ["db", "upgrade", "--app-role", "mrm_app"]
+    assert container["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "owner-url"
+    deployments = of_kind(objects, "Deployment")
+    for pdb in of_kind(objects, "PodDisruptionBudget").values():
+        target = pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        assert deployments[target]["spec"]["replicas"] > pdb["spec"]["minAvailable"]
+    hpa = of_kind(objects, "HorizontalPodAutoscaler")["mrm-proxy"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
+    (config,) = of_kind(objects, "ConfigMap").values()
+    assert all(k.startswith(("MRM_", "OTEL_")) for k in config["data"])
+    assert not any(s in k for k in config["data"] for s in ("KEY", "PASSWORD", "DATABASE_URL"))
+
+
+def test_network_policies_deny_by_default_and_select_real_pods() -> None:
+    objects = render("base")
+    policies = of_kind(objects, "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    names = {o["metadata"]["name"] for o in objects if o["kind"] in ("Deployment", "Job")}
+    for policy in policies.values():
+        selector = policy["spec"]["podSelector"]
+        selected = set(selector.get("matchLabels", {}).values())
+        for expr in selector.get("matchExpressions", []):
+            selected |= set(expr["values"])
+        assert selected <= names, policy["metadata"]["name"]
+    ledger_in = policies["mrm-ledger"]["spec"]["ingress"][0]
+    assert ledger_in["ports"] == [{"protocol": "TCP", "port": 50052}]
+
+
+def test_istio_overlay_injects_sidecars_with_strict_mtls_and_grpc_balancing() -> None:
+    objects = render("overlays/istio")
+    namespace = of_kind(objects, "Namespace")["mrm"]
+    assert namespace["metadata"]["labels"]["istio-injection"] == "enabled"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    (peer,) = of_kind(objects, "PeerAuthentication").values()
+    assert peer["spec"]["mtls"]["mode"] == "STRICT"
+    rules = of_kind(objects, "DestinationRule")
+    services = of_kind(objects, "Service")
+    assert {r["spec"]["host"].split(".")[0] for r in rules.values()} == set(services)
+    for rule in rules.values():
+        assert rule["spec"]["host"].endswith(".mrm.svc.cluster.local")
+        assert rule["spec"]["trafficPolicy"]["loadBalancer"]["simple"] == "LEAST_REQUEST"
+        assert rule["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+
+
+def test_linkerd_overlay_injects_proxies_and_admits_only_mtls() -> None:
+    objects = render("overlays/linkerd")
+    annotations = of_kind(objects, "Namespace")["mrm"]["metadata"]["annotations"]
+    assert annotations["linkerd.io/inject"] == "enabled"
+    assert annotations["config.linkerd.io/default-inbound-policy"] == "all-authenticated"
+    deployments = of_kind(objects, "Deployment")
+    servers = of_kind(objects, "Server")
+    assert len(servers) == 5
+    for server in servers.values():
+        target = deployments[server["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]]
+        ports = {p["name"] for p in pod_spec(target)["containers"][0]["ports"]}
+        assert server["spec"]["port"] in ports
+    auth = of_kind(objects, "MeshTLSAuthentication")
+    policies = of_kind(objects, "AuthorizationPolicy")
+    assert {p["spec"]["targetRef"]["name"] for p in policies.values()} == set(servers)
+    for policy in policies.values():
+        (ref,) = policy["spec"]["requiredAuthenticationRefs"]
+        assert ref["kind"] == "MeshTLSAuthentication"
+        assert ref["name"] in auth
+
+
+def test_the_kustomize_subset_refuses_what_it_does_not_understand(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    with pytest.raises(KustomizeError, match=r"resource missing.yaml does not exist"):
+        build(tmp_path)
+    (tmp_path / "kustomization.yaml").write_text("namePrefix: x-\n")
+    with pytest.raises(KustomizeError, match="unsupported field"):
+        build(tmp_path)
+    (tmp_path / "ns.yaml").write_text("kind: Namespace\nmetadata: {name: other}\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [{K8S / 'base'}]\npatches: [{{path: ns.yaml}}]\n"
+    )
+    with pytest.raises(KustomizeError, match="which is not a resource"):
+        build(tmp_path)
