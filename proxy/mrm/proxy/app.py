@@ -34,7 +34,7 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
     )
     servicer = InferenceServicer(watcher, Stamper(key), shipper)
     status = ProxyStatusServicer(shipper.snapshot, lambda: watcher.table, ledger_target)
-    ProxyMetrics(setup_metrics("mrm").get_meter("mrm.proxy"), shipper.snapshot)
+    ProxyMetrics.register(setup_metrics("mrm").get_meter("mrm.proxy"), shipper.snapshot)
 
     def close() -> None:
         shipper.close(timeout=settings.shutdown_grace)

@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -109,17 +110,33 @@ def _model_attrs(key: tuple[str, str]) -> dict[str, str]:
     return {"mrm.model": key[0], "mrm.model_version": key[1]}
 
 
-class ProxyMetrics:
-    """Registers the proxy's instruments on `meter`, reading `source` when collected.
+_Ref = Callable[[], Callable[[], Snapshot] | None]
 
-    The source is held weakly: once the shipper is gone (a stopped proxy in a
-    long-lived process), its instruments report nothing rather than keep it alive.
+
+class ProxyMetrics:
+    """The proxy's instruments on one meter, reading the shipper's snapshot when collected.
+
+    Use `register`: the SDK keeps the first instrument of a name for good, so a
+    meter gets one set, and each new source (another proxy started in the same
+    process, as tests do) takes over from the one before. Sources are held
+    weakly: a stopped proxy is not kept alive, and reports nothing once gone.
     """
 
-    def __init__(self, meter: Meter, source: Callable[[], Snapshot]) -> None:
-        self._source: Callable[[], Callable[[], Snapshot] | None] = (
-            weakref.WeakMethod(source) if inspect.ismethod(source) else lambda: source
-        )
+    _by_meter: ClassVar[weakref.WeakKeyDictionary[Meter, ProxyMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def register(cls, meter: Meter, source: Callable[[], Snapshot]) -> ProxyMetrics:
+        metrics = cls._by_meter.get(meter)
+        if metrics is None:
+            metrics = cls._by_meter[meter] = cls(meter)
+        ref: _Ref = weakref.WeakMethod(source) if inspect.ismethod(source) else lambda: source
+        metrics._sources = [r for r in metrics._sources if r() is not None] + [ref]
+        return metrics
+
+    def __init__(self, meter: Meter) -> None:
+        self._sources: list[_Ref] = []
         for name in COUNTERS:
             meter.create_observable_counter(
                 f"mrm.proxy.samples.{name}",
@@ -149,8 +166,12 @@ class ProxyMetrics:
         )
 
     def _snapshot(self) -> Snapshot | None:
-        source = self._source()
-        return source() if source is not None else None
+        """From the newest source still alive."""
+        for ref in reversed(self._sources):
+            source = ref()
+            if source is not None:
+                return source()
+        return None
 
     def _per_model(self, name: str) -> Callable[[CallbackOptions], Iterator[Observation]]:
         def observe(_: CallbackOptions) -> Iterator[Observation]:

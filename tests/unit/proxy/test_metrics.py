@@ -7,6 +7,7 @@ import threading
 from dataclasses import fields
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -93,7 +94,7 @@ def test_instruments_report_the_snapshot_with_model_attributes() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     snap = snapshot()
-    ProxyMetrics(provider.get_meter("test"), lambda: snap)
+    ProxyMetrics.register(provider.get_meter("test"), lambda: snap)
     got = collected(reader)
     provider.shutdown()
     for name in COUNTERS:
@@ -121,10 +122,30 @@ def test_a_gone_shipper_is_neither_kept_alive_nor_reported() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     owner = _Owner()
-    ProxyMetrics(provider.get_meter("test"), owner.snapshot)
+    ProxyMetrics.register(provider.get_meter("test"), owner.snapshot)
     assert collected(reader)["mrm.proxy.spool.depth"] == [({}, 13)]
     assert owner.calls > 0
     del owner
     gc.collect()
     assert all(not points for points in collected(reader).values())
+    provider.shutdown()
+
+
+def test_a_second_proxy_in_the_process_takes_over_the_instruments(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("test")
+    first, second = _Owner(), _Owner()
+    assert ProxyMetrics.register(meter, first.snapshot) is ProxyMetrics.register(
+        meter, second.snapshot
+    )
+    assert "created already" not in caplog.text  # one set of instruments per meter
+    collected(reader)
+    assert (first.calls, second.calls > 0) == (0, True)
+    del second
+    gc.collect()
+    collected(reader)
+    assert first.calls > 0  # the older one, still alive, is reported again
     provider.shutdown()
