@@ -91,6 +91,14 @@ class RunningLedger:
     def proxy_addr(self) -> str:
         return self.stack.stack.proxy_addr
 
+    @property
+    def explain_addr(self) -> str:
+        return self.stack.stack.explain_addr
+
+    @property
+    def http_addr(self) -> str:
+        return self.stack.stack.http_addr
+
 
 def start_ledger(home: Path, database_url: str | None = None, **overrides: object) -> RunningLedger:
     settings = Settings(
@@ -99,6 +107,8 @@ def start_ledger(home: Path, database_url: str | None = None, **overrides: objec
         ledger_addr="127.0.0.1:0",
         registry_addr="127.0.0.1:0",
         proxy_addr="127.0.0.1:0",
+        explain_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
         **overrides,  # type: ignore[arg-type]
     )
     stack = BackgroundStack(settings)

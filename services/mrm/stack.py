@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from mrm.core import db
 from mrm.core.server import GrpcServer, Service
 from mrm.core.settings import Settings
+from mrm.explain.app import explain_service
 from mrm.ledger.app import ledger_service, open_ledger
 from mrm.ledger.service import Ledger
 from mrm.proxy.app import proxy_service
@@ -29,7 +30,7 @@ from mrm.registry.app import registry_service
 log = logging.getLogger(__name__)
 
 # In start order: each service only needs those before it.
-SERVICES = ("ledger", "registry", "proxy")
+SERVICES = ("ledger", "registry", "proxy", "explain")
 ADDR_VARIABLES = {
     "ledger": "MRM_LEDGER_ADDR",
     "registry": "MRM_REGISTRY_ADDR",
@@ -58,6 +59,8 @@ class Stack:
     servers: dict[str, GrpcServer]
     engine: sa.Engine | None = None
     closers: list[Callable[[], object]] = field(default_factory=list)
+    http_port: int = 0
+    """The bound port of the explanation reports' HTTP server, when this process runs it."""
 
     def target(self, name: str) -> str:
         """Where a client reaches service `name` (this process's port, or its address)."""
@@ -84,6 +87,17 @@ class Stack:
     @property
     def registry_addr(self) -> str:
         return self.target("registry")
+
+    @property
+    def explain_addr(self) -> str:
+        return self.target("explain")
+
+    @property
+    def http_addr(self) -> str:
+        """Where the explanation reports are served over HTTP (host:port)."""
+        if self.http_port:
+            return f"127.0.0.1:{self.http_port}"
+        return client_target(self.settings.http_addr)
 
     @classmethod
     async def start(cls, settings: Settings, services: Iterable[str] = SERVICES) -> Stack:
@@ -115,6 +129,17 @@ class Stack:
         elif name == "registry":
             assert self.engine is not None
             service = registry_service(settings, self.engine, self.target("ledger"))
+        elif name == "explain":
+            try:
+                explain = explain_service(settings, self.target("registry"), self.target("ledger"))
+            except OSError as exc:
+                raise BindError(
+                    f"the reports' HTTP server cannot listen on {settings.http_addr} ({exc}); "
+                    f"set {ADDR_VARIABLES['http']} to a free host:port"
+                ) from exc
+            self.http_port = explain.http_port
+            self.closers.append(explain.http.close)
+            service = explain.service
         else:
             service = proxy_service(settings, self.target("registry"), self.target("ledger"))
         await self._serve(name, service)

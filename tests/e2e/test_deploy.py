@@ -110,6 +110,7 @@ def deploy(stack: RunningLedger, tmp: Path, *args: str, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp)
     monkeypatch.setenv("GITHUB_SHA", "3f2a9c1" + "0" * 33)
     monkeypatch.setenv("GITHUB_ACTOR", "devin")
+    monkeypatch.setenv("MRM_EXPLAIN_ADDR", stack.explain_addr)  # the SHAP baseline step
     return CliRunner().invoke(
         mrmctl,
         ["--ledger-addr", stack.addr, "--registry-addr", stack.registry_addr, "deploy", *args],

@@ -40,11 +40,24 @@ class Settings(BaseSettings):
     proxy_addr: str = "localhost:8001"
     """Where the inference proxy (Open Inference Protocol v2 over gRPC) listens."""
 
+    explain_addr: str = "localhost:50053"
+    """Where the Explain service's gRPC server listens."""
+
+    http_addr: str = "localhost:8000"
+    """Where the HTTP server of the explanation reports listens (GET /reports/<record id>)."""
+
+    trace_url_template: str = "http://localhost:16686/trace/{trace_id}"
+    """The link a report gives for a decision's trace; `{trace_id}` is replaced (Jaeger's UI)."""
+
     proxy_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model; 1 suits a small CPU serving many requests."""
 
     proxy_load_timeout: float = Field(default=60.0, gt=0)
     """Seconds a model may take to load before the proxy gives up on it."""
+
+    proxy_strict_timeout: float = Field(default=0.5, gt=0)
+    """Seconds a strict model's decision waits for the ledger to take its record
+    before the record goes to the local spool instead (fsync'd) and the response out."""
 
     proxy_queue_max: int = Field(default=10_000, ge=1)
     """Sampled records held in memory on their way to the ledger (lost on a SIGKILL;
@@ -73,6 +86,12 @@ class Settings(BaseSettings):
 
     ledger_checkpoint_interval: float = Field(default=5.0, gt=0)
     """...or once this many seconds have passed with unsigned leaves."""
+
+    ledger_append_workers: int = Field(default=0, ge=0, le=64)
+    """Worker processes that validate, canonicalize and hash appended records, fed the
+    requests' wire bytes. 0: that work runs in the server process's threads, where it
+    shares one interpreter lock with gRPC and the writer; on a dedicated host, set it
+    to the cores the ledger may use (each worker holds ~40 MB)."""
 
     ledger_max_record_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest canonical record body accepted, in bytes."""

@@ -15,6 +15,7 @@ takes the false branch unless nodes_missing_value_tracks_true says otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,9 @@ class Tree:
         }
 
     def leaves(self, X: Array) -> Array:
-        """The leaf each row of X reaches (vectorised descent)."""
+        """The leaf each row of X reaches."""
+        if len(X) <= 4:  # a decision or two: plain descent beats numpy's per-call cost
+            return np.array([self._leaf(x) for x in X.tolist()], dtype=np.int64)
         node = np.zeros(len(X), dtype=np.int64)
         rows = np.arange(len(X))
         while True:
@@ -68,6 +71,32 @@ class Tree:
                 np.where(go_left == 1, self.children_left[node], self.children_right[node]),
             )
             node = np.where(inner, nxt, node)
+
+    def _leaf(self, x: list[float]) -> int:
+        left, right, default = self._lists
+        features, thresholds = self._split
+        node = 0
+        while left[node] >= 0:
+            v = x[features[node]]
+            if v != v:  # NaN takes the default branch
+                node = default[node]
+            elif v <= thresholds[node]:
+                node = left[node]
+            else:
+                node = right[node]
+        return node
+
+    @functools.cached_property
+    def _lists(self) -> tuple[list[int], list[int], list[int]]:
+        return (
+            self.children_left.tolist(),
+            self.children_right.tolist(),
+            self.children_default.tolist(),
+        )
+
+    @functools.cached_property
+    def _split(self) -> tuple[list[int], list[float]]:
+        return self.features.tolist(), self.thresholds.tolist()
 
 
 @dataclass

@@ -161,7 +161,9 @@ class Graph:
     def feeds(self, frame: pd.DataFrame) -> dict[str, Array]:
         """ONNX inputs for typed rows (a DataFrame in schema order)."""
         if self.schema.mode == "tensor":
-            values = frame[self.schema.names].to_numpy(dtype=np.float32, na_value=np.nan)
+            if list(frame.columns) != self.schema.names:  # frames built here are in order
+                frame = frame[self.schema.names]
+            values = frame.to_numpy(dtype=np.float32, na_value=np.nan)
             return {self.input_names[0]: values}
         out: dict[str, Array] = {}
         for f, name in zip(self.schema.features, self.input_names, strict=True):
@@ -252,25 +254,24 @@ def _array(inputs: Mapping[str, Any], name: str, dtype: Any) -> Array:
 
 def frame_of(rows: Sequence[Mapping[str, Any]], schema: InputSchema) -> pd.DataFrame:
     """Typed rows as a DataFrame in schema order; a missing feature is an ExplainError."""
-    cols: dict[str, list[Any]] = {n: [] for n in schema.names}
-    for row in rows:
-        for f in schema.features:
-            if f.name not in row:
-                raise ExplainError(f"the row lacks the feature {f.name!r}")
-            cols[f.name].append(row[f.name])
-    frame = pd.DataFrame(cols)
+    cols: dict[str, Array] = {}
     for f in schema.features:
         try:
-            if f.dtype == "float":
-                frame[f.name] = frame[f.name].astype(np.float64)
-            elif f.dtype == "int":
-                frame[f.name] = frame[f.name].astype(np.int64)
-            elif f.dtype == "bool":
-                frame[f.name] = frame[f.name].astype(bool)
-            else:
-                frame[f.name] = frame[f.name].astype(object)
+            values = [row[f.name] for row in rows]
+        except KeyError:
+            raise ExplainError(f"the row lacks the feature {f.name!r}") from None
+        if f.dtype == "string":
+            if not all(isinstance(v, str) for v in values):
+                raise ExplainError(f"feature {f.name!r} must be a string")
+            cols[f.name] = np.array(values, dtype=object)
+            continue
+        if any(isinstance(v, str) for v in values):
+            raise ExplainError(f"feature {f.name!r} is not {f.dtype}: got a string")
+        try:
+            cols[f.name] = np.asarray(values, dtype=_ROW_TYPES[f.dtype])
         except (ValueError, TypeError) as e:
             raise ExplainError(f"feature {f.name!r} is not {f.dtype}: {e}") from None
-        if f.dtype == "string" and not all(isinstance(v, str) for v in frame[f.name]):
-            raise ExplainError(f"feature {f.name!r} must be a string")
-    return frame
+    return pd.DataFrame(cols)
+
+
+_ROW_TYPES = {"float": np.float64, "int": np.int64, "bool": np.bool_}

@@ -12,6 +12,7 @@ from rich.table import Table
 from mrm.cli.errors import EXIT_OK
 from mrm.cli.output import console, emit_json, err_console, output_option
 from mrm.cli.session import Settings, registry_session
+from mrm.cli.why import explain_options, explain_session
 from mrm.client.errors import Unavailable
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import role_name, stage_name
@@ -57,6 +58,7 @@ def _min_metric(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--trust-type", multiple=True, help="Trust one more skops type.")
 @click.option("--config", "config", type=click.Path(path_type=Path), help="Default: ./mrm.toml.")
 @click.option("--dry-run", is_flag=True, help="Compute and print everything; register nothing.")
+@explain_options
 @output_option
 @click.pass_context
 def deploy(
@@ -87,6 +89,7 @@ def deploy(
     )
 
     flags["min_metrics"] = _min_metric(flags.pop("min_metric"))
+    explain_addr = flags.pop("explain_addr")
     cfg = load_config(model, version, flags, find_config(config, model))
     started = time.perf_counter()
 
@@ -116,8 +119,8 @@ def deploy(
             except Unavailable:
                 record_id = None
         raise refuse(reasons, record_id)
-    with registry_session(ctx) as registry:
-        published = publish(cfg, prepared, registry, progress)
+    with registry_session(ctx) as registry, explain_session(ctx, explain_addr) as explain:
+        published = publish(cfg, prepared, registry, progress, explain)
     return _summary(output, cfg.name, cfg.version, prepared, published, [], started, settings)
 
 

@@ -16,7 +16,9 @@ from mrm.cli import models, records, verify
 from mrm.cli.deploy import deploy
 from mrm.cli.errors import EXIT_CHECK_FAILED, report
 from mrm.cli.ledger import ledger
+from mrm.cli.predictions import predictions
 from mrm.cli.session import Settings
+from mrm.cli.why import why
 
 # These modules add their commands to `ledger` when imported.
 _COMMAND_MODULES = (records, verify)
@@ -90,7 +92,7 @@ def mrmctl(ctx: click.Context, ledger_addr: str, registry_addr: str, timeout: fl
 
 
 mrmctl.add_command(ledger)
-for command in (models.models, models.promote, models.rollback, deploy):
+for command in (models.models, models.promote, models.rollback, deploy, why, predictions):
     mrmctl.add_command(command)
 
 

@@ -88,11 +88,13 @@ def feature_value(value_json: str) -> Any:
 
 
 def format_value(value: Any) -> str:
-    """7.0 as 7, 0.6234567 as 0.6235, strings as they are."""
+    """7.0 as 7, 47120.53 as 47120.53, 0.6234567 as 0.6235, strings as they are."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
+    if 1 <= abs(value) < 1e15:
+        return f"{value:.2f}".rstrip("0").rstrip(".")
     return f"{value:.4g}"
 
 
@@ -118,7 +120,11 @@ def sentence(exp: Explanation, n: int = MAIN_FACTORS) -> str:
         for c in main_factors(exp, n)
     )
     more = ", …" if len(exp.contributions) > n else ""
+    if exp.HasField("probability"):
+        output = f"{exp.probability_label} {exp.probability:.2f}"
+    else:
+        output = f"{exp.output_label} {exp.output_value:.2f}"
     return (
         f"{exp.decision} by {exp.model_name} {exp.model_version} on {decided_at(exp)} "
-        f"({exp.output_label} {exp.output_value:.2f}). Main factors: {factors}{more}"
+        f"({output}). Main factors: {factors}{more}"
     )

@@ -23,6 +23,11 @@ one is one line naming the setting (and the file) to fix.
     fidelity_tolerance = 1e-5          # ONNX vs scikit-learn, absolute
     min = { accuracy = 0.8 }           # minimum metrics
     max_regression = 0.02              # largest drop of any gated metric vs production
+
+    [explain]
+    positive_label = "1"               # the class whose probability explanations explain
+    labels = { "1" = "Rejected", "0" = "Approved" }  # each label's decision in plain words
+    output_name = "probability of default"  # the explained output in plain words
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class DeployConfig:
     trusted_types: tuple[str, ...] = ()
     background_rows: int = 100
     config_file: Path | None = None
+    explain: dict[str, Any] = field(default_factory=dict)
+    """The [explain] table, stored in the version's facts for `mrmctl why`'s wording."""
 
 
 def find_config(explicit: Path | None, model_path: Path) -> Path | None:
@@ -151,7 +158,37 @@ def load_config(
         + tuple(flags.get("allow_global") or ()),
         trusted_types=tuple(model.get("trusted_types", ())) + tuple(flags.get("trust_type") or ()),
         config_file=path,
+        explain=_explain(_table(doc, "explain", where), where),
     )
+
+
+def _explain(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The [explain] table, checked: labels are strings, as ONNX labels are compared."""
+    unknown = set(table) - {"positive_label", "labels", "output_name"}
+    if unknown:
+        raise DeployError(
+            f"[explain] {', '.join(sorted(unknown))} in {where}: want positive_label, labels "
+            "or output_name"
+        )
+    out: dict[str, Any] = {}
+    if "positive_label" in table:
+        label = table["positive_label"]
+        if isinstance(label, bool) or not isinstance(label, str | int):
+            raise DeployError(f"[explain] positive_label = {label!r} in {where}: want a label")
+        out["positive_label"] = str(label)
+    if "labels" in table:
+        labels = table["labels"]
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise DeployError(
+                f'[explain] labels in {where}: want a table of words, e.g. {{ "1" = "Rejected" }}'
+            )
+        out["labels"] = {str(k): v for k, v in labels.items()}
+    if "output_name" in table:
+        name = table["output_name"]
+        if not isinstance(name, str) or not name.strip():
+            raise DeployError(f"[explain] output_name in {where}: want words, e.g. 'probability'")
+        out["output_name"] = name
+    return out
 
 
 def _number(value: Any, name: str, where: str) -> float:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrm.client.explain import ExplainClient
 from mrm.client.ids import new_record_id
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
@@ -178,7 +179,11 @@ def production_metrics(registry: RegistryClient, name: str) -> dict[str, Any] | 
 
 
 def publish(
-    cfg: DeployConfig, prepared: Prepared, registry: RegistryClient, progress: Progress
+    cfg: DeployConfig,
+    prepared: Prepared,
+    registry: RegistryClient,
+    progress: Progress,
+    explain: ExplainClient | None = None,
 ) -> Published:
     from mrm.client.errors import NotFound
 
@@ -212,6 +217,8 @@ def publish(
         "performance": prepared.metrics,
         "fidelity": {"passed": prepared.fidelity.passed, "tolerance": cfg.fidelity_tolerance},
     }
+    if cfg.explain:
+        facts["explain"] = cfg.explain
     linked = [
         new_record(
             "DATA_LINEAGE",
@@ -251,6 +258,11 @@ def publish(
         "register",
         f"{cfg.name} {cfg.version}" + (" (already registered)" if done.already_registered else ""),
     )
+    if explain is not None:  # the SHAP baseline, recorded before the version serves
+        baseline = explain.compute_baseline(cfg.name, cfg.version).baseline
+        records["explainability_baseline"] = baseline.record_id
+        leafs["explainability_baseline"] = int(baseline.leaf_index)
+        progress("baseline", f"{baseline.method}, expected value {baseline.expected_value:.4g}")
     promoted = None
     if done.version.stage != registry_pb2.STAGE_PRODUCTION or cfg.stage != "production":
         promoted = registry.promote(cfg.name, cfg.version, cfg.stage, reason="mrmctl deploy")

@@ -311,6 +311,8 @@ class Explanation(_message.Message):
     REPRODUCTION_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     REPORT_PATH_FIELD_NUMBER: _builtins.int
+    PROBABILITY_FIELD_NUMBER: _builtins.int
+    PROBABILITY_LABEL_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     """The EXPLANATION record's id."""
     leaf_index: _builtins.int
@@ -357,6 +359,16 @@ class Explanation(_message.Message):
     """The decision's W3C trace id, or empty."""
     report_path: _builtins.str
     """The report's path on the HTTP server, "/reports/<record_id>"."""
+    probability: _builtins.float
+    """The probability of `class_label` when it is known: the output itself in
+    the probability space, or, for a binary classifier explained in its
+    margin (log-odds), the re-run's probability that the margin's logistic
+    reproduces. Unset for regressors and when it cannot be derived exactly.
+    """
+    probability_label: _builtins.str
+    """The probability in plain words, for example "probability of default";
+    empty when `probability` is unset.
+    """
     @_builtins.property
     def decided_at(self) -> _timestamp_pb2.Timestamp:
         """When the ledger recorded the decision."""
@@ -396,12 +408,16 @@ class Explanation(_message.Message):
         reproduction: Global___Reproduction | None = ...,
         trace_id: _builtins.str = ...,
         report_path: _builtins.str = ...,
+        probability: _builtins.float | None = ...,
+        probability_label: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "reproduction", b"reproduction"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_probability", b"_probability", "decided_at", b"decided_at", "probability", b"probability", "reproduction", b"reproduction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["additivity_error", b"additivity_error", "base_value", b"base_value", "class_label", b"class_label", "contributions", b"contributions", "decided_at", b"decided_at", "decision", b"decision", "exact", b"exact", "fallback_reason", b"fallback_reason", "leaf_index", b"leaf_index", "method", b"method", "model_name", b"model_name", "model_version", b"model_version", "output_label", b"output_label", "output_space", b"output_space", "output_value", b"output_value", "parameters_json", b"parameters_json", "predicted_label", b"predicted_label", "prediction_record_id", b"prediction_record_id", "record_id", b"record_id", "report_path", b"report_path", "reproduction", b"reproduction", "row", b"row", "tolerance", b"tolerance", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_probability", b"_probability", "additivity_error", b"additivity_error", "base_value", b"base_value", "class_label", b"class_label", "contributions", b"contributions", "decided_at", b"decided_at", "decision", b"decision", "exact", b"exact", "fallback_reason", b"fallback_reason", "leaf_index", b"leaf_index", "method", b"method", "model_name", b"model_name", "model_version", b"model_version", "output_label", b"output_label", "output_space", b"output_space", "output_value", b"output_value", "parameters_json", b"parameters_json", "predicted_label", b"predicted_label", "prediction_record_id", b"prediction_record_id", "probability", b"probability", "probability_label", b"probability_label", "record_id", b"record_id", "report_path", b"report_path", "reproduction", b"reproduction", "row", b"row", "tolerance", b"tolerance", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__probability: _TypeAlias = _typing.Literal["probability"]  # noqa: Y015
+    _WhichOneofArgType__probability: _TypeAlias = _typing.Literal["_probability", b"_probability"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__probability) -> _WhichOneofReturnType__probability | None: ...
 
 Global___Explanation: _TypeAlias = Explanation  # noqa: Y015
 

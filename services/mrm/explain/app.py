@@ -1,0 +1,79 @@
+"""Wires the Explain service from settings: the ledger and registry clients, the
+subject key shared with the proxy, the gRPC servicer and the HTTP report server."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from mrm.client.ledger import LedgerClient
+from mrm.client.registry import RegistryClient
+from mrm.core.server import Service
+from mrm.core.settings import Settings
+from mrm.explain.decisions import Decisions
+from mrm.explain.evidence import Evidence
+from mrm.explain.http import ReportServer
+from mrm.explain.report import ReportRenderer
+from mrm.explain.service import Explain
+from mrm.explain.servicer import ExplainServicer
+from mrm.proxy.audit import Stamper, load_or_create_subject_key
+from mrm.v1 import explain_pb2, explain_pb2_grpc
+
+SERVICE_NAME = explain_pb2.DESCRIPTOR.services_by_name["ExplainService"].full_name
+
+
+@dataclass
+class ExplainApp:
+    service: Service
+    http: ReportServer
+
+    @property
+    def http_port(self) -> int:
+        return self.http.port
+
+
+def _subject_key(settings: Settings) -> bytes:
+    path = settings.subject_key_file or settings.home / "subject.key"
+    try:
+        return load_or_create_subject_key(path)
+    except FileExistsError:  # the proxy created it a moment ago
+        return load_or_create_subject_key(path)
+
+
+def explain_service(settings: Settings, registry_target: str, ledger_target: str) -> ExplainApp:
+    ledger = LedgerClient(ledger_target, timeout=30.0)
+    registry = RegistryClient(registry_target, timeout=60.0)
+    evidence = Evidence(ledger, registry)
+    explain = Explain(evidence, Decisions(evidence, Stamper(_subject_key(settings))))
+    reports = ReportRenderer(explain, settings.trace_url_template)
+    http = ReportServer(reports, settings.http_addr)
+
+    def dependencies_answer() -> bool:
+        try:
+            ledger.checkpoint()
+            next(registry.list_models(), None)
+            return True
+        except Exception:  # any failure means: cannot explain now
+            return False
+
+    async def ready() -> bool:
+        return await asyncio.to_thread(dependencies_answer)
+
+    def close() -> None:
+        http.close()
+        ledger.close()
+        registry.close()
+
+    servicer = ExplainServicer(explain, reports)
+    return ExplainApp(
+        Service(
+            name=SERVICE_NAME,
+            register=lambda server: explain_pb2_grpc.add_ExplainServiceServicer_to_server(
+                servicer, server
+            ),
+            ready=ready,
+            background=[http.run],
+            close=close,
+        ),
+        http,
+    )

@@ -1,0 +1,112 @@
+"""The reports over HTTP: `GET /reports/<record_id>` on MRM_HTTP_ADDR (aiohttp).
+
+The listening socket is bound when the server is created, so a port in use is
+an error at start-up and the bound port is known before serving begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from aiohttp import web
+
+from mrm.core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MrmError,
+    NotFound,
+    Unavailable,
+)
+from mrm.explain.report import ReportRenderer
+from mrm.ledger.validate import parse_record_id
+
+log = logging.getLogger(__name__)
+
+# The report needs nothing from outside the page: forbid everything else.
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_STATUS: dict[type[MrmError], int] = {
+    InvalidArgument: 400,
+    NotFound: 404,
+    FailedPrecondition: 409,
+    Unavailable: 503,
+}
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", headers=_HEADERS)
+
+
+def report_app(reports: ReportRenderer) -> web.Application:
+    async def report(request: web.Request) -> web.Response:
+        record_id = request.match_info["record_id"].removesuffix(".html")
+        try:
+            parse_record_id(record_id, "record_id")
+            html, _ = await asyncio.to_thread(reports.render, record_id)
+        except MrmError as e:
+            return _text(_STATUS.get(type(e), 500), e.message)
+        except Exception:
+            log.exception("rendering the report of %s failed", record_id)
+            return _text(500, "internal error")
+        return web.Response(text=html, content_type="text/html", charset="utf-8", headers=_HEADERS)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _text(200, "ok")
+
+    app = web.Application()
+    app.router.add_get("/reports/{record_id}", report)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def bind(address: str) -> socket.socket:
+    """A listening TCP socket on host:port (':port' means every interface)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "::"
+    try:
+        infos = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (OSError, ValueError) as e:
+        raise OSError(f"cannot listen on {address}: {e}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(sockaddr)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {address} (is the port in use?): {e}") from None
+    return sock
+
+
+class ReportServer:
+    """The HTTP server of the reports, run as a background job of the Explain service."""
+
+    def __init__(self, reports: ReportRenderer, address: str) -> None:
+        self.app = report_app(reports)
+        self.sock = bind(address)
+        self.port: int = self.sock.getsockname()[1]
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, self.sock).start()
+            log.info("serving reports over HTTP on port %d", self.port)
+            await stopping.wait()
+        finally:
+            await runner.cleanup()
+            self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()

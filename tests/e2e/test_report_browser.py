@@ -1,0 +1,160 @@
+"""The report rendered by a real headless Chromium (Debian's `chromium`, installed
+by `make test`): the test reads the page's rendered text through the DevTools
+protocol (`document.body.innerText`), not the HTML source."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mrm.client.explain import ExplainClient, main_factors
+from tests.conftest import RunningLedger, start_ledger
+from tests.e2e.test_why_support import decide, deploy_explained
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+class Browser:
+    """A headless Chromium driven over the DevTools protocol (one page)."""
+
+    def __init__(self, profile: Path) -> None:
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",  # we run as root in CI
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            if match:
+                self.port = int(match[1].split(":")[2].split("/")[0])
+                break
+        else:
+            raise RuntimeError("chromium did not start its DevTools endpoint")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+    def render(self, url: str, expressions: dict[str, str]) -> dict[str, Any]:
+        return asyncio.run(self._render(url, expressions))
+
+    async def _render(self, url: str, expressions: dict[str, str]) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{self.port}/json/list") as resp:
+                targets = await resp.json(content_type=None)
+            page = next(t for t in targets if t["type"] == "page")
+            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                ids = iter(range(1, 1_000_000))
+
+                async def call(method: str, **params: Any) -> dict[str, Any]:
+                    n = next(ids)
+                    await ws.send_str(json.dumps({"id": n, "method": method, "params": params}))
+                    async for msg in ws:
+                        data = json.loads(msg.data)
+                        if data.get("id") == n:
+                            assert "error" not in data, data
+                            return dict(data["result"])
+                    raise RuntimeError("DevTools connection closed")
+
+                async def value(expression: str) -> Any:
+                    got = await call("Runtime.evaluate", expression=expression, returnByValue=True)
+                    return got["result"].get("value")
+
+                await call("Page.navigate", url=url)
+                for _ in range(600):
+                    if (
+                        await value("document.readyState") == "complete"
+                        and await value("location.href") == url
+                    ):
+                        break
+                    await asyncio.sleep(0.05)
+                return {name: await value(expr) for name, expr in expressions.items()}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
+    with tempfile.TemporaryDirectory() as profile:
+        b = Browser(Path(profile))
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[RunningLedger]:
+    running = start_ledger(tmp_path / "home")
+    yield running
+    running.stack.stop()
+
+
+def test_the_report_renders_in_chromium(
+    browser: Browser, stack: RunningLedger, tmp_path: Path
+) -> None:
+    model, X, _ = deploy_explained(stack, tmp_path / "project")
+    rejected = X[model.predict(X) == 1].iloc[:1].to_numpy()
+    (decision,) = decide(stack, "credit-risk", rejected, "applicant-7")
+    with ExplainClient(stack.explain_addr) as ex:
+        exp = ex.explain_record(decision)
+    seen = browser.render(
+        f"http://{stack.http_addr}{exp.report_path}",
+        {
+            "text": "document.body.innerText",
+            "title": "document.title",
+            "chart_width": "document.querySelector('svg').getBoundingClientRect().width",
+            "bars": "document.querySelectorAll('svg rect').length",
+            "bar_widths": "[...document.querySelectorAll('svg rect')]"
+            ".map(r => r.getBoundingClientRect().width)",
+            "resources": "performance.getEntriesByType('resource').length",
+            "decision_box": "document.getElementById('decision').getBoundingClientRect().height",
+        },
+    )
+    text = seen["text"]
+    assert "Rejected by credit-risk 1.2.4 on" in text
+    assert "(probability of default" in text
+    assert "Main factors:" in text
+    top = main_factors(exp, 1)[0].feature
+    assert f"Main factors: {top} = " in text
+    for feature in X.columns:
+        assert feature in text
+    assert "Compared with the model's global baseline" in text
+    assert "Metrics at deploy time" in text
+    assert "accuracy" in text
+    assert exp.trace_id in text
+    assert "Signed checkpoint" in text
+    assert "REPRODUCIBILITY FAILURE" not in text  # the re-run matched
+    assert seen["title"].startswith(f"Decision {decision}")
+    assert seen["chart_width"] > 300
+    assert seen["bars"] == len(X.columns)
+    assert all(w >= 1 for w in seen["bar_widths"])
+    assert seen["resources"] == 0  # nothing fetched besides the page itself
+    assert seen["decision_box"] > 0

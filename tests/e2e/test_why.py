@@ -1,0 +1,238 @@
+"""`mrmctl why` end to end: `mrmctl deploy` a model, send decisions through the
+proxy with subject ids, then ask why, the way a support engineer would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+import pytest
+from click.testing import CliRunner, Result
+
+from mrm.cli.main import mrmctl
+from mrm.client.ledger import LedgerClient
+from tests.conftest import RunningLedger, start_ledger
+from tests.e2e.test_deploy import project, tree_model
+from tests.e2e.test_why_support import decide, wait_ready
+
+KEYS = {
+    "record_id",
+    "model",
+    "version",
+    "recorded_at",
+    "decision",
+    "output_value",
+    "base_value",
+    "output_space",
+    "contributions",
+    "report_url",
+    "trace_url",
+    "proof_verified",
+}
+
+
+@dataclass
+class Journey:
+    stack: RunningLedger
+    model: Any
+    X: pd.DataFrame
+    alice: list[str]
+    bob: list[str]
+    tmp: Path
+
+
+def cli(stack: RunningLedger, *args: str) -> Result:
+    return CliRunner().invoke(
+        mrmctl,
+        [
+            "--ledger-addr",
+            stack.addr,
+            "--registry-addr",
+            stack.registry_addr,
+            *args,
+            *(
+                ["--explain-addr", stack.explain_addr]
+                if args and args[0] in ("why", "predictions", "deploy")
+                else []
+            ),
+        ],
+        env={
+            "MRM_REPORT_BASE_URL": f"http://{stack.http_addr}",
+            "MRM_TRACE_URL_TEMPLATE": "https://jaeger.example/trace/{trace_id}",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
+    tmp = tmp_path_factory.mktemp("why")
+    stack = start_ledger(tmp / "home")
+    mp = pytest.MonkeyPatch()
+    try:
+        model, X, _ = project(tmp, tree_model, "credit-risk")
+        with (tmp / "mrm.toml").open("a") as f:
+            f.write(
+                '[explain]\npositive_label = "1"\n'
+                'labels = { "1" = "Rejected", "0" = "Approved" }\n'
+                'output_name = "probability of default"\n'
+            )
+        mp.chdir(tmp)
+        mp.setenv("GITHUB_SHA", "3f2a9c1" + "0" * 33)
+        done = cli(stack, "deploy", "model.pkl", "--version", "1.2.4", "--output", "json")
+        assert done.exit_code == 0, done.output
+        assert "explainability_baseline" in json.loads(done.stdout)["records"]
+        wait_ready(stack, "credit-risk")
+        rejected = X[model.predict(X) == 1].iloc[:2].to_numpy()
+        approved = X[model.predict(X) == 0].iloc[:1].to_numpy()
+        alice = decide(stack, "credit-risk", rejected, "alice-1003")
+        bob = decide(stack, "credit-risk", approved, "bob-17")
+        yield Journey(stack, model, X, alice, bob, tmp)
+    finally:
+        mp.undo()
+        stack.stack.stop()
+
+
+def test_why_subject_gives_the_human_answer(journey: Journey) -> None:
+    done = cli(journey.stack, "why", "--subject", "alice-1003")
+    assert done.exit_code == 0, done.output
+    answers = [line for line in done.stdout.splitlines() if " by credit-risk 1.2.4 on " in line]
+    assert len(answers) == 2  # both decisions, newest first
+    for line in answers:
+        assert line.startswith("Rejected by credit-risk 1.2.4 on ")
+        assert " UTC (probability of default 0." in line
+        assert "). Main factors: " in line
+        assert not line.endswith("…")  # three features: all of them are the top three
+        assert all(f"{name} = " in line for name in journey.X.columns)
+    assert done.stdout.count("proof:  ✓ decision and explanation are in the ledger") == 2
+    assert f"report: http://{journey.stack.http_addr}/reports/" in done.stdout
+    assert "trace:  https://jaeger.example/trace/" in done.stdout
+    approved = cli(journey.stack, "why", "--subject", "bob-17")
+    assert approved.exit_code == 0
+    assert approved.stdout.startswith("Approved by credit-risk")
+
+
+def test_why_json_has_exactly_the_issue_keys(journey: Journey) -> None:
+    done = cli(journey.stack, "why", "--subject", "alice-1003", "--output", "json")
+    assert done.exit_code == 0, done.output
+    docs = json.loads(done.stdout)
+    assert [d["record_id"] for d in docs] == list(reversed(journey.alice))
+    with LedgerClient(journey.stack.addr) as led:
+        recorded = {r.record_id: r for r in led.query(kind="PREDICTION")}
+    for doc in docs:
+        assert set(doc) == KEYS
+        assert doc["proof_verified"] is True
+        assert (doc["model"], doc["version"], doc["decision"]) == (
+            "credit-risk",
+            "1.2.4",
+            "Rejected",
+        )
+        rec = recorded[doc["record_id"]]
+        assert doc["trace_url"] == f"https://jaeger.example/trace/{rec.trace_id}"
+        assert doc["recorded_at"].startswith(
+            rec.recorded_at.ToDatetime().strftime("%Y-%m-%dT%H:%M")
+        )
+        assert [c["feature"] for c in doc["contributions"]] == list(journey.X.columns)
+        assert set(doc["contributions"][0]) == {"feature", "value", "shap"}
+        total = doc["base_value"] + sum(c["shap"] for c in doc["contributions"])
+        assert total == pytest.approx(doc["output_value"], abs=1e-6)
+        assert doc["report_url"].startswith(f"http://{journey.stack.http_addr}/reports/")
+    one = cli(journey.stack, "why", journey.bob[0], "--output", "json")
+    assert one.exit_code == 0, one.output
+    doc = json.loads(one.stdout)
+    assert set(doc) == KEYS
+    assert doc["decision"] == "Approved"
+    assert doc["proof_verified"] is True
+
+
+def test_why_filters_and_report_file(journey: Journey, tmp_path: Path) -> None:
+    with LedgerClient(journey.stack.addr) as led:
+        newest = led.get_record(journey.alice[-1])
+    day = newest.recorded_at.ToDatetime().date().isoformat()  # the day it was decided, UTC
+    report = tmp_path / "why.html"
+    done = cli(
+        journey.stack,
+        "why",
+        "--subject",
+        "alice-1003",
+        "--at",
+        day,
+        "--model",
+        "credit-risk",
+        "--limit",
+        "1",
+        "--report-file",
+        str(report),
+    )
+    assert done.exit_code == 0, done.output
+    assert done.stdout.count(" by credit-risk 1.2.4 on ") == 1
+    html = report.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert journey.alice[-1] in html
+
+
+def test_no_match_is_a_clear_line_and_exit_1(journey: Journey) -> None:
+    unknown = cli(journey.stack, "why", "--subject", "nobody-42")
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("mrmctl: error: no recorded decision matches: subject")
+    assert "Traceback" not in unknown.output
+    yesterday = cli(journey.stack, "why", "--subject", "alice-1003", "--until", "2020-01-01")
+    assert yesterday.exit_code == 1
+    assert "until 2020-01-02" in yesterday.stderr
+    other = cli(journey.stack, "why", "--subject", "alice-1003", "--model", "another")
+    assert other.exit_code == 1
+
+
+def test_usage_errors_are_exit_2_and_a_dead_service_exit_3(journey: Journey) -> None:
+    both = cli(journey.stack, "why", journey.alice[0], "--subject", "alice-1003")
+    assert both.exit_code == 2
+    assert "one of them" in both.stderr
+    neither = cli(journey.stack, "why")
+    assert neither.exit_code == 2
+    bad = cli(journey.stack, "why", "not-a-record")
+    assert bad.exit_code == 2
+    assert "UUIDv7" in bad.stderr
+    clash = cli(
+        journey.stack, "why", "--subject", "a", "--at", "2026-01-01", "--since", "2026-01-01"
+    )
+    assert clash.exit_code == 2
+    with LedgerClient(journey.stack.addr) as led:
+        ingested = next(iter(led.query(kind="MODEL_INGESTED")))
+    not_a_decision = cli(journey.stack, "why", ingested.record_id)
+    assert not_a_decision.exit_code == 2
+    assert "not a PREDICTION" in not_a_decision.stderr
+    missing = cli(journey.stack, "why", "01900000-0000-7000-8000-000000000000")
+    assert missing.exit_code == 2
+    assert "Traceback" not in missing.output
+    down = CliRunner().invoke(
+        mrmctl,
+        ["--ledger-addr", journey.stack.addr, "why", "--subject", "alice-1003"],
+        env={"MRM_EXPLAIN_ADDR": "127.0.0.1:9"},
+    )
+    assert down.exit_code == 3
+    assert "MRM_EXPLAIN_ADDR" in down.stderr
+
+
+def test_an_answer_that_differs_from_the_proven_record_is_not_verified(journey: Journey) -> None:
+    from mrm.cli.session import LedgerSession
+    from mrm.cli.why import proven
+    from mrm.client.explain import ExplainClient
+    from mrm.client.trust import TrustStore
+
+    with ExplainClient(journey.stack.explain_addr) as ex:
+        exp = ex.explain_record(journey.alice[0])
+    with LedgerClient(journey.stack.addr) as led:
+        session = LedgerSession(led, TrustStore.from_env(announce=lambda _line: None))
+        latest = session.trusted(refresh=True)
+        assert proven(session, latest, exp)
+        doctored = type(exp)()
+        doctored.CopyFrom(exp)
+        doctored.contributions[0].shap += 0.5  # what a lying Explain service might send
+        assert not proven(session, latest, doctored)
+        elsewhere = type(exp)()
+        elsewhere.CopyFrom(exp)
+        elsewhere.prediction_record_id = journey.bob[0]
+        assert not proven(session, latest, elsewhere)
