@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 
-.PHONY: docs install test lint typecheck buf-lint proto proto-check pytest demo bench clean
+.PHONY: chromium docs install test lint typecheck buf-lint proto proto-check pytest demo bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,13 @@ proto: install
 proto-check: install
 	tools/genproto.sh --check
 
-pytest: install
+# The explanation report's browser test renders it in Debian's chromium (CI is a
+# fresh Debian 12 machine; we are root there). Skipped when it is installed.
+chromium:
+	@test -x /usr/bin/chromium || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq chromium; }
+
+pytest: install chromium
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck buf-lint proto-check pytest
