@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from sklearn import ensemble, linear_model  # type: ignore[import-untyped,unused
 from mrm.deploy.schema import Feature, InputSchema, onnx_inputs
 from mrm.explain.engine import ExplainError, ModelExplainer
 from mrm.proxy.audit import prediction_record
+from mrm.tlog.canonical import canonical_json
 from tests.unit.explain.models import Deployed, credit_pipeline, deploy
 
 
@@ -159,3 +161,12 @@ def test_error_messages_are_one_line(credit: Deployed) -> None:
         ModelExplainer.from_onnx(b"\x00" * 64, credit.converted.schema.to_json(), credit.csv)
     assert "\n" not in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("force", [None, "kernel"])
+def test_explanations_and_baselines_are_canonical_json(credit: Deployed, force: str | None) -> None:
+    """What the ledger records: every field, parameters included, is plain JSON."""
+    explainer = credit.explainer(force_method=force)
+    for item in (explainer.explain(credit.row(0)), explainer.baseline()):
+        doc = dataclasses.asdict(item)
+        assert json.loads(canonical_json(doc)) == json.loads(json.dumps(doc))
