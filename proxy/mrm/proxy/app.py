@@ -32,11 +32,14 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
         Spool(settings.home / "proxy-spool.db", settings.proxy_spool_max_records),
         queue_max=settings.proxy_queue_max,
     )
-    servicer = InferenceServicer(watcher, Stamper(key), shipper)
+    servicer = InferenceServicer(
+        watcher, Stamper(key), shipper, strict_timeout=settings.proxy_strict_timeout
+    )
     status = ProxyStatusServicer(shipper.snapshot, lambda: watcher.table, ledger_target)
     ProxyMetrics.register(setup_metrics("mrm").get_meter("mrm.proxy"), shipper.snapshot)
 
     def close() -> None:
+        servicer.close()
         shipper.close(timeout=settings.shutdown_grace)
         watcher.close()
 
@@ -57,4 +60,5 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
         ready=ready,
         background=[follow],
         close=close,
+        traces_itself=True,  # one cheap span per ModelInfer, made by the servicer
     )

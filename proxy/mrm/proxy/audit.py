@@ -1,7 +1,10 @@
 """Stamping decisions for the audit trail: record ids, sampling, subject references.
 
-Everything here runs on the inference path, so it is cheap and never waits on
-the ledger: the record is handed to the shipper, which owns delivery.
+The stamp (record id, sampling decision) is made on the inference path and is
+cheap. The PREDICTION record itself (the subject's keyed hash, the canonical
+JSON of the exact request and response) is built later, in the shipper's
+thread: the request path hands over a `PendingPrediction` holding the arrays,
+which nobody writes to once the response is built.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +102,34 @@ def prediction_record(
         trace_id=trace_id,
         span_id=span_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPrediction:
+    """A sampled decision whose record is built off the request path (`record()`)."""
+
+    stamper: Stamper
+    record_id: str
+    model_name: str
+    model_version: str
+    onnx_sha256: str
+    subject_id: str  # raw: hashed in record(), never stored
+    trace_id: str
+    span_id: str
+    inputs: Mapping[str, np.ndarray[Any, Any]]
+    outputs: Mapping[str, np.ndarray[Any, Any]]
+    request_id: str
+
+    def record(self) -> ledger_pb2.Record:
+        return prediction_record(
+            record_id=self.record_id,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            onnx_sha256=self.onnx_sha256,
+            subject=self.stamper.subject_ref(self.subject_id),
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            request_id=self.request_id,
+        )

@@ -41,23 +41,38 @@ class ServingModel:
     mode: str
     onnx_sha256: str
     classes: tuple[Any, ...] = ()
+    strict: bool = False
+    """Each decision's record is durable before the response goes out (rate 1)."""
+    # (spec name, ONNX input name, numpy type) per input, bound by position
+    # (skl2onnx may rename inputs); computed once, not per request.
+    _binding: tuple[tuple[str, str, Any], ...] = field(default=(), init=False, repr=False)
+    _output_names: tuple[str, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = [i.name for i in self.session.get_inputs()]
+        binding = tuple(
+            (spec.name, onnx_name, _NUMPY[spec.datatype])
+            for onnx_name, spec in zip(names, self.inputs, strict=True)
+        )
+        object.__setattr__(self, "_binding", binding)
+        object.__setattr__(self, "_output_names", tuple(s.name for s in self.outputs))
 
     def feeds(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         """The ONNX feeds, bound by position (skl2onnx may rename inputs)."""
-        names = [i.name for i in self.session.get_inputs()]
         out: dict[str, np.ndarray[Any, Any]] = {}
-        for onnx_name, spec in zip(names, self.inputs, strict=True):
-            arr = arrays[spec.name]
-            if self.mode == "columns" and arr.ndim == 1:
+        columns = self.mode == "columns"
+        for name, onnx_name, dtype in self._binding:
+            arr = arrays[name]
+            if columns and arr.ndim == 1:
                 arr = arr.reshape(-1, 1)
-            out[onnx_name] = arr.astype(_NUMPY[spec.datatype], copy=False)
+            out[onnx_name] = arr if arr.dtype == dtype else arr.astype(dtype)
         return out
 
     def predict(
         self, arrays: Mapping[str, np.ndarray[Any, Any]]
     ) -> dict[str, np.ndarray[Any, Any]]:
         results = self.session.run(None, self.feeds(arrays))
-        return {spec.name: np.asarray(r) for spec, r in zip(self.outputs, results, strict=True)}
+        return dict(zip(self._output_names, results, strict=True))
 
 
 def check_onnx(data: bytes) -> onnx.ModelProto:
@@ -101,6 +116,7 @@ def build(
     *,
     threads: int = 1,
     load_timeout: float = 60.0,
+    strict: bool = False,
 ) -> ServingModel:
     """Check and load one version. A load that takes longer than `load_timeout` fails
     (its thread is abandoned; the server keeps serving what it had)."""
@@ -129,7 +145,16 @@ def build(
     else:
         outputs = (TensorSpec("value", "FP32", (-1, 1)),)
     return ServingModel(
-        name, version, stage, sample_rate, session, inputs, outputs, schema["mode"], onnx_sha256
+        name,
+        version,
+        stage,
+        1.0 if strict else sample_rate,  # strict records every decision
+        session,
+        inputs,
+        outputs,
+        schema["mode"],
+        onnx_sha256,
+        strict=strict,
     )
 
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 import grpc
 import numpy as np
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context as Context_
+from opentelemetry.trace import Status, StatusCode
 
-from mrm.core.errors import InvalidArgument
+from mrm.core.errors import InvalidArgument, Unavailable
 from mrm.oip.v2 import grpc_predict_v2_pb2 as pb
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as pbg
-from mrm.proxy.audit import Stamper, prediction_record
+from mrm.proxy.audit import PendingPrediction, Stamper
 from mrm.proxy.models import ServingModel
+from mrm.proxy.shipper import AuditUnavailable
 from mrm.proxy.tensors import check_finite, decode_inputs, encode_outputs
 from mrm.proxy.watcher import DeploymentWatcher
 from mrm.v1 import ledger_pb2
@@ -38,18 +42,43 @@ def _tensor_meta(spec: Any) -> pb.ModelMetadataResponse.TensorMetadata:
 
 
 class RecordSink(Protocol):
-    """Where sampled records go (the shipper): never blocks, never raises."""
+    """Where sampled records go (the shipper)."""
 
-    def offer(self, record: ledger_pb2.Record) -> bool: ...
+    def offer(self, record: PendingPrediction) -> bool:
+        """Never blocks, never raises; the record is built in the sink's own thread."""
+        ...
+
+    def strict_offer(self, record: ledger_pb2.Record, timeout: float) -> None:
+        """Blocks until the record is durable; raises AuditUnavailable if it cannot be."""
+        ...
 
 
 class InferenceServicer(pbg.GRPCInferenceServiceServicer):
-    """Thin transport over the watcher's model table and ONNX Runtime."""
+    """Thin transport over the watcher's model table and ONNX Runtime.
 
-    def __init__(self, watcher: DeploymentWatcher, stamper: Stamper, sink: RecordSink) -> None:
+    It makes its own span per ModelInfer (the server's OpenTelemetry interceptor
+    skips this service): one span, its parent taken from the caller's metadata,
+    never made the current span, so it costs a few microseconds.
+    """
+
+    def __init__(
+        self,
+        watcher: DeploymentWatcher,
+        stamper: Stamper,
+        sink: RecordSink,
+        *,
+        strict_timeout: float = 0.5,
+    ) -> None:
         self.watcher = watcher
         self.stamper = stamper
         self.sink = sink
+        self.strict_timeout = strict_timeout
+        self._tracer = trace.get_tracer("mrm.proxy")
+        # Strict callers block here until their group commit is durable.
+        self._strict_pool = ThreadPoolExecutor(64, thread_name_prefix="mrm-strict")
+
+    def close(self) -> None:
+        self._strict_pool.shutdown(wait=True, cancel_futures=True)
 
     def _model(self, name: str, model_version: str) -> ServingModel:
         if not name:
@@ -59,7 +88,7 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Context
     ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+        return _LIVE
 
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: Context
@@ -95,6 +124,24 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
+        span = self._tracer.start_span(
+            _SPAN_NAME,
+            context=_parent(context),
+            kind=trace.SpanKind.SERVER,
+            attributes=_SPAN_ATTRIBUTES,
+        )
+        try:
+            return await self._infer(request, span)
+        except Exception as exc:
+            if span.is_recording():
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            span.end()
+
+    async def _infer(
+        self, request: pb.ModelInferRequest, span: trace.Span
+    ) -> pb.ModelInferResponse:
         model = self._model(request.model_name, request.model_version)
         arrays = decode_inputs(request, model.inputs, model=f"{model.name} {model.version}")
         check_finite(arrays, allow_nan=False)
@@ -103,10 +150,7 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
             outputs = await asyncio.to_thread(model.predict, arrays)
         else:
             outputs = model.predict(arrays)
-        response = pb.ModelInferResponse(
-            model_name=model.name, model_version=model.version, id=request.id
-        )
-        self._stamp(request, response, model, arrays, outputs)
+        outputs = _squeeze(outputs)
         wanted = {o.name for o in request.outputs}
         if wanted:
             unknown = wanted - set(outputs)
@@ -115,50 +159,96 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
                 raise InvalidArgument(
                     "outputs", f"{sorted(unknown)} are not outputs of {model.name} ({names})"
                 )
-            outputs = {k: v for k, v in outputs.items() if k in wanted}
-        encode_outputs(response, _squeeze(outputs), raw=bool(request.raw_input_contents))
+        response = pb.ModelInferResponse(
+            model_name=model.name, model_version=model.version, id=request.id
+        )
+        await self._stamp(request, response, model, span, arrays, outputs)
+        shown = {k: v for k, v in outputs.items() if k in wanted} if wanted else outputs
+        encode_outputs(response, shown, raw=bool(request.raw_input_contents))
         return response
 
-    def _stamp(
+    async def _stamp(
         self,
         request: pb.ModelInferRequest,
         response: pb.ModelInferResponse,
         model: ServingModel,
+        span: trace.Span,
         arrays: dict[str, np.ndarray[Any, Any]],
         outputs: dict[str, np.ndarray[Any, Any]],
     ) -> None:
-        """Link the decision to its trace and, when sampled, to its audit record."""
-        span = trace.get_current_span()
+        """Link the decision to its trace and, when sampled, to its audit record.
+
+        The record holds every output whatever the request asked to see. A strict
+        model's record is durable before this returns; anyone else's is handed to
+        the shipper, which builds it in its own thread.
+        """
         ctx = span.get_span_context()
         # The caller's trace id survives even when span sampling drops the span.
         trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else secrets.token_hex(16)
         span_id = format(ctx.span_id, "016x") if ctx.is_valid else ""
-        response.parameters["trace_id"].string_param = trace_id
+        params = response.parameters
+        params["trace_id"].string_param = trace_id
+        recording = span.is_recording()
+        if recording:
+            span.set_attribute("mrm.model", model.name)
+            span.set_attribute("mrm.model_version", model.version)
         record_id = self.stamper.new_record_id()
-        span.set_attribute("mrm.model", model.name)
-        span.set_attribute("mrm.model_version", model.version)
         if not self.stamper.sampled(record_id, model.sample_rate):
             return
-        subject = (
-            request.parameters["subject_id"].string_param
-            if "subject_id" in request.parameters
-            else ""
+        given = request.parameters
+        subject = given["subject_id"].string_param if "subject_id" in given else ""
+        pending = PendingPrediction(
+            self.stamper,
+            record_id,
+            model.name,
+            model.version,
+            model.onnx_sha256,
+            subject,
+            trace_id,
+            span_id,
+            arrays,
+            outputs,
+            request.id,
         )
-        record = prediction_record(
-            record_id=record_id,
-            model_name=model.name,
-            model_version=model.version,
-            onnx_sha256=model.onnx_sha256,
-            subject=self.stamper.subject_ref(subject),
-            trace_id=trace_id,
-            span_id=span_id,
-            inputs=arrays,
-            outputs=_squeeze(outputs),
-            request_id=request.id,
-        )
-        self.sink.offer(record)
-        span.set_attribute("mrm.record_id", record_id)
-        response.parameters["mrm_record_id"].string_param = record_id
+        if model.strict:
+            await self._durable(pending.record(), model)
+        else:
+            self.sink.offer(pending)
+        if recording:
+            span.set_attribute("mrm.record_id", record_id)
+        params["mrm_record_id"].string_param = record_id
+
+    async def _durable(self, record: ledger_pb2.Record, model: ServingModel) -> None:
+        """Strict mode: the record is in the ledger or the spool, or the call fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._strict_pool, self.sink.strict_offer, record, self.strict_timeout
+            )
+        except AuditUnavailable as exc:
+            raise Unavailable(
+                f"{model.name} {model.version} is strict and its decision could not be "
+                f"recorded ({exc}); it was not served"
+            ) from None
+
+
+_SPAN_NAME = "/inference.GRPCInferenceService/ModelInfer"
+_SPAN_ATTRIBUTES = {
+    "rpc.system": "grpc",
+    "rpc.service": "inference.GRPCInferenceService",
+    "rpc.method": "ModelInfer",
+}
+_LIVE = pb.ServerLiveResponse(live=True)
+
+
+def _parent(context: Context) -> Context_ | None:
+    """The caller's trace context from the request metadata (W3C traceparent, or
+    whatever OTEL_PROPAGATORS names); None when the caller sent none."""
+    metadata = context.invocation_metadata()
+    if not metadata:
+        return None
+    carrier = {key: value for key, value in metadata if isinstance(value, str)}
+    return propagate.extract(carrier) if carrier else None
 
 
 def _squeeze(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:

@@ -43,6 +43,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import grpc
 
@@ -60,6 +61,19 @@ SPOOL_FULL = "the proxy's spool was full while the ledger was unreachable"
 
 class AuditUnavailable(Exception):
     """A strict record could be neither appended nor spooled: fail the decision."""
+
+
+class Sample(Protocol):
+    """A sampled decision whose record is built in the shipper's thread, off the
+    request path (the proxy's PendingPrediction)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    def record(self) -> Record: ...
 
 
 @dataclass
@@ -145,7 +159,7 @@ class Shipper:
     ) -> None:
         self.spool, self._target, self._rpc_timeout = spool, ledger_target, rpc_timeout
         self._batch, self._flush = batch, flush_interval
-        self._queue: queue.Queue[Record] = queue.Queue(maxsize=queue_max)
+        self._queue: queue.Queue[Record | Sample] = queue.Queue(maxsize=queue_max)
         # Past this depth the thread spools the backlog rather than let the queue fill
         # while the ledger is slow to answer.
         self._high_water = max(1, queue_max // 2)
@@ -170,8 +184,9 @@ class Shipper:
         self._thread = threading.Thread(target=self._run, name="mrm-shipper", daemon=True)
         self._thread.start()
 
-    def offer(self, record: Record) -> bool:
-        """Hand a sampled record over; never blocks, never raises. False: it was dropped."""
+    def offer(self, record: Record | Sample) -> bool:
+        """Hand a sampled record over; never blocks, never raises. False: it was dropped.
+        A Sample's record is built in the shipper's thread."""
         self._tally.add("sampled", record.model_name, record.model_version)
         if not self._closed:
             try:
@@ -182,7 +197,7 @@ class Shipper:
                 if self._queue.qsize() >= self._high_water:
                     self._wake.set()  # the thread spools the backlog now, not at its next poll
                 return True
-        self._drop_later([record], QUEUE_FULL)
+        self._drop_sample(record.model_name, record.model_version, QUEUE_FULL)
         return False
 
     def strict_offer(self, record: Record, timeout: float = 0.5) -> None:
@@ -260,6 +275,11 @@ class Shipper:
         if not self._thread.is_alive():
             self.spool.close()
 
+    def _drop_sample(self, model: str, version: str, reason: str) -> None:
+        self._tally.add("dropped", model, version)
+        with self._lock:
+            self._unpersisted[reason, model] += 1
+
     def _drop_later(self, records: list[Record], reason: str) -> None:
         # Counting in the spool would mean disk I/O here; the thread persists it.
         self._tally.add_records("dropped", records)
@@ -301,14 +321,29 @@ class Shipper:
         self._spool_live(self._take(self._queue.maxsize, 0.0))
         self._persist_drops()
 
-    def _take(self, limit: int, wait: float) -> list[Record]:
-        out: list[Record] = []
+    def _take(self, limit: int, wait: float, linger: float = 0.0) -> list[Record]:
+        """Up to `limit` records: waits up to `wait` for the first, then `linger` for more
+        to gather (one wake-up per batch rather than one append per record)."""
+        items: list[Record | Sample] = []
         try:
-            out.append(self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait())
-            while len(out) < limit:
-                out.append(self._queue.get_nowait())
+            items.append(self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait())
+            if linger > 0 and self._queue.qsize() < limit - 1:
+                self._stop.wait(linger)
+            while len(items) < limit:
+                items.append(self._queue.get_nowait())
         except queue.Empty:
             pass
+        out: list[Record] = []
+        for item in items:
+            if isinstance(item, Record):
+                out.append(item)
+                continue
+            try:  # built here, in the shipper's thread, not on the request path
+                out.append(item.record())
+            except Exception as exc:  # e.g. a value JSON cannot carry exactly
+                log.error("audit shipper: cannot build a %s record: %s", item.model_name, exc)
+                why = f"the proxy could not build the record: {exc}"
+                self._drop_sample(item.model_name, item.model_version, why)
         return out
 
     def _turn(self) -> None:
@@ -324,7 +359,7 @@ class Shipper:
             kind, records = "gap", [g.record() for g in self.spool.take_gaps()]
             self._gaps_due = bool(records)
         else:
-            kind, records = "live", self._take(self._batch, self._flush)
+            kind, records = "live", self._take(self._batch, self._flush, linger=self._flush)
         if records:
             self._replay_turn = kind == "live"  # alternate, so live traffic can't starve a replay
             self._run_job(kind, records)

@@ -51,6 +51,7 @@ class DeploymentWatcher:
             schema,
             threads=self.threads,
             load_timeout=self.load_timeout,
+            strict=v.strict,
         )
 
     async def _apply(self, v: registry_pb2.ModelVersion) -> None:

@@ -39,6 +39,9 @@ class Service:
     """Jobs that run while the server does; each returns soon after its event is set."""
     close: Callable[[], None] | None = None
     """Releases what the service holds (clients, pools) once the server has stopped."""
+    traces_itself: bool = False
+    """The service makes its own spans (the inference proxy, on its hot path), so the
+    OpenTelemetry interceptor leaves its RPCs alone."""
 
 
 async def wait_either(event: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
@@ -69,7 +72,10 @@ class GrpcServer:
         self.grace = grace
         self.health_interval = health_interval
         setup_tracing("mrm")
-        otel: grpc.aio.ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
+        own = {s.name for s in services if s.traces_itself}
+        otel: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+            filter_=(lambda call: call.method.split("/")[1] not in own) if own else None
+        )
         self.server = grpc.aio.server(
             interceptors=[otel, ErrorInterceptor()],
             options=[

@@ -40,12 +40,16 @@ class VersionInfo:
     created_by: str
     created_at_us: int
     ingested_record_id: str
+    strict: bool = False
 
     def same_registration(self, other: NewVersion) -> bool:
         """Whether a replayed registration carries what was registered first."""
         mine = {(a.role, a.sha256) for a in self.artifacts}
         theirs = {(a.role, a.sha256) for a in other.artifacts}
-        return mine == theirs and self.sample_rate == other.sample_rate
+        return mine == theirs and (self.sample_rate, self.strict) == (
+            other.sample_rate,
+            other.strict,
+        )
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class NewVersion:
     facts_json: str
     request_id: str
     linked: tuple[LinkedRecord, ...] = ()
+    strict: bool = False
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def version_pb(v: VersionInfo) -> pb.ModelVersion:
         ],
         stage=pb.Stage.Value("STAGE_" + v.stage),
         sample_rate=v.sample_rate,
+        strict=v.strict,
         create_time=_ts(v.created_at_us),
         created_by=v.created_by,
         ingested_record_id=v.ingested_record_id,

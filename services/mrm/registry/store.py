@@ -150,6 +150,7 @@ class RegistryStore:
                     patch=patch,
                     prerelease=pre,
                     sample_rate=new.sample_rate,
+                    strict=new.strict,
                     facts_json=new.facts_json,
                     created_by=actor,
                     created_at_us=now_us,
@@ -220,6 +221,7 @@ class RegistryStore:
             created_by=row.created_by,
             created_at_us=row.created_at_us,
             ingested_record_id=str(row.ingested_record_id),
+            strict=row.strict,
         )
 
     # -- stages -----------------------------------------------------------------

@@ -34,6 +34,7 @@ versions = sa.Table(
     sa.Column("patch", sa.BigInteger, nullable=False),
     sa.Column("prerelease", sa.String(64), nullable=False),
     sa.Column("sample_rate", sa.Float, nullable=False),
+    sa.Column("strict", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("facts_json", sa.Text, nullable=False),
     sa.Column("created_by", sa.String(256), nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),

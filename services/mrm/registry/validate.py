@@ -109,6 +109,11 @@ def validate_register(req: registry_pb2.RegisterVersionRequest) -> NewVersion:
         raise InvalidArgument("version.artifacts", "needs the ONNX_MODEL artifact")
     if math.isnan(v.sample_rate) or not 0 <= v.sample_rate <= 1:
         raise InvalidArgument("version.sample_rate", f"{v.sample_rate} is not between 0 and 1")
+    if v.strict and v.sample_rate != 1:
+        raise InvalidArgument(
+            "version.sample_rate",
+            f"is {v.sample_rate:g}, but a strict version records every decision: set it to 1",
+        )
     facts = v.facts_json or "{}"
     if len(facts) > _MAX_FACTS:
         raise InvalidArgument("version.facts_json", f"is over {_MAX_FACTS} characters")
@@ -135,6 +140,7 @@ def validate_register(req: registry_pb2.RegisterVersionRequest) -> NewVersion:
         semver=parsed,
         artifacts=tuple(arts),
         sample_rate=v.sample_rate,
+        strict=v.strict,
         facts_json=facts,
         request_id=str(parse_record_id(req.request_id, "request_id")),
         linked=tuple(linked),

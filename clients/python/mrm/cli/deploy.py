@@ -51,6 +51,11 @@ def _min_metric(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--source-commit", help="Git SHA (default: from the CI's variables, else git).")
 @click.option("--stage", type=click.Choice(["production", "staging"]), help="Where it goes.")
 @click.option("--sample-rate", type=click.FloatRange(0, 1), help="The proxy's sampling rate.")
+@click.option(
+    "--strict/--no-strict",
+    default=None,
+    help="Strict mode: the proxy records each decision durably before answering.",
+)
 @click.option("--min-metric", multiple=True, help="Gate: METRIC=VALUE, e.g. accuracy=0.8.")
 @click.option("--max-regression", type=float, help="Gate: largest drop of a metric vs production.")
 @click.option("--fidelity-tolerance", type=float, help="Gate: ONNX vs original, absolute.")

@@ -18,6 +18,7 @@ one is one line naming the setting (and the file) to fix.
     [deploy]
     stage = "production"               # or "staging"
     sample_rate = 1.0                  # the proxy's sampling rate, 0..1
+    strict = false                     # record each decision before answering (rate 1)
 
     [gates]
     fidelity_tolerance = 1e-5          # ONNX vs scikit-learn, absolute
@@ -66,6 +67,7 @@ class DeployConfig:
     config_file: Path | None = None
     explain: dict[str, Any] = field(default_factory=dict)
     """The [explain] table, stored in the version's facts for `mrmctl why`'s wording."""
+    strict: bool = False
 
 
 def find_config(explicit: Path | None, model_path: Path) -> Path | None:
@@ -127,6 +129,14 @@ def load_config(
     rate = _number(pick("sample_rate", deploy, "sample_rate", 1.0), "sample_rate", where)
     if not 0 <= rate <= 1:
         raise DeployError(f"sample_rate {rate} is not between 0 and 1")
+    strict = pick("strict", deploy, "strict", False)
+    if not isinstance(strict, bool):
+        raise DeployError(f"strict = {strict!r} in {where}: want true or false")
+    if strict and rate != 1:
+        raise DeployError(
+            f"sample_rate {rate:g} with strict mode: a strict version records every decision "
+            "(set sample_rate to 1 or leave it out)"
+        )
     tolerance = _number(
         pick("fidelity_tolerance", gates, "fidelity_tolerance", 1e-5), "fidelity_tolerance", where
     )
@@ -159,6 +169,7 @@ def load_config(
         trusted_types=tuple(model.get("trusted_types", ())) + tuple(flags.get("trust_type") or ()),
         config_file=path,
         explain=_explain(_table(doc, "explain", where), where),
+        strict=strict,
     )
 
 

@@ -241,6 +241,7 @@ def publish(
             version=cfg.version,
             artifacts=refs,
             sample_rate=cfg.sample_rate,
+            strict=cfg.strict,
             facts_json=json.dumps(facts),
         ),
         linked_records=linked,

@@ -183,6 +183,7 @@ class ModelVersion(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     INGESTED_RECORD_ID_FIELD_NUMBER: _builtins.int
     FACTS_JSON_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """The model's name."""
     version: _builtins.str
@@ -198,6 +199,12 @@ class ModelVersion(_message.Message):
     facts_json: _builtins.str
     """Facts recorded at registration (source commit, training data id, …), as
     a JSON object.
+    """
+    strict: _builtins.bool
+    """Strict mode: the proxy makes each decision's PREDICTION record durable
+    (appended to the ledger, or written to its local spool with fsync) before
+    it answers, and answers UNAVAILABLE when it can do neither. A strict
+    version records every decision, so its sample_rate must be 1.
     """
     @_builtins.property
     def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArtifactRef]:
@@ -219,10 +226,11 @@ class ModelVersion(_message.Message):
         created_by: _builtins.str = ...,
         ingested_record_id: _builtins.str = ...,
         facts_json: _builtins.str = ...,
+        strict: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "create_time", b"create_time", "created_by", b"created_by", "facts_json", b"facts_json", "ingested_record_id", b"ingested_record_id", "model_name", b"model_name", "sample_rate", b"sample_rate", "stage", b"stage", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "create_time", b"create_time", "created_by", b"created_by", "facts_json", b"facts_json", "ingested_record_id", b"ingested_record_id", "model_name", b"model_name", "sample_rate", b"sample_rate", "stage", b"stage", "strict", b"strict", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -450,7 +458,8 @@ class RegisterVersionRequest(_message.Message):
     @_builtins.property
     def version(self) -> Global___ModelVersion:
         """The version to register: model_name, version, artifacts (uploaded
-        before), sample_rate and facts_json. Output-only fields must be unset.
+        before), sample_rate, strict and facts_json. Output-only fields must be
+        unset.
         """
 
     @_builtins.property
