@@ -77,6 +77,8 @@ def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iter
         "MRM_LEDGER_ADDR": addr,
         "MRM_REGISTRY_ADDR": registry_addr,
         "MRM_PROXY_ADDR": f"127.0.0.1:{free_port()}",
+        "MRM_EXPLAIN_ADDR": f"127.0.0.1:{free_port()}",
+        "MRM_HTTP_ADDR": f"127.0.0.1:{free_port()}",
         "MRM_LOG_LEVEL": "WARNING",
         "MRM_REUSE_PORT": "1",
         **env,

@@ -1,60 +1,65 @@
 #!/usr/bin/env bash
-# The MRM journey on the embedded SQLite default, end to end, with real
-# services: start `mrm up`, record a model's deployment and some decisions in
-# the ledger, then prove and audit them as a regulator would, offline.
+# `make demo`: the brief's story, end to end, on the embedded SQLite default.
+# A model is trained and deployed exactly as CI would, 2,000 decisions go
+# through the inference proxy, and legal's question ("why was this applicant
+# rejected?") is answered with the stored evidence and a proof anyone can check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=.venv/bin
-export MRM_HOME=${MRM_HOME:-.mrm-demo}
+ROOT=$PWD
+BIN=$ROOT/.venv/bin
+export MRM_HOME=${MRM_HOME:-$ROOT/.mrm-demo}
 export MRM_CONFIG_DIR="$MRM_HOME/mrmctl"          # the demo's own trust store
-export MRM_LEDGER_ADDR=${MRM_LEDGER_ADDR:-127.0.0.1:50052}
 export MRM_REGISTRY_ADDR=${MRM_REGISTRY_ADDR:-127.0.0.1:50051}
-rm -rf "$MRM_HOME"
+export MRM_LEDGER_ADDR=${MRM_LEDGER_ADDR:-127.0.0.1:50052}
+export MRM_EXPLAIN_ADDR=${MRM_EXPLAIN_ADDR:-127.0.0.1:50053}
+export MRM_PROXY_ADDR=${MRM_PROXY_ADDR:-127.0.0.1:8001}
+export MRM_HTTP_ADDR=${MRM_HTTP_ADDR:-127.0.0.1:8000}
+rm -rf "$MRM_HOME"          # every run starts from nothing, so a second run works too
 mkdir -p "$MRM_HOME"
+started=$(date +%s)
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m== %s\033[0m  (%ss)\n' "$*" "$(($(date +%s) - started))"; }
 
-step "mrm up (registry on $MRM_REGISTRY_ADDR, ledger on $MRM_LEDGER_ADDR, SQLite in $MRM_HOME)"
+step "1. Start MRM in the background: mrm up (SQLite and artifacts in $MRM_HOME)"
 "$BIN/mrm" up >"$MRM_HOME/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  if "$BIN/mrmctl" ledger checkpoint >/dev/null 2>&1; then break; fi
+for _ in $(seq 1 600); do
+  grep -q '^mrm: ready' "$MRM_HOME/server.log" && break
   kill -0 $server 2>/dev/null || { cat "$MRM_HOME/server.log"; exit 1; }
   sleep 0.2
 done
-rm -rf "$MRM_CONFIG_DIR"   # forget the probe: the first real call below learns the key
-"$BIN/mrmctl" ledger checkpoint
+grep '^mrm:' "$MRM_HOME/server.log"
 
-step "A data scientist hands over a model (examples/credit/train.py)"
-(cd examples/credit && "../../$BIN/python" train.py)
+step "2. A data scientist trains a credit-application model (examples/credit/train.py)"
+cd examples/credit
+"$BIN/python" train.py
 
-step "CI deploys it with one line: mrmctl deploy model.pkl --version 1.2.4"
-(cd examples/credit && "../../$BIN/mrmctl" deploy model.pkl --version 1.2.4)
+step "3. CI deploys it with one line (examples/credit/mrm.toml holds the rest)"
+echo "\$ mrmctl deploy model.pkl --version 1.2.4"
+"$BIN/mrmctl" deploy model.pkl --version 1.2.4
 "$BIN/mrmctl" models show credit-risk
-m=(--model credit-risk --model-version 1.2.4)
 
-step "Decisions are recorded (the inference proxy will do this; it lands with the proxy issue)"
-for applicant in a-1001 a-1002 a-1003; do
-  "$BIN/mrmctl" ledger append --kind prediction "${m[@]}" --subject "$applicant" \
-    --body "{\"request\":{\"income\":52000,\"debt_to_income\":0.62},\"response\":{\"label\":\"reject\",\"p_default\":0.83},\"applicant\":\"$applicant\"}" \
-    --output json > "$MRM_HOME/last-append.json"
-  echo "recorded the decision for $applicant"
-done
-record=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["record_id"])' "$MRM_HOME/last-append.json")
+step "4. 2,000 applications are decided through the inference proxy (Triton's own client)"
+"$BIN/python" send_applications.py --addr "$MRM_PROXY_ADDR"
+cd "$ROOT"
+applicant=$("$BIN/python" -c '
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["decision"] == "rejected"]
+# a borderline-but-clear rejection, the kind a customer complains about
+print(min(rows, key=lambda r: abs(float(r["p_default"]) - 0.8))["applicant"])' examples/credit/decisions.csv)
+"$BIN/mrm" status
 
-step "Legal asks about applicant a-1003: the stored decision"
-"$BIN/mrmctl" ledger records --subject a-1003
+step "5. Legal calls: \"why was $applicant rejected?\""
+echo "\$ mrmctl why --subject $applicant"
+"$BIN/mrmctl" why --subject "$applicant" --report-file "$MRM_HOME/report-$applicant.html"
 
-step "A proof that this decision is in the signed log"
-"$BIN/mrmctl" ledger proof "$record" --output json > "$MRM_HOME/proof.json"
-cat "$MRM_HOME/proof.json"
-vkey=$("$BIN/mrmctl" ledger checkpoint --output json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["verifier_key"])')
-
-step "The regulator checks it offline, with nothing but the file and the log's public key"
-"$BIN/mrmctl" ledger verify-proof "$MRM_HOME/proof.json" --vkey "$vkey"
-
-step "And audits the whole log: every leaf re-derived, every checkpoint checked"
+step "6. An auditor checks the whole log: every leaf re-derived, every checkpoint verified"
 "$BIN/mrmctl" ledger verify
 
-printf '\n\033[1mDone.\033[0m The ledger is in %s; its verifier key is %s\n' "$MRM_HOME" "$vkey"
+step "7. Done"
+echo "The report for $applicant: $MRM_HOME/report-$applicant.html"
+echo "  (while MRM runs it is also served at http://$MRM_HTTP_ADDR/reports/…; see the link above)"
+echo "The ledger's verifier key: $("$BIN/mrmctl" ledger checkpoint --output json |
+  "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["verifier_key"])')"
+echo "Stopping MRM."

@@ -62,6 +62,8 @@ def _run(settings: Settings, services: tuple[str, ...]) -> None:
             click.echo(
                 f"mrm: {name:<9} {server.address}  (port {server.port}){_ABOUT.get(name, '')}"
             )
+        if stack.http_port:
+            click.echo(f"mrm: {'reports':<9} http://{stack.http_addr}/reports/<record id>")
         if stack.local_ledger is not None:
             click.echo(f"mrm: ledger origin {stack.ledger.origin}")
             click.echo(f"mrm: verifier key  {stack.ledger.verifier_key}")
@@ -100,10 +102,10 @@ def up() -> None:
 
 
 @main.command()
-@click.argument("service", type=click.Choice(["ledger", "registry", "proxy"]))
+@click.argument("service", type=click.Choice(["ledger", "registry", "proxy", "explain"]))
 def serve(service: str) -> None:
     """Run one service (one container per service): it listens on its MRM_*_ADDR
-    and reaches the others at theirs."""
+    and reaches the others at theirs. `explain` also serves the HTTP reports."""
     _run(_settings(), (service,))
 
 

@@ -134,7 +134,8 @@ class Stack:
                 explain = explain_service(settings, self.target("registry"), self.target("ledger"))
             except OSError as exc:
                 raise BindError(
-                    f"the reports' HTTP server cannot listen on {settings.http_addr} ({exc}); "
+                    f"the reports' HTTP server cannot listen on {settings.http_addr} "
+                    "(is the port in use?); "
                     f"set {ADDR_VARIABLES['http']} to a free host:port"
                 ) from exc
             self.http_port = explain.http_port

@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mrm.client.ledger import LedgerClient
+from mrm.client.proxy import ProxyClient
 from mrm.client.registry import RegistryClient
 
 T = TypeVar("T")
@@ -85,5 +86,27 @@ def gather(addresses: dict[str, str], *, timeout: float = 5.0) -> Status:
                 if model.production_version:
                     status.production.append(
                         {"model": model.name, "version": model.production_version}
+                    )
+    if "proxy" in up:
+        with ProxyClient(addresses["proxy"], timeout=timeout) as proxy:
+            got = _attempt(status, "proxy status", proxy.status)
+            if got is not None:
+                c = got.counters
+                status.proxy = {
+                    "sampled": c.sampled,
+                    "shipped": c.shipped,
+                    "spooled": c.spooled,
+                    "dropped": c.dropped,
+                    "strict_failed": c.strict_failed,
+                    "queue": f"{got.queue_depth}/{got.queue_capacity}",
+                    "spool": f"{got.spool_depth}/{got.spool_capacity}",
+                    "gap_records": got.gap_records_written,
+                    "ledger_reachable": got.ledger_reachable,
+                    "models": [f"{m.name} {m.version} ({m.stage})" for m in got.models],
+                }
+                if not got.ledger_reachable:
+                    status.problems.append(
+                        f"the proxy cannot reach the ledger ({got.last_ledger_error}); "
+                        "samples are spooled"
                     )
     return status

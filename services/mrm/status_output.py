@@ -25,7 +25,12 @@ def render(status: Status, output: str) -> str:
         lines.append(f"ledger: {lg['tree_size']} records, origin {lg['origin']}")
         lines.append(f"  latest checkpoint signed {lg['signed_at']}, root {lg['root_hash'][:16]}…")
     if status.proxy:
-        counters = ", ".join(f"{k} {v}" for k, v in status.proxy.items())
-        lines.append(f"proxy: {counters}")
+        px = status.proxy
+        lines.append(
+            f"proxy samples: {px['sampled']} sampled, {px['shipped']} shipped, "
+            f"{px['spooled']} spooled, {px['dropped']} dropped "
+            f"(queue {px['queue']}, spool {px['spool']}, {px['gap_records']} GAP records)"
+        )
+        lines.extend(f"  serving {m}" for m in px["models"])
     lines.extend(f"problem: {p}" for p in status.problems)
     return "\n".join(lines)

@@ -115,10 +115,13 @@ def test_up_prints_every_address_and_status_reports_health(
         "proxy": "SERVING",
     }.items()
     assert status["ledger"]["tree_size"] >= 0
+    assert status["proxy"]["sampled"] == status["proxy"]["dropped"] == 0
+    assert status["proxy"]["ledger_reachable"] is True
     assert status["healthy"] is True
     text = _run(["status"], env)
     assert "SERVING" in text.stdout
     assert "models in production" in text.stdout
+    assert "proxy samples: 0 sampled" in text.stdout
     assert _stop(proc) == 0
 
 
