@@ -11,11 +11,12 @@ from mrm.core import db
 from mrm.core.errors import IntegrityError
 from mrm.core.server import Service, wait_either
 from mrm.core.settings import Settings
+from mrm.ledger.pool import IntakePool
 from mrm.ledger.service import Ledger
-from mrm.ledger.servicer import LedgerServicer
+from mrm.ledger.servicer import LedgerServicer, register
 from mrm.ledger.store import LedgerStore
 from mrm.ledger.validate import Limits
-from mrm.v1 import ledger_pb2, ledger_pb2_grpc
+from mrm.v1 import ledger_pb2
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
@@ -33,14 +34,12 @@ def open_ledger(settings: Settings, engine: sa.Engine) -> Ledger:
 
 def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Service:
     sign_wanted = asyncio.Event()
-    servicer = LedgerServicer(
-        ledger,
-        Limits(
-            max_record_bytes=settings.ledger_max_record_bytes,
-            max_batch=settings.ledger_max_batch,
-        ),
-        sign_wanted,
+    limits = Limits(
+        max_record_bytes=settings.ledger_max_record_bytes,
+        max_batch=settings.ledger_max_batch,
     )
+    intake = IntakePool(limits, settings.ledger_append_workers)
+    servicer = LedgerServicer(ledger, intake, sign_wanted)
 
     async def ready() -> bool:
         return ledger.integrity_failure is None and await asyncio.to_thread(db.ping, engine)
@@ -61,9 +60,8 @@ def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Ser
 
     return Service(
         name=SERVICE_NAME,
-        register=lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(
-            servicer, server
-        ),
+        register=lambda server: register(servicer, server),
         ready=ready,
         background=[signer_loop],
+        close=intake.close,
     )

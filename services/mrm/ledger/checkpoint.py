@@ -13,7 +13,7 @@ from mrm.ledger import merkle
 from mrm.ledger.clock import now_us
 from mrm.ledger.reads import SigningTxn
 from mrm.ledger.records import SignedCheckpoint
-from mrm.ledger.seal import seal_key, seal_ok
+from mrm.ledger.seal import Sealer, seal_key
 from mrm.ledger.store import LedgerStore
 from mrm.tlog.checkpoint import Checkpoint
 from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
@@ -55,6 +55,7 @@ class CheckpointSigner:
         self.origin = origin
         self.verifier_key = signer.vkey()
         self.seal_key = seal_key(signer)
+        self._sealer = Sealer(self.seal_key)
         store.use_seal_key(self.seal_key)
 
     def sign(self) -> SignedCheckpoint:
@@ -106,11 +107,11 @@ class CheckpointSigner:
         checkpoint covers it. A record changed under an unchanged hash needs no
         check here: every audit re-derives the hash and names that leaf.
         """
-        key = self.seal_key
+        sealed = self._sealer.ok
         for index, stored_hash, subtrees, mark in txn.leaf_seals(frontier.size, end):
             if index != frontier.size:
                 break
-            if not seal_ok(key, index, stored_hash, mark):
+            if not sealed(index, stored_hash, mark):
                 raise self._refuse(
                     txn,
                     index,

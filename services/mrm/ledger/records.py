@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mrm.tlog.leaf import leaf_bytes
-from mrm.tlog.merkle import leaf_hash
 
 RECORD_KINDS = (
     "MODEL_INGESTED",
@@ -85,59 +83,6 @@ class StoredRecord:
             recorded_at_us=self.recorded_at_us,
             actor=self.actor,
         )
-
-    def stored_columns(self) -> tuple[object, ...]:
-        """The ledger_leaves columns between leaf_index and subtree_hashes (NULL for "")."""
-        return (
-            self.record_id,
-            self.kind,
-            self.model_name or None,
-            self.model_version or None,
-            self.subject or None,
-            self.trace_id or None,
-            self.span_id or None,
-            self.recorded_at_us,
-            self.actor,
-            self.body,
-            self.leaf_hash,
-        )
-
-
-@dataclass(slots=True)
-class PendingBatch:
-    """One AppendRecords call, hashed before the writer lock.
-
-    Each record already has its time, actor and leaf hash; only its position
-    (leaf_index) is left for the writer to assign.
-    """
-
-    records: list[StoredRecord]
-    row_middles: list[tuple[object, ...]]
-    """Each record's stored columns between leaf_index and subtree_hashes."""
-
-    @classmethod
-    def prepare(cls, records: Sequence[NewRecord], actor: str, recorded_at_us: int) -> PendingBatch:
-        prepared = []
-        middles: list[tuple[object, ...]] = []
-        for r in records:
-            stored = StoredRecord(
-                leaf_index=-1,
-                record_id=r.record_id,
-                kind=r.kind,
-                model_name=r.model_name,
-                model_version=r.model_version,
-                subject=r.subject,
-                trace_id=r.trace_id,
-                span_id=r.span_id,
-                body=r.body,
-                recorded_at_us=recorded_at_us,
-                actor=actor,
-                leaf_hash=b"",
-            )
-            stored.leaf_hash = leaf_hash(stored.leaf_bytes(r.record_id_text))
-            prepared.append(stored)
-            middles.append(stored.stored_columns())
-        return cls(prepared, middles)
 
 
 @dataclass(slots=True)

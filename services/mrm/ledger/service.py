@@ -19,13 +19,13 @@ from mrm.core.errors import (
     Unavailable,
 )
 from mrm.ledger import merkle
+from mrm.ledger.batch import PendingBatch, Sequenced
 from mrm.ledger.checkpoint import CheckpointSigner, load_or_create_key, new_origin
 from mrm.ledger.clock import now_us
 from mrm.ledger.reads import LedgerReader
 from mrm.ledger.records import (
     Appended,
     NewRecord,
-    PendingBatch,
     RecordFilter,
     SignedCheckpoint,
     StoredRecord,
@@ -125,24 +125,24 @@ class Ledger:
 
     # -- writes -----------------------------------------------------------------
 
-    def submit(self, records: Sequence[NewRecord], actor: str) -> Future[list[Appended]]:
-        """Stamp and hash a batch (in the caller's thread), then queue it for the writer."""
+    def submit(self, batch: PendingBatch) -> Future[Sequenced]:
+        """Queue a stamped, hashed batch for the writer; the future says where it landed."""
         if self.integrity_failure is not None:
             raise Unavailable(
                 "the ledger refuses appends until its integrity failure is resolved "
                 f"({self.integrity_failure}); run `mrmctl ledger verify`"
             )
-        future = self._writer.submit(PendingBatch.prepare(records, actor, now_us()))
+        future = self._writer.submit(batch)
         future.add_done_callback(self._count)
         return future
 
     def append(self, records: Sequence[NewRecord], actor: str) -> list[Appended]:
-        """Append one batch and wait for it (blocking)."""
-        return self.submit(records, actor).result()
+        """Append one batch of in-process records, stamped now, and wait for it (blocking)."""
+        return self.submit(PendingBatch.from_records(records, actor, now_us())).result().appended()
 
-    def _count(self, future: Future[list[Appended]]) -> None:
+    def _count(self, future: Future[Sequenced]) -> None:
         if not future.exception():
-            self._unsigned += sum(1 for r in future.result() if not r.duplicate)
+            self._unsigned += future.result().added
 
     def checkpoint_due(self) -> bool:
         """Whether enough leaves arrived since the last signature to sign now."""

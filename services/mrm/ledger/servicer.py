@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.core.auth import principal
 from mrm.ledger import validate
-from mrm.ledger.records import Appended, SignedCheckpoint, StoredRecord
+from mrm.ledger.batch import Sequenced
+from mrm.ledger.clock import now_us
+from mrm.ledger.pool import IntakePool
+from mrm.ledger.records import SignedCheckpoint, StoredRecord
 from mrm.ledger.service import Ledger
 from mrm.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -43,12 +45,30 @@ def record_pb(rec: StoredRecord) -> ledger_pb2.Record:
     )
 
 
+def _append_response(placed: Sequenced) -> ledger_pb2.AppendRecordsResponse:
+    """One result per record, in request order; a replay reports its original leaf."""
+    batch = placed.batch
+    response = ledger_pb2.AppendRecordsResponse()
+    add = response.results.add
+    stamp = _ts(batch.recorded_at_us)
+    for record_id, index, leaf_hash in zip(
+        batch.record_ids, placed.leaf_indexes, batch.leaf_hashes, strict=True
+    ):
+        add(record_id=record_id, leaf_index=index, leaf_hash=leaf_hash, recorded_at=stamp)
+    for i, original in placed.originals.items():
+        result = response.results[i]
+        result.leaf_hash = original.leaf_hash
+        result.recorded_at.CopyFrom(_ts(original.recorded_at_us))
+        result.duplicate = True
+    return response
+
+
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     """Thin transport over `Ledger`; storage work runs in worker threads."""
 
-    def __init__(self, ledger: Ledger, limits: validate.Limits, on_append: asyncio.Event) -> None:
+    def __init__(self, ledger: Ledger, intake: IntakePool, on_append: asyncio.Event) -> None:
         self.ledger = ledger
-        self.limits = limits
+        self.intake = intake
         self._sign_wanted = on_append
 
     def _checkpoint_pb(self, cp: SignedCheckpoint) -> ledger_pb2.Checkpoint:
@@ -61,31 +81,21 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             verifier_key=self.ledger.verifier_key,
         )
 
-    def _submit(
-        self, request: ledger_pb2.AppendRecordsRequest, actor: str
-    ) -> Future[list[Appended]]:
-        return self.ledger.submit(validate.validate_append(request, self.limits), actor)
+    async def append_serialized(
+        self, data: bytes, context: Context
+    ) -> ledger_pb2.AppendRecordsResponse:
+        """AppendRecords as registered: the request arrives as wire bytes, so it is
+        parsed (with validation and hashing) where the intake runs, maybe another process."""
+        batch = await self.intake.prepare(data, principal(context), now_us())
+        placed = await asyncio.wrap_future(self.ledger.submit(batch))
+        if self.ledger.checkpoint_due():
+            self._sign_wanted.set()
+        return _append_response(placed)
 
     async def AppendRecords(
         self, request: ledger_pb2.AppendRecordsRequest, context: Context
     ) -> ledger_pb2.AppendRecordsResponse:
-        actor = principal(context)
-        # Validation and hashing are CPU work: off the event loop, in a worker.
-        results = await asyncio.wrap_future(await asyncio.to_thread(self._submit, request, actor))
-        if self.ledger.checkpoint_due():
-            self._sign_wanted.set()
-        return ledger_pb2.AppendRecordsResponse(
-            results=[
-                ledger_pb2.AppendResult(
-                    record_id=sent.record_id,  # results are in request order
-                    leaf_index=r.record.leaf_index,
-                    leaf_hash=r.record.leaf_hash,
-                    recorded_at=_ts(r.record.recorded_at_us),
-                    duplicate=r.duplicate,
-                )
-                for sent, r in zip(request.records, results, strict=True)
-            ]
-        )
+        return await self.append_serialized(request.SerializeToString(), context)
 
     async def GetRecord(
         self, request: ledger_pb2.GetRecordRequest, context: Context
@@ -159,3 +169,27 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             new_root=proof.new_root,
             consistency_path=proof.path,
         )
+
+
+def register(servicer: LedgerServicer, server: grpc.aio.Server) -> None:
+    """`add_LedgerServiceServicer_to_server`, except that AppendRecords gets the
+    request's bytes undecoded (see LedgerServicer.append_serialized)."""
+    service = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"]
+    handlers = {}
+    for method in service.methods:
+        request_type = getattr(ledger_pb2, method.input_type.name)
+        response_type = getattr(ledger_pb2, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+    handlers["AppendRecords"] = grpc.unary_unary_rpc_method_handler(
+        servicer.append_serialized,
+        request_deserializer=None,  # bytes as received
+        response_serializer=ledger_pb2.AppendRecordsResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)

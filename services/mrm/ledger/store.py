@@ -5,20 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 
 from mrm.core.errors import AlreadyExists, MrmError
 from mrm.ledger import merkle
+from mrm.ledger.batch import PendingBatch, Sequenced, content_of
 from mrm.ledger.reads import RECORD_COLUMNS, LedgerReader, SigningTxn
-from mrm.ledger.records import (
-    Appended,
-    PendingBatch,
-    StoredRecord,
-)
-from mrm.ledger.seal import seal
+from mrm.ledger.records import StoredRecord
+from mrm.ledger.seal import Sealer
 from mrm.ledger.tables import leaves, log_identity
 
 # Keys of PostgreSQL advisory locks: one writer integrates leaves, one signer signs.
@@ -28,15 +24,17 @@ _COPY_COLUMNS = (
     "leaf_index, record_id, kind, model_name, model_version, subject, trace_id, span_id, "
     "recorded_at_us, actor, body, leaf_hash, subtree_hashes, seal"
 )
-_COPY_TYPES = [
-    "int8", "uuid", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
-    "int8", "varchar", "text", "bytea", "bytea", "bytea",
-]  # fmt: skip
+# PostgreSQL's binary COPY format: a signature, flags and header extension
+# length; each row its field count and length-prefixed fields; then -1.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_ROW_HEAD = (14).to_bytes(2, "big") + (8).to_bytes(4, "big")  # 14 fields; leaf_index is int8
+_HASH_LEN = (32).to_bytes(4, "big")
 # Column names come from our own table definition, never from input.
 _EXISTING_SQL = (
     "SELECT leaf_index, record_id, kind, coalesce(model_name, ''), coalesce(model_version, ''),"
     " coalesce(subject, ''), coalesce(trace_id, ''), coalesce(span_id, ''), body,"
-    " recorded_at_us, actor, leaf_hash FROM ledger_leaves WHERE record_id = ANY(%s)"
+    " recorded_at_us, actor, leaf_hash FROM ledger_leaves WHERE record_id = ANY(%s::uuid[])"
 )
 
 
@@ -47,11 +45,11 @@ class LedgerStore:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
         self._cached_frontier: merkle.Frontier | None = None
-        self._seal_key: bytes | None = None
+        self._sealer: Sealer | None = None
 
     def use_seal_key(self, key: bytes) -> None:
         """The key every appended row is sealed with (see mrm.ledger.seal)."""
-        self._seal_key = key
+        self._sealer = Sealer(key)
 
     @contextmanager
     def _writer(self, lock_key: int) -> Iterator[sa.Connection]:
@@ -87,78 +85,116 @@ class LedgerStore:
 
     # -- leaves -----------------------------------------------------------------
 
-    def append_batches(self, pending: Sequence[PendingBatch]) -> list[list[Appended] | MrmError]:
+    def append_batches(self, pending: Sequence[PendingBatch]) -> list[Sequenced | MrmError]:
         """Append several batches in one transaction (group commit).
 
         Each batch is all-or-nothing: a batch that replays a record_id with other
-        content gets AlreadyExists and adds nothing, while the others land. Ids
-        already in the log are looked up before the writer lock (records are
-        never removed, so what the lookup finds stays true). A concurrent append
-        of the same id can slip in between; the unique constraint then refuses
-        the transaction and it runs again, finding that record.
+        content gets AlreadyExists and adds nothing, while the others land. The
+        ids already in the log are looked up under the writer lock, so no other
+        replica can add one before this transaction commits; the unique
+        constraint stays the last word, and if it ever refuses, the transaction
+        runs again.
         """
-        ids = [r.record_id for b in pending for r in b.records]
+        ids = [rid for b in pending for rid in b.record_ids]
         for attempt in range(3):
-            existing = self._existing(ids)
             try:
-                return self._append_locked(pending, existing)
+                return self._append_locked(pending, ids)
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
+                self._cached_frontier = None
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _existing(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, StoredRecord]:
-        with self.engine.connect() as conn:
-            if self._pg:
-                # Hot path: psycopg directly with one array parameter. SQLAlchemy's
-                # per-element bind processing costs more than the query itself.
-                raw = conn.connection.driver_connection
-                assert raw is not None
-                with raw.cursor() as cur:
-                    cur.execute(_EXISTING_SQL, (ids,))
-                    return {row[1]: StoredRecord(*row) for row in cur}
-            found: dict[uuid.UUID, StoredRecord] = {}
-            for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-                chunk = ids[start : start + 500]
-                for row in conn.execute(
-                    sa.select(*RECORD_COLUMNS).where(leaves.c.record_id.in_(chunk))
-                ):
-                    found[row.record_id] = StoredRecord(*row)
-            return found
+    @contextmanager
+    def _append_txn(
+        self, ids: list[str]
+    ) -> Iterator[tuple[sa.Connection, int, dict[str, StoredRecord]]]:
+        """The writer's transaction, its tree size and the ids of `ids` already stored."""
+        if not self._pg:
+            with self._writer(_APPEND_LOCK) as conn:
+                yield conn, LedgerReader(conn).size(), self._existing(conn, ids)
+            return
+        with self.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            # Lock, size and lookup in one round trip (each statement still runs
+            # after the one before, so the size is read under the lock). Every
+            # round trip counts: the writer waits for the interpreter lock after each.
+            with raw.cursor() as lock, raw.cursor() as top, raw.cursor() as found:
+                with raw.pipeline():
+                    lock.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+                    top.execute("SELECT max(leaf_index) FROM ledger_leaves")
+                    # One array literal: canonical UUID text needs no quoting.
+                    found.execute(_EXISTING_SQL, ("{" + ",".join(ids) + "}",))
+                row = top.fetchone()
+                size = 0 if row is None or row[0] is None else int(row[0]) + 1
+                existing = {str(r[1]): StoredRecord(*r) for r in found}
+            yield conn, size, existing
+
+    @staticmethod
+    def _existing(conn: sa.Connection, ids: list[str]) -> dict[str, StoredRecord]:
+        found: dict[str, StoredRecord] = {}
+        uuids = [uuid.UUID(i) for i in ids]
+        for start in range(0, len(uuids), 500):  # SQLite's bound-parameter limit
+            chunk = uuids[start : start + 500]
+            for row in conn.execute(
+                sa.select(*RECORD_COLUMNS).where(leaves.c.record_id.in_(chunk))
+            ):
+                found[str(row.record_id)] = StoredRecord(*row)
+        return found
 
     def _append_locked(
-        self, pending: Sequence[PendingBatch], existing: dict[uuid.UUID, StoredRecord]
-    ) -> list[list[Appended] | MrmError]:
+        self, pending: Sequence[PendingBatch], ids: list[str]
+    ) -> list[Sequenced | MrmError]:
         # Only sequencing happens under the lock: every hash but the few interior
         # nodes a leaf completes, and the seal, was computed before.
-        key = self._seal_key
-        if key is None:
+        sealer = self._sealer
+        if sealer is None:
             raise RuntimeError("LedgerStore.use_seal_key was not called")
-        with self._writer(_APPEND_LOCK) as conn:
-            reader = LedgerReader(conn)
-            frontier = self._frontier(reader, reader.size())
-            outcomes: list[list[Appended] | MrmError] = []
-            rows: list[tuple[Any, ...]] = []
-            known = dict(existing)  # grows with what this transaction appends
+        with self._append_txn(ids) as (conn, size, existing):
+            frontier = self._frontier(LedgerReader(conn), size)
+            group = _Group(existing)
+            outcomes: list[Sequenced | MrmError] = []
+            rows: list[bytes] = []
+            generic: list[tuple[object, ...]] = []
             for batch in pending:
-                conflict = _conflict(batch, known)
-                if conflict is not None:
-                    outcomes.append(conflict)
+                placed = group.place(batch, frontier.size)
+                if isinstance(placed, MrmError):
+                    outcomes.append(placed)
                     continue
-                out: list[Appended] = []
-                for rec, middle in zip(batch.records, batch.row_middles, strict=True):
-                    seen = known.get(rec.record_id)
-                    if seen is not None:
-                        out.append(Appended(seen, duplicate=True))
-                        continue
-                    index = rec.leaf_index = frontier.size
-                    subtrees = frontier.push(rec.leaf_hash)
-                    known[rec.record_id] = rec
-                    out.append(Appended(rec, duplicate=False))
-                    rows.append((index, *middle, subtrees, seal(key, index, rec.leaf_hash)))
-                outcomes.append(out)
+                outcomes.append(placed)
+                fields = batch.row_fields
+                hashes = batch.leaf_hashes
+                values = batch.stored_rows(0) if not self._pg else None
+                for i, index in enumerate(placed.leaf_indexes):
+                    if i in placed.originals:
+                        continue  # a replay
+                    h = hashes[i]
+                    subtrees = frontier.push(h)
+                    mark = sealer.seal(index, h)
+                    if values is None:
+                        rows.append(
+                            b"".join(
+                                (
+                                    _ROW_HEAD,
+                                    index.to_bytes(8, "big"),
+                                    fields[i],
+                                    len(subtrees).to_bytes(4, "big"),
+                                    subtrees,
+                                    _HASH_LEN,
+                                    mark,
+                                )
+                            )
+                        )
+                    else:
+                        generic.append((index, *values[i][1:], subtrees, mark))
             if rows:
-                self._insert_leaves(conn, rows)
+                self._copy_leaves(conn, rows)
+            if generic:
+                names = [c.strip() for c in _COPY_COLUMNS.split(",")]
+                conn.execute(
+                    leaves.insert(), [dict(zip(names, row, strict=True)) for row in generic]
+                )
         self._cached_frontier = frontier  # committed: safe to reuse for the next group
         return outcomes
 
@@ -169,22 +205,17 @@ class LedgerStore:
             return cached
         return merkle.Frontier(size, reader.read_nodes)
 
-    def _insert_leaves(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
-        if self._pg:
-            # COPY is PostgreSQL's bulk path; it runs inside this same transaction.
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            with (
-                raw.cursor() as cur,
-                cur.copy(f"COPY ledger_leaves ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp,
-            ):
-                # Binary COPY: no text escaping of bodies, no hex for the hashes.
-                cp.set_types(_COPY_TYPES)
-                for row in rows:
-                    cp.write_row(row)
-            return
-        names = [c.strip() for c in _COPY_COLUMNS.split(",")]
-        conn.execute(leaves.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    @staticmethod
+    def _copy_leaves(conn: sa.Connection, rows: list[bytes]) -> None:
+        """Binary COPY, PostgreSQL's bulk path, in this same transaction. The rows
+        are already in COPY's binary tuple format, so the buffer is one join."""
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY ledger_leaves ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp,
+        ):
+            cp.write(b"".join((_COPY_HEADER, *rows, _COPY_TRAILER)))
 
     @contextmanager
     def reading(self) -> Iterator[LedgerReader]:
@@ -203,13 +234,63 @@ class LedgerStore:
             yield SigningTxn(conn)
 
 
-def _conflict(batch: PendingBatch, known: dict[uuid.UUID, StoredRecord]) -> AlreadyExists | None:
-    """A replayed record_id whose content differs from what the log holds."""
-    for rec in batch.records:
-        seen = known.get(rec.record_id)
-        if seen is not None and seen is not rec and not rec.same_content(seen):
-            return AlreadyExists(
-                f"record {rec.record_id} is already in the ledger (leaf {seen.leaf_index}) "
-                "with different content; use a new record_id"
-            )
-    return None
+class _Group:
+    """The ids one transaction knows: those already stored and those it appends."""
+
+    def __init__(self, existing: dict[str, StoredRecord]) -> None:
+        self.known: dict[str, StoredRecord | int] = dict(existing)
+        self.placed: list[Sequenced] = []
+
+    def place(self, batch: PendingBatch, size: int) -> Sequenced | AlreadyExists:
+        """Give each record of `batch` its leaf index (new ones from `size` on), or
+        refuse the whole batch if a replay carries other content."""
+        ids = batch.record_ids
+        known = self.known
+        if batch.unique and known.keys().isdisjoint(ids):  # the common case: all new
+            indexes = list(range(size, size + len(ids)))
+            known.update(zip(ids, indexes, strict=True))
+            placed = Sequenced(batch, indexes, {})
+            self.placed.append(placed)
+            return placed
+        indexes = []
+        originals: dict[int, StoredRecord] = {}
+        fresh: dict[str, int] = {}
+        for i, rid in enumerate(ids):
+            first = fresh.get(rid)
+            if first is not None:  # the same id earlier in this batch
+                if batch.content(first) != batch.content(i):
+                    return _conflicting(rid, indexes[first])
+                originals[i] = batch.record(first, indexes[first])
+                indexes.append(indexes[first])
+                continue
+            seen = known.get(rid)
+            if seen is None:
+                fresh[rid] = i
+                indexes.append(size)
+                size += 1
+                continue
+            original = seen if isinstance(seen, StoredRecord) else self._appended(seen)
+            if content_of(original) != batch.content(i):
+                return _conflicting(rid, original.leaf_index)
+            originals[i] = original
+            indexes.append(original.leaf_index)
+        for rid, i in fresh.items():
+            known[rid] = indexes[i]
+        placed = Sequenced(batch, indexes, originals)
+        self.placed.append(placed)
+        return placed
+
+    def _appended(self, leaf_index: int) -> StoredRecord:
+        """A record appended earlier in this transaction (rare: concurrent replays)."""
+        for placed in self.placed:
+            for i, index in enumerate(placed.leaf_indexes):
+                if index == leaf_index and i not in placed.originals:
+                    return placed.batch.record(i, index)
+        raise AssertionError(f"leaf {leaf_index} was not placed in this transaction")
+
+
+def _conflicting(record_id: str, leaf_index: int) -> AlreadyExists:
+    return AlreadyExists(
+        f"record {record_id} is already in the ledger (leaf {leaf_index}) "
+        "with different content; use a new record_id"
+    )

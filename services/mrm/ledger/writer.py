@@ -17,12 +17,12 @@ import psycopg
 import sqlalchemy as sa
 
 from mrm.core.errors import MrmError, Unavailable
-from mrm.ledger.records import Appended, PendingBatch
+from mrm.ledger.batch import PendingBatch, Sequenced
 from mrm.ledger.store import LedgerStore
 
 log = logging.getLogger(__name__)
 
-_Item = tuple[PendingBatch, "Future[list[Appended]]"]
+_Item = tuple[PendingBatch, "Future[Sequenced]"]
 
 
 class GroupCommitWriter:
@@ -35,8 +35,8 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, batch: PendingBatch) -> Future[list[Appended]]:
-        future: Future[list[Appended]] = Future()
+    def submit(self, batch: PendingBatch) -> Future[Sequenced]:
+        future: Future[Sequenced] = Future()
         self._queue.put((batch, future))
         return future
 
@@ -51,7 +51,7 @@ class GroupCommitWriter:
             if first is None:
                 return
             group = [first]
-            total = len(first[0].records)
+            total = len(first[0])
             stop = False
             while total < self._max:
                 try:
@@ -62,7 +62,7 @@ class GroupCommitWriter:
                     stop = True
                     break
                 group.append(item)
-                total += len(item[0].records)
+                total += len(item[0])
             # A caller that gave up (its RPC was cancelled) before its turn is
             # dropped; once running, a batch can no longer be cancelled, so its
             # caller always hears the outcome.

@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 
 from mrm.core.errors import AlreadyExists, MrmError
-from mrm.ledger.records import Appended, PendingBatch
+from mrm.ledger.batch import PendingBatch, Sequenced
 from mrm.ledger.store import LedgerStore
 from mrm.ledger.writer import GroupCommitWriter
 
@@ -21,12 +21,15 @@ class FakeStore:
         self.transactions: list[int] = []
         self.gate = threading.Event()
 
-    def append_batches(self, pending: Sequence[PendingBatch]) -> list[list[Appended] | MrmError]:
+    def append_batches(self, pending: Sequence[PendingBatch]) -> list[Sequenced | MrmError]:
         self.gate.wait(5)
         if any(getattr(b, "poison", False) for b in pending):
             raise ValueError("a batch the database refuses")
         self.transactions.append(len(pending))
-        return [[] if not getattr(b, "conflict", False) else AlreadyExists("x") for b in pending]
+        return [
+            Sequenced(b, [], {}) if not getattr(b, "conflict", False) else AlreadyExists("x")
+            for b in pending
+        ]
 
 
 class _Marked(PendingBatch):
@@ -35,7 +38,10 @@ class _Marked(PendingBatch):
     __slots__ = ("conflict", "poison")
 
     def __init__(self, *, poison: bool = False, conflict: bool = False) -> None:
-        super().__init__([], [])
+        empty: list[str] = []
+        columns = (empty,) * 8
+        batch = PendingBatch.build(columns, [], "actor", 0, unique=True)
+        super().__init__(*(getattr(batch, f) for f in PendingBatch.__dataclass_fields__))
         self.poison = poison
         self.conflict = conflict
 
@@ -54,8 +60,8 @@ def test_queued_calls_share_one_transaction_and_a_bad_one_is_isolated() -> None:
         writer.submit(batch(conflict=True)),
     ]
     store.gate.set()  # ...while three more queue up
-    assert first.result(5) == []
-    assert queued[0].result(5) == []
+    assert first.result(5).leaf_indexes == []
+    assert queued[0].result(5).leaf_indexes == []
     with pytest.raises(ValueError, match="refuses"):
         queued[1].result(5)
     with pytest.raises(AlreadyExists):
@@ -73,8 +79,8 @@ def test_a_cancelled_caller_does_not_stop_the_writer() -> None:
     assert gone.cancel()  # still queued: cancellable, and then never appended
     after = writer.submit(batch())
     store.gate.set()
-    assert blocker.result(5) == []
-    assert after.result(5) == []
+    assert blocker.result(5).leaf_indexes == []
+    assert after.result(5).leaf_indexes == []
     assert sum(store.transactions) == 2  # the cancelled batch was never appended
     assert gone.cancelled()
     writer.close()

@@ -205,13 +205,22 @@ def canonicalize_json_object(text: str) -> str:
     the input can have held no duplicate key, since orjson would have dropped
     it. Anything else takes the strict parser, which names what is wrong.
     """
-    raw = text.encode("utf-8", errors="surrogatepass")
+    if already_canonical_object(text.encode("utf-8", errors="surrogatepass")):
+        return text
+    return canonical_json(parse_json_object(text)).decode("utf-8")
+
+
+def already_canonical_object(raw: bytes) -> bool:
+    """Whether UTF-8 `raw` is, byte for byte, the RFC 8785 form of a JSON object.
+
+    False means "not confirmed" (not canonical, not JSON, or a value only the
+    reference encoder handles): take `canonicalize_json_object` then.
+    """
     try:
         parsed = orjson.loads(raw)
         if type(parsed) is dict:
             _check_plain(parsed)
-            if _encode(parsed) == raw:
-                return text
+            return _encode(parsed) == raw
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, _SlowPath, CanonicalJSONError):
         pass
-    return canonical_json(parse_json_object(text)).decode("utf-8")
+    return False
