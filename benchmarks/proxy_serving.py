@@ -54,6 +54,8 @@ MLSERVER_PINS = [
 ]
 MODEL = "bench"
 VERSIONS = {"sampled": "1.0.0", "unsampled": "1.0.1", "strict": "1.0.2"}
+# Proxy processes sharing the port (SO_REUSEPORT), each with its own ONNX Runtime
+# session and spool and the same subject key: replicas, as `MRM_REUSE_PORT` allows.
 WORKERS = int(os.environ.get("MRM_BENCH_PROXY_WORKERS", "1"))
 
 
@@ -69,7 +71,9 @@ def mlserver_venv() -> Path:
 
 def wait_ready(addr: str, model: str = "", version: str = "", timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(addr) as channel:
+    # A connection of its own: with several processes on the port, each call may
+    # reach another one.
+    with grpc.insecure_channel(addr, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         stub = pbg.GRPCInferenceServiceStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -167,18 +171,26 @@ def main() -> None:
         proxy_addr = f"127.0.0.1:{free_port()}"
         env = {
             **os.environ,
-            "MRM_HOME": str(tmp / "proxy-home"),
             "MRM_PROXY_ADDR": proxy_addr,
             "MRM_LEDGER_ADDR": server.addr,
             "MRM_REGISTRY_ADDR": server.registry_addr,
             "MRM_LOG_LEVEL": "WARNING",
-            "MRM_PROXY_WORKERS": str(WORKERS),
+            "MRM_REUSE_PORT": "1",
+            "MRM_SUBJECT_KEY_FILE": str(tmp / "subject.key"),
         }
-        stack.enter_context(
-            process([sys.executable, "-m", "benchmarks._proxy_process"], env, tmp / "proxy.log")
-        )
-        for version in VERSIONS.values():
-            wait_ready(proxy_addr, MODEL, version)
+        for i in range(WORKERS):
+            stack.enter_context(
+                process(
+                    [sys.executable, "-m", "benchmarks._proxy_process"],
+                    env | {"MRM_HOME": str(tmp / f"proxy-home-{i}")},
+                    tmp / f"proxy-{i}.log",
+                )
+            )
+            if i == 0:  # the first creates the subject key the others share
+                wait_ready(proxy_addr, MODEL, VERSIONS["sampled"])
+        for _ in range(8 * WORKERS):  # every process has loaded every version
+            for version in VERSIONS.values():
+                wait_ready(proxy_addr, MODEL, version)
         repo, ml_port = mlserver_repo(tmp, model)
         ml_addr = f"127.0.0.1:{ml_port}"
         ml_env = {k: v for k, v in os.environ.items() if not k.startswith(("MRM_", "VIRTUAL_ENV"))}

@@ -68,12 +68,13 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         sink: RecordSink,
         *,
         strict_timeout: float = 0.5,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.watcher = watcher
         self.stamper = stamper
         self.sink = sink
         self.strict_timeout = strict_timeout
-        self._tracer = trace.get_tracer("mrm.proxy")
+        self._tracer = tracer or trace.get_tracer("mrm.proxy")
         # Strict callers block here until their group commit is durable.
         self._strict_pool = ThreadPoolExecutor(64, thread_name_prefix="mrm-strict")
 
@@ -124,14 +125,19 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
+        model = self._model(request.model_name, request.model_version)
         span = self._tracer.start_span(
             _SPAN_NAME,
             context=_parent(context),
             kind=trace.SpanKind.SERVER,
-            attributes=_SPAN_ATTRIBUTES,
+            attributes={
+                **_SPAN_ATTRIBUTES,
+                "mrm.model": model.name,
+                "mrm.model_version": model.version,
+            },
         )
         try:
-            return await self._infer(request, span)
+            return await self._infer(request, model, span)
         except Exception as exc:
             if span.is_recording():
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
@@ -140,9 +146,8 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
             span.end()
 
     async def _infer(
-        self, request: pb.ModelInferRequest, span: trace.Span
+        self, request: pb.ModelInferRequest, model: ServingModel, span: trace.Span
     ) -> pb.ModelInferResponse:
-        model = self._model(request.model_name, request.model_version)
         arrays = decode_inputs(request, model.inputs, model=f"{model.name} {model.version}")
         check_finite(arrays, allow_nan=False)
         rows = len(next(iter(arrays.values()))) if arrays else 0
@@ -188,10 +193,6 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         span_id = format(ctx.span_id, "016x") if ctx.is_valid else ""
         params = response.parameters
         params["trace_id"].string_param = trace_id
-        recording = span.is_recording()
-        if recording:
-            span.set_attribute("mrm.model", model.name)
-            span.set_attribute("mrm.model_version", model.version)
         record_id = self.stamper.new_record_id()
         if not self.stamper.sampled(record_id, model.sample_rate):
             return
@@ -214,7 +215,7 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
             await self._durable(pending.record(), model)
         else:
             self.sink.offer(pending)
-        if recording:
+        if span.is_recording():
             span.set_attribute("mrm.record_id", record_id)
         params["mrm_record_id"].string_param = record_id
 
@@ -239,16 +240,19 @@ _SPAN_ATTRIBUTES = {
     "rpc.method": "ModelInfer",
 }
 _LIVE = pb.ServerLiveResponse(live=True)
+_fields: list[Any] = [None, frozenset()]  # (propagator, the metadata keys it reads)
 
 
 def _parent(context: Context) -> Context_ | None:
     """The caller's trace context from the request metadata (W3C traceparent, or
-    whatever OTEL_PROPAGATORS names); None when the caller sent none."""
-    metadata = context.invocation_metadata()
-    if not metadata:
-        return None
-    carrier = {key: value for key, value in metadata if isinstance(value, str)}
-    return propagate.extract(carrier) if carrier else None
+    whatever OTEL_PROPAGATORS names); None (a new trace) when the caller sent none."""
+    metadata = context.invocation_metadata() or ()
+    propagator = propagate.get_global_textmap()
+    if _fields[0] is not propagator:  # a composite propagator builds the set on each call
+        _fields[:] = [propagator, propagator.fields]
+    fields = _fields[1]
+    carrier = {k: v for k, v in metadata if k in fields and isinstance(v, str)}
+    return propagator.extract(carrier) if carrier else None
 
 
 def _squeeze(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:

@@ -148,6 +148,8 @@ def check_finite(arrays: Mapping[str, Array], allow_nan: bool) -> None:
     for name, array in arrays.items():
         if array.dtype.kind != "f":
             continue
+        if np.isfinite(array).all():  # the common case: one pass, no index work
+            continue
         bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
         if not bad.any():
             continue
