@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _json_string  # what mrm.tlog.leaf uses
 
@@ -47,13 +47,7 @@ class PendingBatch:
     """
 
     record_ids: Sequence[str]
-    kinds: Sequence[str]
-    model_names: Sequence[str]
-    model_versions: Sequence[str]
-    subjects: Sequence[str]
-    trace_ids: Sequence[str]
-    span_ids: Sequence[str]
-    bodies: Sequence[str]
+    contents: Contents
     recorded_at_us: int
     actor: str
     leaf_hashes: list[bytes]
@@ -113,10 +107,8 @@ class PendingBatch:
                     )
                 )
             )
-        return cls(
-            ids, kinds, names, versions, subjects, traces, spans, bodies,
-            recorded_at_us, actor, hashes, rows, unique,
-        )  # fmt: skip
+        contents = Contents((kinds, names, versions, subjects, traces, spans, bodies))
+        return cls(ids, contents, recorded_at_us, actor, hashes, rows, unique)
 
     @classmethod
     def from_records(
@@ -142,52 +134,89 @@ class PendingBatch:
 
     def content(self, i: int) -> tuple[str, ...]:
         """What a replay must repeat (time and actor aside)."""
-        return (
-            self.kinds[i],
-            self.model_names[i],
-            self.model_versions[i],
-            self.subjects[i],
-            self.trace_ids[i],
-            self.span_ids[i],
-            self.bodies[i],
-        )
+        return tuple(column[i] for column in self.contents.columns())
 
     def record(self, i: int, leaf_index: int) -> StoredRecord:
+        kind, name, version, subject, trace, span, body = self.content(i)
         return StoredRecord(
             leaf_index=leaf_index,
             record_id=uuid.UUID(self.record_ids[i]),
-            kind=self.kinds[i],
-            model_name=self.model_names[i],
-            model_version=self.model_versions[i],
-            subject=self.subjects[i],
-            trace_id=self.trace_ids[i],
-            span_id=self.span_ids[i],
-            body=self.bodies[i],
+            kind=kind,
+            model_name=name,
+            model_version=version,
+            subject=subject,
+            trace_id=trace,
+            span_id=span,
+            body=body,
             recorded_at_us=self.recorded_at_us,
             actor=self.actor,
             leaf_hash=self.leaf_hashes[i],
         )
 
-    def stored_rows(self, first_index: int) -> list[tuple[object, ...]]:
-        """Column values of each record as if all were appended from `first_index` on
-        (the store's generic path; subtree hashes and seal left for the caller)."""
+    def stored_rows(self) -> list[tuple[object, ...]]:
+        """Column values of each record from record_id to leaf_hash (the store's
+        generic path; "" is NULL in the optional columns)."""
+        kinds, names, versions, subjects, traces, spans, bodies = self.contents.columns()
         return [
             (
-                first_index + i,
                 uuid.UUID(rid),
-                self.kinds[i],
-                self.model_names[i] or None,
-                self.model_versions[i] or None,
-                self.subjects[i] or None,
-                self.trace_ids[i] or None,
-                self.span_ids[i] or None,
+                kinds[i],
+                names[i] or None,
+                versions[i] or None,
+                subjects[i] or None,
+                traces[i] or None,
+                spans[i] or None,
                 self.recorded_at_us,
                 self.actor,
-                self.bodies[i],
+                bodies[i],
                 self.leaf_hashes[i],
             )
             for i, rid in enumerate(self.record_ids)
         ]
+
+
+Columns = tuple[Sequence[str], ...]
+
+
+class Contents:
+    """A batch's content columns (kind, model name and version, subject, trace and
+    span ids, body), or the request bytes that rebuild them.
+
+    The store needs them only for replays and for in-process callers, so a batch
+    crossing a process boundary carries the request instead (given `source` and
+    `parse`): the server unpickles a few hundred bytes per record less.
+    """
+
+    __slots__ = ("_columns", "_parse", "_source")
+
+    def __init__(
+        self,
+        columns: Columns | None,
+        source: bytes = b"",
+        parse: Callable[[bytes], Columns] | None = None,
+    ) -> None:
+        self._columns = columns
+        self._source = source
+        self._parse = parse
+
+    def columns(self) -> Columns:
+        if self._columns is None:
+            assert self._parse is not None
+            self._columns = self._parse(self._source)
+        return self._columns
+
+    def __reduce__(self) -> tuple[object, ...]:
+        if self._parse is not None:
+            return (Contents, (None, self._source, self._parse))
+        return (Contents, (self._columns,))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Contents):
+            return NotImplemented
+        plain = [[list(c) for c in x.columns()] for x in (self, other)]
+        return plain[0] == plain[1]
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def content_of(rec: StoredRecord) -> tuple[str, ...]:

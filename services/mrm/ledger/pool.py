@@ -41,16 +41,6 @@ class IntakePool:
         self._pool: ProcessPoolExecutor | None = None
         if workers:
             self._pool = self._start()
-        import os
-        import sys
-
-        self._threads = None
-        if os.environ.get("XP_THREADS"):
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._threads = ThreadPoolExecutor(int(os.environ["XP_THREADS"]))
-        if os.environ.get("XP_SWITCH"):
-            sys.setswitchinterval(float(os.environ["XP_SWITCH"]))
 
     def _start(self) -> ProcessPoolExecutor:
         # spawn, not fork: the server process runs gRPC and database threads.
@@ -64,12 +54,7 @@ class IntakePool:
         pool = self._pool
         args = (data, self.limits, actor, recorded_at_us)
         if pool is None:
-            if self._threads is not None:
-                out = await asyncio.get_running_loop().run_in_executor(
-                    self._threads, prepare_serialized, *args
-                )
-            else:
-                out = await asyncio.to_thread(prepare_serialized, *args)
+            out = await asyncio.to_thread(prepare_serialized, *args)
         else:
             try:
                 out = await asyncio.get_running_loop().run_in_executor(

@@ -46,6 +46,7 @@ class LedgerStore:
         self._pg = engine.dialect.name == "postgresql"
         self._cached_frontier: merkle.Frontier | None = None
         self._sealer: Sealer | None = None
+        self._lookup = True  # look stored ids up before appending (see append_batches)
 
     def use_seal_key(self, key: bytes) -> None:
         """The key every appended row is sealed with (see mrm.ledger.seal)."""
@@ -98,18 +99,20 @@ class LedgerStore:
         ids = [rid for b in pending for rid in b.record_ids]
         for attempt in range(3):
             try:
-                return self._append_locked(pending, ids)
+                return self._append_locked(pending, ids, lookup=attempt > 0 or self._lookup)
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
                 self._cached_frontier = None
+                self._lookup = True
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
     @contextmanager
     def _append_txn(
-        self, ids: list[str]
+        self, ids: list[str], lookup: bool
     ) -> Iterator[tuple[sa.Connection, int, dict[str, StoredRecord]]]:
-        """The writer's transaction, its tree size and the ids of `ids` already stored."""
+        """The writer's transaction, its tree size and the ids of `ids` already stored
+        (on PostgreSQL, none are looked up unless `lookup`)."""
         if not self._pg:
             with self._writer(_APPEND_LOCK) as conn:
                 yield conn, LedgerReader(conn).size(), self._existing(conn, ids)
@@ -124,11 +127,14 @@ class LedgerStore:
                 with raw.pipeline():
                     lock.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
                     top.execute("SELECT max(leaf_index) FROM ledger_leaves")
-                    # One array literal: canonical UUID text needs no quoting.
-                    found.execute(_EXISTING_SQL, ("{" + ",".join(ids) + "}",))
+                    if lookup:
+                        # One array literal: canonical UUID text needs no quoting.
+                        found.execute(_EXISTING_SQL, ("{" + ",".join(ids) + "}",))
                 row = top.fetchone()
                 size = 0 if row is None or row[0] is None else int(row[0]) + 1
-                existing = {str(r[1]): StoredRecord(*r) for r in found}
+                existing = {str(r[1]): StoredRecord(*r) for r in found} if lookup else {}
+            if lookup:
+                self._lookup = bool(existing)
             yield conn, size, existing
 
     @staticmethod
@@ -144,14 +150,14 @@ class LedgerStore:
         return found
 
     def _append_locked(
-        self, pending: Sequence[PendingBatch], ids: list[str]
+        self, pending: Sequence[PendingBatch], ids: list[str], *, lookup: bool
     ) -> list[Sequenced | MrmError]:
         # Only sequencing happens under the lock: every hash but the few interior
         # nodes a leaf completes, and the seal, was computed before.
         sealer = self._sealer
         if sealer is None:
             raise RuntimeError("LedgerStore.use_seal_key was not called")
-        with self._append_txn(ids) as (conn, size, existing):
+        with self._append_txn(ids, lookup) as (conn, size, existing):
             frontier = self._frontier(LedgerReader(conn), size)
             group = _Group(existing)
             outcomes: list[Sequenced | MrmError] = []
@@ -165,7 +171,7 @@ class LedgerStore:
                 outcomes.append(placed)
                 fields = batch.row_fields
                 hashes = batch.leaf_hashes
-                values = batch.stored_rows(0) if not self._pg else None
+                values = batch.stored_rows() if not self._pg else None
                 for i, index in enumerate(placed.leaf_indexes):
                     if i in placed.originals:
                         continue  # a replay
@@ -187,7 +193,7 @@ class LedgerStore:
                             )
                         )
                     else:
-                        generic.append((index, *values[i][1:], subtrees, mark))
+                        generic.append((index, *values[i], subtrees, mark))
             if rows:
                 self._copy_leaves(conn, rows)
             if generic:
