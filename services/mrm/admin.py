@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from mrm.core import db
 from mrm.core.errors import MrmError
 from mrm.core.server import stop_on_signals
-from mrm.core.settings import Settings
+from mrm.core.settings import SERVICES, Settings
 
 
 def _settings() -> Settings:
@@ -96,13 +96,11 @@ def _storage(settings: Settings, services: tuple[str, ...]) -> str:
 @main.command()
 def up() -> None:
     """Run every MRM service locally until SIGTERM or Ctrl-C."""
-    from mrm.stack import SERVICES
-
     _run(_settings(), SERVICES)
 
 
 @main.command()
-@click.argument("service", type=click.Choice(["ledger", "registry", "proxy", "explain"]))
+@click.argument("service", type=click.Choice(SERVICES))
 def serve(service: str) -> None:
     """Run one service (one container per service): it listens on its MRM_*_ADDR
     and reaches the others at theirs. `explain` also serves the HTTP reports."""
@@ -113,7 +111,7 @@ def serve(service: str) -> None:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 def status(output: str) -> None:
     """Health of every service, models in production, the ledger, the proxy's counters."""
-    from mrm.stack import SERVICES, client_target
+    from mrm.stack import client_target
     from mrm.status import gather
     from mrm.status_output import render
 

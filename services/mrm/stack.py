@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from mrm.core import db
 from mrm.core.server import GrpcServer, Service
-from mrm.core.settings import Settings
+from mrm.core.settings import SERVICES, Settings
 from mrm.explain.app import explain_service
 from mrm.ledger.app import ledger_service, open_ledger
 from mrm.ledger.service import Ledger
@@ -29,8 +29,6 @@ from mrm.registry.app import registry_service
 
 log = logging.getLogger(__name__)
 
-# In start order: each service only needs those before it.
-SERVICES = ("ledger", "registry", "proxy", "explain")
 ADDR_VARIABLES = {
     "ledger": "MRM_LEDGER_ADDR",
     "registry": "MRM_REGISTRY_ADDR",

@@ -7,6 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The services of an installation, in start order (each needs only those before
+# it); `mrm serve NAME` takes these names, and each listens on its `<name>_addr`.
+SERVICES = ("ledger", "registry", "proxy", "explain")
+
 
 class Settings(BaseSettings):
     """Every knob of the MRM services. Build once in `main` and pass it down."""
