@@ -17,6 +17,7 @@ from mrm.proxy.shipper import Shipper
 from mrm.proxy.spool import Spool
 from mrm.proxy.status import ProxyStatusServicer
 from mrm.proxy.watcher import DeploymentWatcher
+from mrm.proxy.workers import Workers
 from mrm.v1 import proxy_pb2_grpc
 
 SERVICE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -26,7 +27,9 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
     watcher = DeploymentWatcher(
         registry_target, threads=settings.proxy_threads, load_timeout=settings.proxy_load_timeout
     )
-    key = load_or_create_subject_key(settings.subject_key_file or settings.home / "subject.key")
+    key_file = settings.subject_key_file or settings.home / "subject.key"
+    key = load_or_create_subject_key(key_file)
+    workers = Workers(settings, registry_target, ledger_target, key_file)
     shipper = Shipper(
         ledger_target,
         Spool(settings.home / "proxy-spool.db", settings.proxy_spool_max_records),
@@ -58,7 +61,7 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
         name=SERVICE_NAME,
         register=register,
         ready=ready,
-        background=[follow],
+        background=[follow, workers.run],
         close=close,
         traces_itself=True,  # one cheap span per ModelInfer, made by the servicer
     )

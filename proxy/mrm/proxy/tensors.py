@@ -73,6 +73,10 @@ def decode_inputs(
     `model` names the model in messages ("credit-risk 1.2.4"); by default the
     request's own model name and version.
     """
+    if len(expected) == 1:
+        fast = _one_raw_tensor(request, expected[0])
+        if fast is not None:
+            return fast
     label = model or f"{request.model_name} {request.model_version}".strip()
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
@@ -136,6 +140,30 @@ def decode_inputs(
                 "inputs", f"{label} needs input {need}; the request gives {given}"
             )
     return {spec.name: arrays[spec.name] for spec in expected}
+
+
+def _one_raw_tensor(request: pb.ModelInferRequest, spec: TensorSpec) -> dict[str, Array] | None:
+    """The common request (one raw numeric tensor that fits) in a few checks; None for
+    anything else, which the general path then accepts or explains."""
+    if len(request.inputs) != 1 or len(request.raw_input_contents) != 1:
+        return None
+    tensor, data = request.inputs[0], request.raw_input_contents[0]
+    if tensor.name != spec.name or tensor.datatype != spec.datatype or spec.datatype in _SLOW:
+        return None
+    shape = tuple(tensor.shape)
+    if len(shape) != len(spec.shape) or tensor.HasField("contents"):
+        return None
+    for n, w in zip(shape, spec.shape, strict=True):
+        if n < 0 or w not in (-1, n):
+            return None
+    dtype = _TYPES[spec.datatype][0]
+    count = math.prod(shape)
+    if len(data) != count * dtype.itemsize:
+        return None
+    return {spec.name: np.frombuffer(data, dtype, count).reshape(shape)}
+
+
+_SLOW = ("BYTES", "BOOL")  # per-element checks: the general path
 
 
 def check_finite(arrays: Mapping[str, Array], allow_nan: bool) -> None:
