@@ -73,8 +73,11 @@ class PendingBatch:
         stamp = f'"recorded_at":"{format_timestamp(recorded_at_us)}",'
         tail = f',"v":{LEAF_FORMAT_VERSION}}}'
         shared = _INT8_LEN + recorded_at_us.to_bytes(8, "big", signed=True) + _text(actor)
+        # Kinds, model names and versions repeat within a batch: encode each once.
         kind_json = {k: s(k) for k in set(kinds)}
         kind_cols = {k: _text(k) for k in set(kinds)}
+        model_json = {v: s(v) for v in {*names, *versions}}
+        model_cols = {v: _nullable(v) for v in {*names, *versions}}
         zero = _LEAF_PREFIX
         hashes: list[bytes] = []
         rows: list[bytes] = []
@@ -83,8 +86,8 @@ class PendingBatch:
         ):
             h = zero.copy()
             h.update(
-                f'{head}{body},"kind":{kind_json[kind]},"model_name":{s(name)},'
-                f'"model_version":{s(version)},"record_id":"{rid}",{stamp}'
+                f'{head}{body},"kind":{kind_json[kind]},"model_name":{model_json[name]},'
+                f'"model_version":{model_json[version]},"record_id":"{rid}",{stamp}'
                 f'"span_id":{s(span)},"subject":{s(subject)},"trace_id":{s(trace)}{tail}'.encode()
             )
             digest = h.digest()
@@ -95,8 +98,8 @@ class PendingBatch:
                         _UUID_LEN,
                         bytes.fromhex(rid.replace("-", "")),
                         kind_cols[kind],
-                        _nullable(name),
-                        _nullable(version),
+                        model_cols[name],
+                        model_cols[version],
                         _nullable(subject),
                         _nullable(trace),
                         _nullable(span),
@@ -183,8 +186,9 @@ class Contents:
     span ids, body), or the request bytes that rebuild them.
 
     The store needs them only for replays and for in-process callers, so a batch
-    crossing a process boundary carries the request instead (given `source` and
-    `parse`): the server unpickles a few hundred bytes per record less.
+    crossing a process boundary carries neither (given `source` and `parse`):
+    the server, which holds the request, hands it back with `rebuilt_from`, and
+    unpickles a few hundred bytes per record less.
     """
 
     __slots__ = ("_columns", "_parse", "_source")
@@ -207,8 +211,14 @@ class Contents:
 
     def __reduce__(self) -> tuple[object, ...]:
         if self._parse is not None:
-            return (Contents, (None, self._source, self._parse))
+            # The receiver holds the request already: it gives it back (`rebuilt_from`).
+            return (Contents, (None, b"", self._parse))
         return (Contents, (self._columns,))
+
+    def rebuilt_from(self, source: bytes) -> None:
+        """Give an unpickled lazy Contents the request it was made from."""
+        if self._columns is None:
+            self._source = source
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Contents):

@@ -64,6 +64,7 @@ class IntakePool:
                 await asyncio.to_thread(self._replace, pool)
                 raise Unavailable("an append worker stopped; retry the call") from None
         if isinstance(out, PendingBatch):
+            out.contents.rebuilt_from(data)
             return out
         raise InvalidArgument(*out)
 

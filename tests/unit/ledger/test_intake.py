@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import pickle
 import uuid
 from typing import Any
 
@@ -230,3 +231,16 @@ def test_sealer_is_hmac_sha256(key: bytes, index: int, h: bytes) -> None:
     assert sealer.seal(index, h) == hmac.digest(key, index.to_bytes(8, "big") + h, "sha256")
     assert sealer.ok(index, h, seal(key, index, h))
     assert not sealer.ok(index + 1, h, seal(key, index, h))
+
+
+def test_a_batch_crosses_a_process_boundary_without_its_contents() -> None:
+    req = pb.AppendRecordsRequest(records=[rec(subject="ü"), rec(model_name="m")])
+    data = req.SerializeToString()
+    made = intake.prepare_serialized(data, LIMITS, ACTOR, STAMP)
+    assert isinstance(made, PendingBatch)
+    sent = pickle.dumps(made)
+    assert len(sent) < len(pickle.dumps(reference(req)))  # the content columns stay behind
+    back = pickle.loads(sent)
+    back.contents.rebuilt_from(data)
+    assert same(back, reference(req))
+    assert back.record(0, 7) == reference(req).record(0, 7)

@@ -168,15 +168,16 @@ def parse_json_object(text: str | bytes) -> dict[str, object]:
     return value
 
 
-def _check_plain(value: Any) -> None:
+def _check_plain(value: Any, keys: bool = True) -> None:
     """Raise _SlowPath unless orjson's encoding of `value` is already RFC 8785.
 
     The same three conditions as `_prepare`, checked without copying: canonical
     input holds no integral floats (they would be written as ints), so nothing
-    needs converting on the fast path.
+    needs converting on the fast path. `keys=False` skips the key check, for
+    values parsed from ASCII text (which has no key beyond the BMP).
     """
     items = value.values() if type(value) is dict else value
-    if type(value) is dict:
+    if keys and type(value) is dict:
         for k in value:
             if not k.isascii() and max(k) > "\uffff":
                 raise _SlowPath
@@ -191,7 +192,7 @@ def _check_plain(value: Any) -> None:
             if not -_MAX_INT <= v <= _MAX_INT:
                 raise _SlowPath
         elif t is dict or t is list:
-            _check_plain(v)
+            _check_plain(v, keys)
         else:
             raise _SlowPath
 
@@ -219,7 +220,7 @@ def already_canonical_object(raw: bytes) -> bool:
     try:
         parsed = orjson.loads(raw)
         if type(parsed) is dict:
-            _check_plain(parsed)
+            _check_plain(parsed, keys=not raw.isascii())
             return _encode(parsed) == raw
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, _SlowPath, CanonicalJSONError):
         pass
