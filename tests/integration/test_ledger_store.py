@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from mrm.core.errors import IntegrityError, InvalidArgument, NotFound
-from mrm.ledger.records import RecordFilter
+from mrm.ledger.records import NewRecord, RecordFilter, StoredRecord
 from mrm.tlog.checkpoint import parse_checkpoint
 from mrm.tlog.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from mrm.tlog.note import open_note, parse_vkey
@@ -273,3 +273,44 @@ def test_a_tampered_ledger_restarts_read_only(engine: sa.Engine, tmp_path: Path)
     with pytest.raises(Unavailable, match="refuses appends"):
         reopened.append([new_record(5)], "alice")
     reopened.close()
+
+
+def _as_new(rec: StoredRecord) -> NewRecord:
+    return NewRecord(
+        record_id=rec.record_id,
+        kind=rec.kind,
+        model_name=rec.model_name,
+        model_version=rec.model_version,
+        subject=rec.subject,
+        trace_id=rec.trace_id,
+        span_id=rec.span_id,
+        body=rec.body,
+    )
+
+
+def test_replays_after_appends_without_lookups(engine: sa.Engine, tmp_path: Path) -> None:
+    """PostgreSQL appends skip the stored-id lookup until a replay is refused by the
+    unique index; the group then reruns with it. The outcome is the same either way."""
+    from dataclasses import replace
+
+    from mrm.core.errors import AlreadyExists
+
+    ledger = open_ledger(engine, tmp_path)
+    first = ledger.append([new_record(i) for i in range(4)], "alice")
+    fresh = ledger.append([new_record(4)], "alice")
+    assert [r.record.leaf_index for r in fresh] == [4]
+    pg = engine.dialect.name == "postgresql"
+    assert ledger.store._lookup is not pg  # the next group skips the lookup on PostgreSQL
+    again = ledger.append([new_record(5), _as_new(first[2].record), new_record(6)], "bob")
+    assert [(r.record.leaf_index, r.duplicate) for r in again] == [
+        (5, False),
+        (2, True),
+        (6, False),
+    ]
+    assert again[1].record == first[2].record
+    assert ledger.store._lookup  # a replay was seen: look up again
+    forged = replace(_as_new(first[0].record), body='{"forged":true}')
+    with pytest.raises(AlreadyExists, match="leaf 0"):
+        ledger.append([new_record(7), forged], "mallory")
+    assert ledger.store.size() == 7  # the refused batch added nothing
+    assert [r.record.leaf_index for r in ledger.append([new_record(8)], "alice")] == [7]
