@@ -59,6 +59,8 @@ bench: install
 	$(BIN)/python -m benchmarks.ledger_append
 	$(BIN)/python -m benchmarks.ledger_proofs
 	$(BIN)/python -m benchmarks.deploy_steps
+	$(BIN)/python -m benchmarks.proxy_serving
+	MRM_BENCH_PROXY_WORKERS=2 $(BIN)/python -m benchmarks.proxy_serving
 
 clean:
 	rm -rf $(VENV) node_modules .mrm .mrm-demo
