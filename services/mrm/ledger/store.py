@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import psycopg
 import sqlalchemy as sa
@@ -157,21 +157,23 @@ class LedgerStore:
         sealer = self._sealer
         if sealer is None:
             raise RuntimeError("LedgerStore.use_seal_key was not called")
-        with self._append_txn(ids, lookup) as (conn, size, existing):
+        with (
+            self._append_txn(ids, lookup) as (conn, size, existing),
+            _LeafSink(conn, self._pg) as sink,
+        ):
             frontier = self._frontier(LedgerReader(conn), size)
             group = _Group(existing)
             outcomes: list[Sequenced | MrmError] = []
-            rows: list[bytes] = []
-            generic: list[tuple[object, ...]] = []
             for batch in pending:
                 placed = group.place(batch, frontier.size)
-                if isinstance(placed, MrmError):
-                    outcomes.append(placed)
-                    continue
                 outcomes.append(placed)
+                if isinstance(placed, MrmError):
+                    continue
                 fields = batch.row_fields
                 hashes = batch.leaf_hashes
                 values = batch.stored_rows() if not self._pg else None
+                rows: list[bytes] = []
+                generic: list[tuple[object, ...]] = []
                 for i, index in enumerate(placed.leaf_indexes):
                     if i in placed.originals:
                         continue  # a replay
@@ -194,13 +196,7 @@ class LedgerStore:
                         )
                     else:
                         generic.append((index, *values[i], subtrees, mark))
-            if rows:
-                self._copy_leaves(conn, rows)
-            if generic:
-                names = [c.strip() for c in _COPY_COLUMNS.split(",")]
-                conn.execute(
-                    leaves.insert(), [dict(zip(names, row, strict=True)) for row in generic]
-                )
+                sink.write(rows, generic)
         self._cached_frontier = frontier  # committed: safe to reuse for the next group
         return outcomes
 
@@ -210,18 +206,6 @@ class LedgerStore:
         if cached is not None and cached.size == size:
             return cached
         return merkle.Frontier(size, reader.read_nodes)
-
-    @staticmethod
-    def _copy_leaves(conn: sa.Connection, rows: list[bytes]) -> None:
-        """Binary COPY, PostgreSQL's bulk path, in this same transaction. The rows
-        are already in COPY's binary tuple format, so the buffer is one join."""
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with (
-            raw.cursor() as cur,
-            cur.copy(f"COPY ledger_leaves ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp,
-        ):
-            cp.write(b"".join((_COPY_HEADER, *rows, _COPY_TRAILER)))
 
     @contextmanager
     def reading(self) -> Iterator[LedgerReader]:
@@ -238,6 +222,49 @@ class LedgerStore:
         """The one transaction in which a checkpoint may be signed and stored."""
         with self._writer(_SIGN_LOCK) as conn:
             yield SigningTxn(conn)
+
+
+class _LeafSink:
+    """Where a group's new rows go. On PostgreSQL, one binary COPY that each batch's
+    rows join as soon as they are sequenced, so the server inserts one batch while
+    the next is being sequenced; the rows are already in COPY's binary tuple
+    format. On SQLite, one INSERT at the end."""
+
+    def __init__(self, conn: sa.Connection, pg: bool) -> None:
+        self._conn = conn
+        self._pg = pg
+        self._stack = ExitStack()
+        self._copy: psycopg.Copy | None = None
+        self._generic: list[tuple[object, ...]] = []
+
+    def __enter__(self) -> _LeafSink:
+        return self
+
+    def write(self, rows: list[bytes], generic: list[tuple[object, ...]]) -> None:
+        self._generic += generic
+        if not rows:
+            return
+        if self._copy is None:
+            raw = self._conn.connection.driver_connection
+            assert raw is not None
+            cur = self._stack.enter_context(raw.cursor())
+            sql = f"COPY ledger_leaves ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            self._copy = self._stack.enter_context(cur.copy(sql))
+            self._copy.write(_COPY_HEADER)
+        self._copy.write(b"".join(rows))
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)  # abandons the COPY
+            return
+        if self._copy is not None:
+            self._copy.write(_COPY_TRAILER)
+        self._stack.close()  # ends the COPY: PostgreSQL reports any violation here
+        if self._generic:
+            names = [c.strip() for c in _COPY_COLUMNS.split(",")]
+            self._conn.execute(
+                leaves.insert(), [dict(zip(names, row, strict=True)) for row in self._generic]
+            )
 
 
 class _Group:
