@@ -327,8 +327,12 @@ class Shipper:
         items: list[Record | Sample] = []
         try:
             items.append(self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait())
-            if linger > 0 and self._queue.qsize() < limit - 1:
-                self._stop.wait(linger)
+            # Linger in short steps: stop early once a batch (or the high water) is there.
+            for _ in range(5 if linger > 0 else 0):
+                depth = self._queue.qsize()
+                if depth >= limit - 1 or depth >= self._high_water or self._stop.is_set():
+                    break
+                self._stop.wait(linger / 5)
             while len(items) < limit:
                 items.append(self._queue.get_nowait())
         except queue.Empty:
