@@ -91,6 +91,7 @@ class Registry:
             "linked_records": {r.kind.lower(): r.record_id for r in new.linked},
             "registered_by": actor,
             "sample_rate": new.sample_rate,
+            "strict": new.strict,
         }
         ingested = new_record(
             "MODEL_INGESTED",

@@ -20,6 +20,7 @@ def version_json(v: registry_pb2.ModelVersion) -> dict[str, Any]:
         "version": v.version,
         "stage": stage_name(v.stage),
         "sample_rate": v.sample_rate,
+        "strict": v.strict,
         "created_at": rfc3339(v.create_time),
         "created_by": v.created_by,
         "ingested_record_id": v.ingested_record_id,
@@ -94,10 +95,15 @@ def show(ctx: click.Context, name: str, version: str, output: str) -> int:
         emit_json(model)
         return EXIT_OK
     out = console()
-    table = Table("version", "stage", "sample rate", "registered", "by")
+    table = Table("version", "stage", "sample rate", "strict", "registered", "by")
     for v in model["versions"]:
         table.add_row(
-            v["version"], v["stage"], f"{v['sample_rate']:g}", v["created_at"], v["created_by"]
+            v["version"],
+            v["stage"],
+            f"{v['sample_rate']:g}",
+            "yes" if v["strict"] else "no",
+            v["created_at"],
+            v["created_by"],
         )
     out.print(table)
     history = Table("when", "version", "stage", "reason", "by", title="stage history")
