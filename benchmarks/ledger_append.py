@@ -164,7 +164,10 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--replicas", type=int, default=1, help="ledger processes")
     parser.add_argument(
-        "--workers", type=int, default=2, help="MRM_LEDGER_APPEND_WORKERS of each replica"
+        "--workers",
+        type=int,
+        default=1,  # measured best on 2 cores, which PostgreSQL and the client share
+        help="MRM_LEDGER_APPEND_WORKERS of each replica",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="paired gRPC/COPY runs; the median ratio counts"
