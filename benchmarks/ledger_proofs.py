@@ -46,8 +46,9 @@ from mrm.client.trust import open_checkpoint
 from mrm.core import db
 from mrm.core.settings import Settings
 from mrm.ledger.app import open_ledger
+from mrm.ledger.batch import PendingBatch
 from mrm.ledger.clock import now_us
-from mrm.ledger.records import NewRecord, PendingBatch, StoredRecord
+from mrm.ledger.records import NewRecord, StoredRecord
 from mrm.ledger.service import Ledger
 from mrm.tlog.leaf import leaf_bytes_from_proto
 from mrm.tlog.merkle import TreeBuilder, leaf_hash, verify_consistency, verify_inclusion
@@ -111,7 +112,7 @@ def fill(ledger: Ledger, n: int) -> Filled:
                 )
                 for i in range(b, min(b + BATCH, n))
             ]
-            pending.append(PendingBatch.prepare(records, ACTOR, now_us()))
+            pending.append(PendingBatch.from_records(records, ACTOR, now_us()))
         t1 = time.perf_counter()
         outcomes = ledger.store.append_batches(pending)
         append_s += time.perf_counter() - t1
@@ -119,7 +120,7 @@ def fill(ledger: Ledger, n: int) -> Filled:
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
-            hashes.extend(a.record.leaf_hash for a in outcome)
+            hashes.extend(a.record.leaf_hash for a in outcome.appended())
     seconds = time.perf_counter() - start
     if len(hashes) != n:
         raise AssertionError(f"appended {len(hashes)} leaves, wanted {n}")
