@@ -12,7 +12,18 @@ from mrm.client.errors import from_rpc_error
 _Resp = TypeVar("_Resp")
 # A full audit pages 10,000 records at a time; gRPC's default 4 MiB receive cap
 # would fail on prediction-sized records long before that.
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1)]
+# Each client gets its own subchannels: by default gRPC shares them per process,
+# so a new client would inherit another's reconnect backoff and fail at once,
+# with a stale "connection refused", after the server came back. Reconnects are
+# capped at 5 s (gRPC's default grows to 120 s), so services that hold a client
+# for their lifetime (the registry's and the proxy's ledger clients) recover
+# within seconds of an outage ending.
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
 
 
 class ServiceClient:
