@@ -342,7 +342,6 @@ class Shipper:
             if isinstance(item, Record):
                 out.append(item)
                 continue
-            time.sleep(0)  # let the event loop take the GIL between records, not after all
             try:  # built here, in the shipper's thread, not on the request path
                 out.append(item.record())
             except Exception as exc:  # e.g. a value JSON cannot carry exactly
