@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
+from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from mrm.deploy.config import DeployConfig
 from mrm.deploy.pipeline import prepare, publish
@@ -131,21 +132,49 @@ def test_bad_requests_get_clear_statuses(ledger_server: RunningLedger, tmp_path:
     with grpc.insecure_channel(ledger_server.proxy_addr) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         name = stub.ModelMetadata(oip.ModelMetadataRequest(name="gbt")).inputs[0].name
-        assert stub.ModelInfer(infer_request("gbt", good, name)).model_version == "1.0.0"
+        first = stub.ModelInfer(infer_request("gbt", good, name))
+        assert first.model_version == "1.0.0"
         nan = good.copy()
         nan[1, 0] = np.nan
+        inf = good.copy()
+        inf[0, 1] = np.inf
         short = infer_request("gbt", good, name)
         short.raw_input_contents[0] = short.raw_input_contents[0][:-4]
+        fp64 = infer_request("gbt", good, name)
+        fp64.inputs[0].datatype = "FP64"
+        fp64.raw_input_contents[0] = good.astype(np.float64).tobytes()
+        no_such_output = infer_request("gbt", good, name)
+        no_such_output.outputs.add(name="shap")
+        invalid, not_found = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
         cases = [
-            (infer_request("nope", good, name), grpc.StatusCode.NOT_FOUND),
-            (infer_request("gbt", good, name, version="9.9.9"), grpc.StatusCode.NOT_FOUND),
-            (infer_request("gbt", good, "not-an-input"), grpc.StatusCode.INVALID_ARGUMENT),
-            (infer_request("gbt", good[:, :2], name), grpc.StatusCode.INVALID_ARGUMENT),
-            (infer_request("gbt", nan, name), grpc.StatusCode.INVALID_ARGUMENT),
-            (short, grpc.StatusCode.INVALID_ARGUMENT),
+            (infer_request("nope", good, name), not_found, ""),
+            (infer_request("gbt", good, name, version="9.9.9"), not_found, ""),
+            (infer_request("", good, name), invalid, "model_name"),
+            (infer_request("gbt", good, "not-an-input"), invalid, "inputs[0].name"),
+            (infer_request("gbt", good[:, :2], name), invalid, "inputs[0].shape"),
+            (fp64, invalid, "inputs[0].datatype"),
+            (infer_request("gbt", nan, name), invalid, ""),
+            (infer_request("gbt", inf, name), invalid, ""),
+            (short, invalid, "raw_input_contents[0]"),
+            (no_such_output, invalid, "outputs"),
         ]
-        for request, code in cases:
-            assert bad_request(lambda r=request: stub.ModelInfer(r))[0] == code  # type: ignore[misc]
+        for request, code, field in cases:
+            got = bad_request(lambda r=request: stub.ModelInfer(r))  # type: ignore[misc]
+            assert got[0] == code, (request.model_name, got)
+            if field:
+                assert got[1] == field, got
+        assert not stub.ModelReady(oip.ModelReadyRequest(name="nope")).ready
+        last = stub.ModelInfer(infer_request("gbt", good, name))
+        # None of the refused requests was recorded: the ledger holds exactly the two
+        # served decisions (the shipper delivers in order, so once the last is in, all are).
+        served = {first.parameters["mrm_record_id"].string_param}
+        served.add(last.parameters["mrm_record_id"].string_param)
+        with LedgerClient(ledger_server.addr) as ledger:
+            deadline = time.monotonic() + 30
+            while len(recorded := {r.record_id for r in ledger.query(kind="PREDICTION")}) < 2:
+                assert time.monotonic() < deadline, recorded
+                time.sleep(0.05)
+        assert recorded == served
         raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
             "/inference.GRPCInferenceService/ModelInfer"
         )

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
 
+from mrm.client.onnx_check import UnsafeOnnx, load_checked_onnx
 from mrm.core.errors import FailedPrecondition, NotFound
 from mrm.proxy.tensors import TensorSpec
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 _OIP_TYPES = {"float": "FP32", "int": "INT64", "string": "BYTES", "bool": "BOOL"}
 _NUMPY = {"FP32": np.float32, "INT64": np.int64, "BOOL": np.bool_, "BYTES": object}
-_ALLOWED_DOMAINS = {"", "ai.onnx", "ai.onnx.ml"}
 
 
 @dataclass(frozen=True)
@@ -78,19 +78,9 @@ class ServingModel:
 def check_onnx(data: bytes) -> onnx.ModelProto:
     """Refuse what a served model must not do: external data, custom operators."""
     try:
-        model = onnx.load_model_from_string(data)
-    except Exception as e:  # protobuf raises several types for garbage bytes
-        raise FailedPrecondition(f"the artifact is not an ONNX model: {e}") from None
-    for init in model.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL or init.external_data:
-            raise FailedPrecondition(f"ONNX initializer {init.name!r} references external data")
-    for opset in model.opset_import:
-        if opset.domain not in _ALLOWED_DOMAINS:
-            raise FailedPrecondition(f"ONNX operator domain {opset.domain!r} is not allowed")
-    if model.functions:
-        raise FailedPrecondition("ONNX local functions are not allowed")
-    onnx.checker.check_model(model)
-    return model
+        return load_checked_onnx(data)
+    except UnsafeOnnx as e:
+        raise FailedPrecondition(str(e)) from None
 
 
 def _session(data: bytes, threads: int) -> Any:

@@ -148,6 +148,14 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
     async def _infer(
         self, request: pb.ModelInferRequest, model: ServingModel, span: trace.Span
     ) -> pb.ModelInferResponse:
+        wanted = {o.name for o in request.outputs}
+        if wanted:  # refused before any work is done
+            names = [spec.name for spec in model.outputs]
+            if unknown := wanted.difference(names):
+                raise InvalidArgument(
+                    "outputs",
+                    f"{sorted(unknown)} are not outputs of {model.name} ({', '.join(names)})",
+                )
         arrays = decode_inputs(request, model.inputs, model=f"{model.name} {model.version}")
         check_finite(arrays, allow_nan=False)
         rows = len(next(iter(arrays.values()))) if arrays else 0
@@ -156,14 +164,6 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         else:
             outputs = model.predict(arrays)
         outputs = _squeeze(outputs)
-        wanted = {o.name for o in request.outputs}
-        if wanted:
-            unknown = wanted - set(outputs)
-            if unknown:
-                names = ", ".join(outputs)
-                raise InvalidArgument(
-                    "outputs", f"{sorted(unknown)} are not outputs of {model.name} ({names})"
-                )
         response = pb.ModelInferResponse(
             model_name=model.name, model_version=model.version, id=request.id
         )
@@ -212,20 +212,22 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
             request.id,
         )
         if model.strict:
-            await self._durable(pending.record(), model)
+            await self._durable(pending, model)
         else:
             self.sink.offer(pending)
         if span.is_recording():
             span.set_attribute("mrm.record_id", record_id)
         params["mrm_record_id"].string_param = record_id
 
-    async def _durable(self, record: ledger_pb2.Record, model: ServingModel) -> None:
-        """Strict mode: the record is in the ledger or the spool, or the call fails."""
-        loop = asyncio.get_running_loop()
+    async def _durable(self, pending: PendingPrediction, model: ServingModel) -> None:
+        """Strict mode: the record is in the ledger or the spool, or the call fails.
+        It is built (subject hashed, canonical JSON) in the pool, off the event loop."""
+
+        def write() -> None:
+            self.sink.strict_offer(pending.record(), self.strict_timeout)
+
         try:
-            await loop.run_in_executor(
-                self._strict_pool, self.sink.strict_offer, record, self.strict_timeout
-            )
+            await asyncio.get_running_loop().run_in_executor(self._strict_pool, write)
         except AuditUnavailable as exc:
             raise Unavailable(
                 f"{model.name} {model.version} is strict and its decision could not be "

@@ -18,7 +18,7 @@ from mrm.core.errors import FailedPrecondition, Unavailable
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # Tables the services may read and append to, never change: the ledger, and the
 # registry's artifacts and stage history.
 APPEND_ONLY_TABLES = (
@@ -128,7 +128,7 @@ def grant_app_role(conn: sa.Connection, role: str) -> None:
     """The services' role may read and append, never change or remove, ledger rows."""
     if conn.dialect.name != "postgresql":
         return
-    if not _ROLE_NAME.match(role):
+    if not _ROLE_NAME.fullmatch(role):
         raise ValueError(f"database_app_role: {role!r} is not a plain PostgreSQL role name")
     for table in APPEND_ONLY_TABLES + MUTABLE_TABLES:
         conn.exec_driver_sql(f'REVOKE ALL ON {table} FROM PUBLIC, "{role}"')

@@ -11,7 +11,6 @@ tampering with the artifact store.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +21,11 @@ from mrm.client.ledger import InclusionProof, LedgerClient, Record
 from mrm.client.registry import RegistryClient, role_name
 from mrm.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from mrm.tlog.leaf import kind_name
-from mrm.v1 import ledger_pb2, ledger_pb2_grpc, registry_pb2
+from mrm.v1 import ledger_pb2, registry_pb2
 
 log = logging.getLogger(__name__)
+# What an explanation is computed from (the evaluation summary is not needed).
+_NEEDED = ("onnx_model", "input_schema", "background_sample")
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,6 @@ class Evidence:
     def __init__(self, ledger: LedgerClient, registry: RegistryClient) -> None:
         self.ledger = ledger
         self.registry = registry
-        self._ledger_stub = ledger_pb2_grpc.LedgerServiceStub(ledger._channel)
 
     def record(self, record_id: str) -> Record:
         with upstream("ledger"):
@@ -118,7 +118,7 @@ class Evidence:
     def query_page(self, req: ledger_pb2.QueryRecordsRequest) -> ledger_pb2.QueryRecordsResponse:
         """One page of QueryRecords, with the ledger's own continuation token."""
         with upstream("ledger"):
-            return self.ledger._call(self._ledger_stub.QueryRecords, req)
+            return self.ledger.query_page(req)
 
     def append(self, record: Record) -> ledger_pb2.AppendResult:
         with upstream("ledger"):
@@ -158,10 +158,10 @@ class Evidence:
                 f"POSSIBLE TAMPERING: the decision was served by ONNX model {onnx_sha256}, "
                 f"but the registry archives {refs.get('onnx_model')} as {where}"
             )
-        for role in ("onnx_model", "input_schema", "background_sample"):
+        for role in _NEEDED:
             if role not in refs:
                 raise FailedPrecondition(f"{where} has no archived {role.replace('_', ' ')}")
-        data = {role: self._download(role, refs[role], where) for role in refs}
+        data = {role: self._download(role, refs[role], where) for role in _NEEDED}
         return Artifacts(
             onnx=data["onnx_model"],
             onnx_sha256=refs["onnx_model"],
@@ -172,17 +172,14 @@ class Evidence:
         )
 
     def _download(self, role: str, sha256: str, where: str) -> bytes:
+        """The artifact's bytes; the client checks them against `sha256`."""
         with upstream("registry"):
             try:
-                data = self.registry.download(sha256)
-            except ValueError:
-                data = b""  # the client refused bytes that do not match; say so below
-        got = hashlib.sha256(data).hexdigest()
-        if got != sha256:
-            log.error("archived %s of %s does not match its sha256 %s", role, where, sha256)
-            raise FailedPrecondition(
-                f"TAMPERING: the archived {role.replace('_', ' ')} of {where} no longer matches "
-                f"its recorded sha256 {sha256}; the artifact store was altered, so nothing "
-                "computed from it can be trusted"
-            )
-        return data
+                return self.registry.download(sha256)
+            except ValueError:  # the bytes do not hash to what was recorded
+                log.error("archived %s of %s does not match its sha256 %s", role, where, sha256)
+                raise FailedPrecondition(
+                    f"TAMPERING: the archived {role.replace('_', ' ')} of {where} no longer "
+                    f"matches its recorded sha256 {sha256}; the artifact store was altered, "
+                    "so nothing computed from it can be trusted"
+                ) from None

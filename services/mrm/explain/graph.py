@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
+from mrm.client.onnx_check import UnsafeOnnx, load_checked_onnx
 from mrm.deploy.schema import InputSchema
 from mrm.explain.types import ExplainError, plain
 
@@ -32,11 +33,9 @@ _NP = {"float": np.float32, "int": np.int64, "string": object, "bool": np.bool_}
 
 def load_model(onnx_bytes: bytes) -> onnx.ModelProto:
     try:
-        model = onnx.load_model_from_string(onnx_bytes)
-        onnx.checker.check_model(model)
-    except Exception as e:  # protobuf's DecodeError, onnx's ValidationError
-        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExplainError(f"the ONNX model cannot be read: {line}") from None
+        model = load_checked_onnx(onnx_bytes)
+    except UnsafeOnnx as e:
+        raise ExplainError(f"the ONNX model cannot be read: {e}") from None
     if not model.graph.input or not model.graph.output:
         raise ExplainError("the ONNX model cannot be read: its graph has no inputs or outputs")
     return model

@@ -118,11 +118,8 @@ def explanation_pb(record: Record, prediction: Record) -> pb.Explanation:
     )
 
 
-def baseline_body(
-    base: Baseline, artifacts: dict[str, str], feature_order: list[str]
-) -> dict[str, Any]:
-    order = [f for f in feature_order if f in base.global_importance]
-    order += [f for f in base.global_importance if f not in order]
+def baseline_body(base: Baseline, artifacts: dict[str, str]) -> dict[str, Any]:
+    """The EXPLAINABILITY_BASELINE body; importances in schema order, as the engine gives them."""
     return {
         "method": base.method,
         "exact": base.exact,
@@ -130,7 +127,7 @@ def baseline_body(
         "class_label": base.class_label or "",
         "expected_value": float(base.expected_value),
         "global_importance": [
-            {"feature": f, "mean_abs_shap": float(base.global_importance[f])} for f in order
+            {"feature": f, "mean_abs_shap": float(v)} for f, v in base.global_importance.items()
         ],
         "parameters": base.parameters,
         "background_sha256": base.background_sha256,

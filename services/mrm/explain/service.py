@@ -107,10 +107,9 @@ class Explain:
             base = explainer.baseline(class_label=Wording.from_facts(mv.facts_json).positive_label)
         except ExplainError as e:
             raise FailedPrecondition(f"cannot compute the baseline: {e}") from None
-        features = [f["name"] for f in json.loads(artifacts.schema_json).get("features", [])]
         record = new_record(
             "EXPLAINABILITY_BASELINE",
-            baseline_body(base, artifacts.hashes(), features),
+            baseline_body(base, artifacts.hashes()),
             model_name=model_name,
             model_version=version,
         )

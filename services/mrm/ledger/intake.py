@@ -23,11 +23,11 @@ from mrm.ledger.batch import Columns, Contents, PendingBatch
 from mrm.tlog.canonical import already_canonical_object
 from mrm.v1 import ledger_pb2
 
-_UUID7 = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+_UUID7 = validate._UUID7.pattern
 _IDS = re.compile(rf"(?:{_UUID7}\n)*{_UUID7}")
 _TRACES = re.compile(r"(?:[0-9a-f]{32})?(?:\n(?:[0-9a-f]{32})?)*")
 _SPANS = re.compile(r"(?:[0-9a-f]{16})?(?:\n(?:[0-9a-f]{16})?)*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = validate._CONTROL
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _KINDS = validate._KIND_NAMES  # kind value → leaf spelling, valid kinds only
 _FIELDS = attrgetter(
@@ -132,10 +132,11 @@ def prepare_serialized(
         # Sent back without its content columns: the request rebuilds them.
         batch.contents = Contents(batch.contents.columns(), data, columns_of)
         return batch
-    try:
-        return prepare_append(req, limits, actor, recorded_at_us)
+    try:  # the fast path declined: the reference validator decides (and names the field)
+        records = validate.validate_append(req, limits)
     except InvalidArgument as exc:
         return (exc.field, exc.description)
+    return PendingBatch.from_records(records, actor, recorded_at_us)
 
 
 def columns_of(data: bytes) -> Columns:

@@ -56,19 +56,6 @@ class StoredRecord:
     actor: str
     leaf_hash: bytes
 
-    def same_content(self, other: StoredRecord) -> bool:
-        """Whether a replay carries what was first appended under this id (time and
-        actor aside: a replay arrives later, maybe from someone else)."""
-        return (
-            self.kind == other.kind
-            and self.model_name == other.model_name
-            and self.model_version == other.model_version
-            and self.subject == other.subject
-            and self.trace_id == other.trace_id
-            and self.span_id == other.span_id
-            and self.body == other.body
-        )
-
     def leaf_bytes(self, record_id_text: str = "") -> bytes:
         """The canonical leaf; `record_id_text` spares a str() when the caller has it."""
         return leaf_bytes(

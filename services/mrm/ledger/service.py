@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -69,7 +70,8 @@ class Ledger:
         self.store = store
         self.signer = signer
         self.checkpoint_every = checkpoint_every
-        self._unsigned = 0
+        self._unsigned = 0  # leaves since the last signature (the writer's thread adds)
+        self._unsigned_lock = threading.Lock()
         self._writer = GroupCommitWriter(store)
         self.integrity_failure: str | None = None
         """Set when the stored log failed a check: the ledger then serves reads only."""
@@ -141,8 +143,10 @@ class Ledger:
         return self.submit(PendingBatch.from_records(records, actor, now_us())).result().appended()
 
     def _count(self, future: Future[Sequenced]) -> None:
-        if not future.exception():
-            self._unsigned += future.result().added
+        # A cancelled caller's future has no exception() to ask (it raises).
+        if not future.cancelled() and future.exception() is None:
+            with self._unsigned_lock:
+                self._unsigned += future.result().added
 
     def checkpoint_due(self) -> bool:
         """Whether enough leaves arrived since the last signature to sign now."""
@@ -150,7 +154,8 @@ class Ledger:
 
     def sign_checkpoint(self) -> SignedCheckpoint:
         """Sign now; an integrity failure is remembered and turns the ledger read-only."""
-        self._unsigned = 0
+        with self._unsigned_lock:
+            self._unsigned = 0
         try:
             return self.signer.sign()
         except IntegrityError as exc:

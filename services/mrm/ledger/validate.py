@@ -17,8 +17,8 @@ from mrm.ledger.records import RECORD_KINDS, NewRecord, RecordFilter
 from mrm.tlog.canonical import CanonicalJSONError, canonicalize_json_object
 from mrm.v1 import ledger_pb2
 
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_PAGE = 10_000
 _MAX_INDEX = 2**63 - 1
@@ -89,12 +89,13 @@ def _short_text(value: str, field: str, limit: int) -> str:
 
 def _trace(record: ledger_pb2.Record, prefix: str) -> tuple[str, str]:
     trace_id, span_id = record.trace_id, record.span_id
-    if trace_id and (not _TRACE_ID.match(trace_id) or trace_id == "0" * 32):
+    # fullmatch: `$` would also accept a trailing newline.
+    if trace_id and (not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32):
         raise InvalidArgument(
             f"{prefix}.trace_id",
             f"{_show(trace_id)} is not a W3C trace id (32 lowercase hex, not all zero)",
         )
-    if span_id and (not _SPAN_ID.match(span_id) or span_id == "0" * 16):
+    if span_id and (not _SPAN_ID.fullmatch(span_id) or span_id == "0" * 16):
         raise InvalidArgument(
             f"{prefix}.span_id",
             f"{_show(span_id)} is not a W3C span id (16 lowercase hex, not all zero)",

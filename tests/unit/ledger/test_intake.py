@@ -158,6 +158,8 @@ def rec(**fields: Any) -> pb.Record:
         rec(subject="tab\there"),
         rec(model_version="v\n1"),
         rec(trace_id=TRACE + "\n" + TRACE),  # one value posing as two lines
+        rec(trace_id=TRACE + "\n"),  # a regex `$` would let the newline through
+        rec(trace_id=TRACE, span_id="00f067aa0ba902b7\n"),
         rec(trace_id="0" * 32),
         rec(trace_id=TRACE.upper()),
         rec(span_id="00f067aa0ba902b7"),  # a span without a trace

@@ -116,6 +116,13 @@ class LedgerClient(ServiceClient):
         req = ledger_pb2.GetRecordRequest(record_id=record_id)
         return self._call(self._stub.GetRecord, req).record
 
+    def query_page(
+        self, request: ledger_pb2.QueryRecordsRequest
+    ) -> ledger_pb2.QueryRecordsResponse:
+        """One page of QueryRecords as asked, with the ledger's continuation token
+        (for callers that hand the token on, as a paged service does)."""
+        return self._call(self._stub.QueryRecords, request)
+
     def query_pages(self, **q: Unpack[RecordQuery]) -> Iterator[Sequence[Record]]:
         """Pages of matching records; the next page is fetched while the caller
         works on the current one, so a full audit overlaps network and hashing."""

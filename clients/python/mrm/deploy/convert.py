@@ -9,12 +9,10 @@ adding a line here and a case to tests/unit/deploy/test_deploy_convert.py.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import onnx
-from onnx.external_data_helper import uses_external_data
 from skl2onnx import convert_sklearn, get_model_alias  # type: ignore[import-untyped,unused-ignore]
 from skl2onnx.common._registration import (  # type: ignore[import-untyped,unused-ignore]
     get_converter,
@@ -36,6 +34,7 @@ from sklearn.preprocessing import (  # type: ignore[import-untyped,unused-ignore
 )
 from sklearn.utils.validation import check_is_fitted  # type: ignore[import-untyped,unused-ignore]
 
+from mrm.client.onnx_check import UnsafeOnnx, load_checked_onnx
 from mrm.deploy.errors import DeployError
 from mrm.deploy.schema import InputSchema, components
 
@@ -83,7 +82,6 @@ TREE_ESTIMATORS: tuple[type, ...] = (
     ensemble.HistGradientBoostingClassifier,
     ensemble.HistGradientBoostingRegressor,
 )
-_STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 _TENSOR_TYPES = {
     "float": FloatTensorType,
     "int": Int64TensorType,
@@ -185,40 +183,12 @@ def _hgb_converter(model_type: type) -> Any:
     return convert_hgb
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                yield from _graphs(sub)
-
-
 def check_onnx_bytes(data: bytes) -> onnx.ModelProto:
-    """Load and validate ONNX bytes the way the proxy will, or raise DeployError."""
+    """Load and validate ONNX bytes exactly as the proxy will, or raise DeployError."""
     try:
-        model = onnx.load_model_from_string(data)
-    except Exception as e:  # protobuf's DecodeError, and onnx's own errors
-        raise DeployError(f"the ONNX model is invalid: {str(e).splitlines()[0]}") from e
-    # Refusals first: the checker would only say that an external file is missing.
-    if model.functions:
-        raise DeployError("the ONNX model defines local functions, which the proxy refuses")
-    domains = {o.domain for o in model.opset_import}
-    for graph in _graphs(model.graph):
-        domains |= {n.domain for n in graph.node}
-        tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
-        tensors += [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
-        tensors += [t for n in graph.node for a in n.attribute for t in a.tensors]
-        if any(uses_external_data(t) for t in tensors):
-            raise DeployError("the ONNX model keeps tensors in external files; it must be one file")
-    if odd := sorted(domains - _STANDARD_DOMAINS):
-        raise DeployError(
-            f"the ONNX model uses operator domains {odd}; only ai.onnx and ai.onnx.ml"
-        )
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
-        raise DeployError(f"the ONNX model is invalid: {str(e).splitlines()[0]}") from e
-    return model
+        return load_checked_onnx(data)
+    except UnsafeOnnx as e:
+        raise DeployError(str(e)) from None
 
 
 def convert(estimator: Any, schema: InputSchema, *, target_opset: int | None = None) -> Converted:
