@@ -102,6 +102,7 @@ def gather(addresses: dict[str, str], *, timeout: float = 5.0) -> Status:
                     "spool": f"{got.spool_depth}/{got.spool_capacity}",
                     "gap_records": got.gap_records_written,
                     "ledger_reachable": got.ledger_reachable,
+                    "instance": got.instance,
                     "models": [f"{m.name} {m.version} ({m.stage})" for m in got.models],
                 }
                 if not got.ledger_reachable:

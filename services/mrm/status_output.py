@@ -29,7 +29,8 @@ def render(status: Status, output: str) -> str:
         lines.append(
             f"proxy samples: {px['sampled']} sampled, {px['shipped']} shipped, "
             f"{px['spooled']} spooled, {px['dropped']} dropped "
-            f"(queue {px['queue']}, spool {px['spool']}, {px['gap_records']} GAP records)"
+            f"(queue {px['queue']}, spool {px['spool']}, {px['gap_records']} GAP records; "
+            f"process {px['instance']})"
         )
         lines.extend(f"  serving {m}" for m in px["models"])
     lines.extend(f"problem: {p}" for p in status.problems)

@@ -9,6 +9,8 @@ at once and a status call never waits on gRPC's reconnect backoff).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -87,6 +89,7 @@ def status_response(
         last_ledger_error_time=_timestamp(snap.last_ledger_error_at),
         last_ledger_success_time=_timestamp(snap.last_ledger_success_at),
         models=models,
+        instance=f"{socket.gethostname()}:{os.getpid()}",  # per call: workers may fork
     )
 
 

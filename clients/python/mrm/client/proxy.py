@@ -68,6 +68,8 @@ class ProxyStatus:
     last_ledger_error_at: datetime | None
     last_ledger_success_at: datetime | None
     models: tuple[ServedModel, ...]
+    instance: str
+    """Which process answered ("<host>:<pid>"); its counters are its own."""
 
     @classmethod
     def from_proto(cls, r: proxy_pb2.GetProxyStatusResponse) -> ProxyStatus:
@@ -94,6 +96,7 @@ class ProxyStatus:
                 )
                 for m in r.models
             ),
+            instance=r.instance,
         )
 
 

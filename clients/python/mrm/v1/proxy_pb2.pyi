@@ -165,6 +165,7 @@ class GetProxyStatusResponse(_message.Message):
     LAST_LEDGER_ERROR_TIME_FIELD_NUMBER: _builtins.int
     LAST_LEDGER_SUCCESS_TIME_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
+    INSTANCE_FIELD_NUMBER: _builtins.int
     queue_depth: _builtins.int
     """Records waiting in memory for the shipper."""
     queue_capacity: _builtins.int
@@ -187,6 +188,11 @@ class GetProxyStatusResponse(_message.Message):
     """The last error from the ledger while delivering, empty if none since the
     process started. It is kept after the ledger recovers; compare
     `last_ledger_error_time` with `last_ledger_success_time`.
+    """
+    instance: _builtins.str
+    """Which proxy process answered, as "<host>:<pid>": several processes (or
+    replicas behind one Service) share an address, and their counters are
+    their own.
     """
     @_builtins.property
     def counters(self) -> Global___DeliveryCounters:
@@ -219,10 +225,11 @@ class GetProxyStatusResponse(_message.Message):
         last_ledger_error_time: _timestamp_pb2.Timestamp | None = ...,
         last_ledger_success_time: _timestamp_pb2.Timestamp | None = ...,
         models: _abc.Iterable[Global___ServedModel] | None = ...,
+        instance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "last_ledger_error_time", b"last_ledger_error_time", "last_ledger_success_time", b"last_ledger_success_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "gap_records_written", b"gap_records_written", "last_ledger_error", b"last_ledger_error", "last_ledger_error_time", b"last_ledger_error_time", "last_ledger_success_time", b"last_ledger_success_time", "ledger_reachable", b"ledger_reachable", "ledger_target", b"ledger_target", "models", b"models", "queue_capacity", b"queue_capacity", "queue_depth", b"queue_depth", "spool_capacity", b"spool_capacity", "spool_depth", b"spool_depth"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "gap_records_written", b"gap_records_written", "instance", b"instance", "last_ledger_error", b"last_ledger_error", "last_ledger_error_time", b"last_ledger_error_time", "last_ledger_success_time", b"last_ledger_success_time", "ledger_reachable", b"ledger_reachable", "ledger_target", b"ledger_target", "models", b"models", "queue_capacity", b"queue_capacity", "queue_depth", b"queue_depth", "spool_capacity", b"spool_capacity", "spool_depth", b"spool_depth"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
