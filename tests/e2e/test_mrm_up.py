@@ -191,3 +191,14 @@ def test_a_database_from_a_newer_mrm_is_refused_untouched(tmp_path: Path, pg_url
     with psycopg.connect(plain) as conn:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert row == ("9999_future",)
+
+
+@pytest.mark.parametrize("name", ["ledger.key", "subject.key"])
+def test_a_corrupted_key_file_is_one_line_and_left_untouched(tmp_path: Path, name: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / name).write_text("garbage\n")
+    error = _one_error(_run(["up"], _env(home)))
+    assert name in error
+    assert "move it away" in error
+    assert (home / name).read_text() == "garbage\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ import numpy as np
 
 from mrm.client.ids import new_record_id
 from mrm.client.ledger import new_record
+from mrm.core.keyfile import read_or_create
 from mrm.v1 import ledger_pb2
 
 _RANDOM_BITS = (1 << 62) - 1
@@ -30,13 +30,16 @@ _RANDOM_BITS = (1 << 62) - 1
 
 def load_or_create_subject_key(path: Path) -> bytes:
     """The server secret subject ids are hashed with; created once with mode 0600."""
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    key = secrets.token_bytes(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
+    key, _ = read_or_create(
+        path, "subject key file", lambda: secrets.token_bytes(32).hex(), _subject_key
+    )
+    return key
+
+
+def _subject_key(text: str) -> bytes:
+    key = bytes.fromhex(text)
+    if len(key) < 16:
+        raise ValueError(f"a subject key needs at least 16 bytes, not {len(key)}")
     return key
 
 

@@ -33,11 +33,7 @@ class ExplainApp:
 
 
 def _subject_key(settings: Settings) -> bytes:
-    path = settings.subject_key_file or settings.home / "subject.key"
-    try:
-        return load_or_create_subject_key(path)
-    except FileExistsError:  # the proxy created it a moment ago
-        return load_or_create_subject_key(path)
+    return load_or_create_subject_key(settings.subject_key_file or settings.home / "subject.key")
 
 
 def explain_service(settings: Settings, registry_target: str, ledger_target: str) -> ExplainApp:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import socket
 from pathlib import Path
 
-from mrm.core.errors import FailedPrecondition, IntegrityError
+from mrm.core.errors import IntegrityError
+from mrm.core.keyfile import read_or_create
 from mrm.ledger import merkle
 from mrm.ledger.clock import now_us
 from mrm.ledger.reads import SigningTxn
@@ -16,7 +16,7 @@ from mrm.ledger.records import SignedCheckpoint
 from mrm.ledger.seal import Sealer, seal_key
 from mrm.ledger.store import LedgerStore
 from mrm.tlog.checkpoint import Checkpoint
-from mrm.tlog.note import Signer, generate_signer, parse_signer_key, sign_note
+from mrm.tlog.note import NoteError, Signer, generate_signer, parse_signer_key, sign_note
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +29,19 @@ def new_origin() -> str:
 
 def load_or_create_key(path: Path, name: str) -> Signer:
     """Read the signer key, or generate it on first start with mode 0600."""
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            log.warning("ledger key %s is readable by others (mode %o); chmod 600 it", path, mode)
-        try:
-            return parse_signer_key(path.read_text().strip())
-        except ValueError as exc:
-            raise FailedPrecondition(f"ledger key file {path} is not a signer key: {exc}") from exc
-    signer = generate_signer(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(signer.encode() + "\n")
-    log.info("generated ledger key %s (verifier key %s)", path, signer.vkey())
+    signer, created = read_or_create(
+        path, "ledger key file", lambda: generate_signer(name).encode(), _parse_key
+    )
+    if created:
+        log.info("generated ledger key %s (verifier key %s)", path, signer.vkey())
     return signer
+
+
+def _parse_key(text: str) -> Signer:
+    try:
+        return parse_signer_key(text)
+    except NoteError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class CheckpointSigner:

@@ -1,0 +1,57 @@
+"""Secrets kept in files (the ledger's signing key, the subject-hash key).
+
+Read when present, warning when others may read it; otherwise generated once,
+mode 0600. Creation is atomic: the secret is written to a private temporary file
+and hard-linked into place, so two processes starting together (the proxy and
+the Explain service share the subject key) agree on one secret, and neither
+ever reads a half-written file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from mrm.core.errors import FailedPrecondition
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def read_or_create(
+    path: Path, what: str, generate: Callable[[], str], parse: Callable[[str], T]
+) -> tuple[T, bool]:
+    """The secret in `path` parsed, and whether it was created just now.
+
+    `generate` makes a new secret's text; `parse` raises ValueError for text that
+    is not one, which becomes a one-line FailedPrecondition naming the file.
+    """
+    if not path.exists():
+        text = generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+            return parse(text), True
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("%s %s is readable by others (mode %o); chmod 600 it", what, path, mode)
+    try:
+        return parse(path.read_text().strip()), False
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FailedPrecondition(
+            f"{what} {path} is not readable as one ({exc}); restore it from a backup, "
+            "or move it away to generate a new one"
+        ) from None
