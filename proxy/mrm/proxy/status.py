@@ -19,6 +19,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mrm.client.timestamps import timestamp
 from mrm.proxy.metrics import Counts, Snapshot
 from mrm.proxy.models import ModelTable
 from mrm.v1 import ledger_pb2, proxy_pb2, proxy_pb2_grpc, registry_pb2
@@ -54,11 +55,7 @@ def _counters(c: Counts) -> proxy_pb2.DeliveryCounters:
 
 
 def _timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(moment)
-    return ts
+    return None if moment is None else timestamp(moment)
 
 
 def status_response(

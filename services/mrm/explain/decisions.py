@@ -10,18 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from mrm.client.ledger import Record
+from mrm.client.timestamps import timestamp_us
 from mrm.core.errors import NotFound
 from mrm.explain.evidence import Evidence
 from mrm.explain.validate import DecisionQuery
 from mrm.proxy.audit import Stamper
 from mrm.v1 import ledger_pb2
-
-
-def _ts(micros: int) -> Timestamp:
-    return Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
 
 
 class Decisions:
@@ -48,9 +43,9 @@ class Decisions:
             newest_first=True,
         )
         if q.start_us is not None:
-            req.start_time.CopyFrom(_ts(q.start_us))
+            req.start_time.CopyFrom(timestamp_us(q.start_us))
         if q.end_us is not None:
-            req.end_time.CopyFrom(_ts(q.end_us))
+            req.end_time.CopyFrom(timestamp_us(q.end_us))
         page = self.evidence.query_page(req)
         if not page.records and not q.page_token and self._unknown(ref):
             raise NotFound(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from mrm.client.timestamps import timestamp_us
 from mrm.core.auth import principal
 from mrm.ledger import validate
 from mrm.ledger.batch import Sequenced
@@ -17,10 +17,6 @@ from mrm.ledger.service import Ledger
 from mrm.v1 import ledger_pb2, ledger_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]
-
-
-def _ts(micros: int) -> Timestamp:
-    return Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
 
 
 _KIND_VALUES = {
@@ -39,7 +35,7 @@ def record_pb(rec: StoredRecord) -> ledger_pb2.Record:
         span_id=rec.span_id,
         body_json=rec.body,
         leaf_index=rec.leaf_index,
-        recorded_at=_ts(rec.recorded_at_us),
+        recorded_at=timestamp_us(rec.recorded_at_us),
         actor=rec.actor,
         leaf_hash=rec.leaf_hash,
     )
@@ -50,7 +46,7 @@ def _append_response(placed: Sequenced) -> ledger_pb2.AppendRecordsResponse:
     batch = placed.batch
     response = ledger_pb2.AppendRecordsResponse()
     add = response.results.add
-    stamp = _ts(batch.recorded_at_us)
+    stamp = timestamp_us(batch.recorded_at_us)
     for record_id, index, leaf_hash in zip(
         batch.record_ids, placed.leaf_indexes, batch.leaf_hashes, strict=True
     ):
@@ -58,7 +54,7 @@ def _append_response(placed: Sequenced) -> ledger_pb2.AppendRecordsResponse:
     for i, original in placed.originals.items():
         result = response.results[i]
         result.leaf_hash = original.leaf_hash
-        result.recorded_at.CopyFrom(_ts(original.recorded_at_us))
+        result.recorded_at.CopyFrom(timestamp_us(original.recorded_at_us))
         result.duplicate = True
     return response
 
@@ -77,7 +73,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             tree_size=cp.tree_size,
             root_hash=cp.root_hash,
             note=cp.note,
-            signed_at=_ts(cp.signed_at_us),
+            signed_at=timestamp_us(cp.signed_at_us),
             verifier_key=self.ledger.verifier_key,
         )
 

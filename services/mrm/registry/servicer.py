@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from mrm.client.timestamps import timestamp_us
 from mrm.core.auth import principal
 from mrm.core.errors import InvalidArgument
 from mrm.registry import validate
@@ -20,15 +20,11 @@ Context = grpc.aio.ServicerContext[object, object]
 _MAX_CHUNK = 4 << 20
 
 
-def _ts(micros: int) -> Timestamp:
-    return Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
-
-
 def model_pb(m: ModelInfo) -> pb.Model:
     return pb.Model(
         name=m.name,
         description=m.description,
-        create_time=_ts(m.created_at_us),
+        create_time=timestamp_us(m.created_at_us),
         production_version=m.production_version,
         staging_versions=list(m.staging_versions),
     )
@@ -50,7 +46,7 @@ def version_pb(v: VersionInfo) -> pb.ModelVersion:
         stage=pb.Stage.Value("STAGE_" + v.stage),
         sample_rate=v.sample_rate,
         strict=v.strict,
-        create_time=_ts(v.created_at_us),
+        create_time=timestamp_us(v.created_at_us),
         created_by=v.created_by,
         ingested_record_id=v.ingested_record_id,
         facts_json=v.facts_json,
@@ -190,7 +186,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                     reason=e.reason,
                     actor=e.actor,
                     record_id=e.record_id,
-                    change_time=_ts(e.created_at_us),
+                    change_time=timestamp_us(e.created_at_us),
                 )
                 for e in events
             ]

@@ -13,21 +13,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from mrm.client.channel import ServiceClient
 from mrm.client.ledger import Record
+from mrm.client.timestamps import timestamp
 from mrm.v1 import explain_pb2, explain_pb2_grpc
 
 Explanation = explain_pb2.Explanation
 Baseline = explain_pb2.Baseline
 MAIN_FACTORS = 3
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    return ts
 
 
 class ExplainClient(ServiceClient):
@@ -69,9 +62,9 @@ class ExplainClient(ServiceClient):
             subject_id=subject_id, model_name=model_name, page_size=page_size
         )
         if since is not None:
-            req.start_time.CopyFrom(_timestamp(since))
+            req.start_time.CopyFrom(timestamp(since))
         if until is not None:
-            req.end_time.CopyFrom(_timestamp(until))
+            req.end_time.CopyFrom(timestamp(until))
         while True:
             page = self._call(self._stub.ListDecisions, req)
             yield from page.records

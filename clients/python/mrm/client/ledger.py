@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.client.channel import ServiceClient
 from mrm.client.errors import from_rpc_error
 from mrm.client.ids import new_record_id
+from mrm.client.timestamps import timestamp
 from mrm.tlog.canonical import canonical_json
 from mrm.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -72,12 +72,6 @@ def new_record(
         span_id=span_id,
         body_json=canonical_json(body).decode(),
     )
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment)
-    return ts
 
 
 class RecordQuery(TypedDict, total=False):
@@ -136,9 +130,9 @@ class LedgerClient(ServiceClient):
             newest_first=q.get("newest_first", False),
         )
         if (since := q.get("since")) is not None:
-            req.start_time.CopyFrom(_timestamp(since))
+            req.start_time.CopyFrom(timestamp(since))
         if (until := q.get("until")) is not None:
-            req.end_time.CopyFrom(_timestamp(until))
+            req.end_time.CopyFrom(timestamp(until))
         future = self._stub.QueryRecords.future(req, timeout=self.timeout)
         while True:
             try:
