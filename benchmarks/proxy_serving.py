@@ -155,6 +155,23 @@ def mlserver_repo(tmp: Path, model: Any) -> tuple[Path, int]:
     return repo, port
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under `pid` (MLServer serves from worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
 def ratio(a: float, b: float) -> float:
     return round(a / b, 3)
 
@@ -178,14 +195,16 @@ def main() -> None:
             "MRM_REUSE_PORT": "1",
             "MRM_SUBJECT_KEY_FILE": str(tmp / "subject.key"),
         }
+        proxy_pids = []
         for i in range(WORKERS):
-            stack.enter_context(
+            proc = stack.enter_context(
                 process(
                     [sys.executable, "-m", "benchmarks._proxy_process"],
                     env | {"MRM_HOME": str(tmp / f"proxy-home-{i}")},
                     tmp / f"proxy-{i}.log",
                 )
             )
+            proxy_pids.append(proc.pid)
             if i == 0:  # the first creates the subject key the others share
                 wait_ready(proxy_addr, MODEL, VERSIONS["sampled"])
         for _ in range(8 * WORKERS):  # every process has loaded every version
@@ -194,7 +213,9 @@ def main() -> None:
         repo, ml_port = mlserver_repo(tmp, model)
         ml_addr = f"127.0.0.1:{ml_port}"
         ml_env = {k: v for k, v in os.environ.items() if not k.startswith(("MRM_", "VIRTUAL_ENV"))}
-        stack.enter_context(process([str(mlserver), "start", str(repo)], ml_env, tmp / "ml.log"))
+        ml = stack.enter_context(
+            process([str(mlserver), "start", str(repo)], ml_env, tmp / "ml.log")
+        )
         wait_ready(ml_addr, MODEL)
         onnx_input = "X"  # skl2onnx's name for a tensor-mode model
         with grpc.insecure_channel(proxy_addr) as channel:
@@ -225,6 +246,12 @@ def main() -> None:
             "seconds": float(os.environ.get("MRM_BENCH_SECONDS", "5")),
             "concurrency": 16,
             "rounds": int(os.environ.get("MRM_BENCH_ROUNDS", "3")),
+            "cpu": {
+                "proxy": proxy_pids,
+                "ledger_and_registry": server.pids,
+                "postgres": [],  # found by name during each phase
+                "mlserver": [ml.pid, *descendants(ml.pid)],
+            },
         }
         (tmp / "spec.json").write_text(json.dumps(spec))
         out = subprocess.run(

@@ -10,7 +10,7 @@ from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.core.telemetry import setup_metrics
 from mrm.oip.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
-from mrm.proxy.audit import Stamper, load_or_create_subject_key
+from mrm.proxy.audit import Stamper, load_or_create_subject_key, prediction_records
 from mrm.proxy.metrics import ProxyMetrics
 from mrm.proxy.server import InferenceServicer
 from mrm.proxy.shipper import Shipper
@@ -34,6 +34,7 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
         ledger_target,
         Spool(settings.home / "proxy-spool.db", settings.proxy_spool_max_records),
         queue_max=settings.proxy_queue_max,
+        build=prediction_records,
     )
     servicer = InferenceServicer(
         watcher, Stamper(key), shipper, strict_timeout=settings.proxy_strict_timeout

@@ -13,16 +13,18 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from mrm.client.ids import new_record_id
 from mrm.client.ledger import new_record
 from mrm.core.keyfile import read_or_create
+from mrm.proxy.shipper import Sample
+from mrm.tlog.canonical import Prepared
 from mrm.v1 import ledger_pb2
 
 _RANDOM_BITS = (1 << 62) - 1
@@ -76,6 +78,38 @@ def _plain(array: np.ndarray[Any, Any]) -> Any:
     return array.tolist()
 
 
+_EXACT = 2**53  # integral floats below this become ints, as canonical JSON prints them
+_PLAIN = 1e-4  # smaller non-integral floats take canonical JSON's reference encoder
+
+
+def _numbers(array: np.ndarray[Any, Any]) -> Any:
+    """A numeric array as nested lists, checked for canonical JSON's fast path in a
+    few vectorized passes rather than element by element; anything the check does
+    not vouch for is left to canonical JSON's own walk. Worth it for many rows at
+    once (a shipper's batch), not for one request's."""
+    kind = array.dtype.kind
+    if kind == "b":
+        return Prepared(array.tolist())
+    if kind in "iu":
+        if array.size and not (int(array.min()) > -_EXACT and int(array.max()) < _EXACT):
+            return array.tolist()
+        return Prepared(array.tolist())
+    if kind != "f" or not array.size:
+        return array.tolist()
+    wide = array.astype(np.float64, copy=False)
+    magnitude = np.abs(wide)
+    integral = wide == np.trunc(wide)
+    if not np.isfinite(wide).all() or (magnitude[integral] >= _EXACT).any():
+        return array.tolist()  # canonical JSON refuses or takes the reference path
+    if (magnitude[~integral] < _PLAIN).any():
+        return array.tolist()
+    if not integral.any():
+        return Prepared(wide.tolist())
+    mixed = wide.astype(object)
+    mixed[integral] = wide[integral].astype(np.int64)
+    return Prepared(mixed.tolist())
+
+
 def prediction_record(
     *,
     record_id: str,
@@ -90,9 +124,22 @@ def prediction_record(
     request_id: str,
 ) -> ledger_pb2.Record:
     """The PREDICTION record: the exact request and response, and where it was served."""
+    return _record(
+        (record_id, model_name, model_version, onnx_sha256, subject, trace_id, span_id),
+        ({k: _plain(v) for k, v in inputs.items()}, {k: _plain(v) for k, v in outputs.items()}),
+        request_id,
+    )
+
+
+def _record(
+    ids: tuple[str, str, str, str, str, str, str], plain: _Plain, request_id: str
+) -> ledger_pb2.Record:
+    """`prediction_record` with the tensors already lists: (record_id, model_name,
+    model_version, onnx_sha256, subject, trace_id, span_id), (inputs, outputs)."""
+    record_id, model_name, model_version, onnx_sha256, subject, trace_id, span_id = ids
     body = {
-        "request": {"id": request_id, "inputs": {k: _plain(v) for k, v in inputs.items()}},
-        "response": {k: _plain(v) for k, v in outputs.items()},
+        "request": {"id": request_id, "inputs": plain[0]},
+        "response": plain[1],
         "onnx_sha256": onnx_sha256,
     }
     return new_record(
@@ -105,6 +152,9 @@ def prediction_record(
         trace_id=trace_id,
         span_id=span_id,
     )
+
+
+_Plain = tuple[dict[str, Any], dict[str, Any]]  # (inputs, outputs) as JSON-ready lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +173,88 @@ class PendingPrediction:
     outputs: Mapping[str, np.ndarray[Any, Any]]
     request_id: str
 
-    def record(self) -> ledger_pb2.Record:
-        return prediction_record(
-            record_id=self.record_id,
-            model_name=self.model_name,
-            model_version=self.model_version,
-            onnx_sha256=self.onnx_sha256,
-            subject=self.stamper.subject_ref(self.subject_id),
-            trace_id=self.trace_id,
-            span_id=self.span_id,
-            inputs=self.inputs,
-            outputs=self.outputs,
-            request_id=self.request_id,
+    def record(self, plain: _Plain | None = None) -> ledger_pb2.Record:
+        """The record; `plain` is its tensors as lists when made for a whole batch."""
+        if plain is None:
+            plain = (
+                {k: _plain(v) for k, v in self.inputs.items()},
+                {k: _plain(v) for k, v in self.outputs.items()},
+            )
+        ids = (
+            self.record_id,
+            self.model_name,
+            self.model_version,
+            self.onnx_sha256,
+            self.stamper.subject_ref(self.subject_id),
+            self.trace_id,
+            self.span_id,
         )
+        return _record(ids, plain, self.request_id)
+
+
+def prediction_records(samples: Sequence[Sample]) -> list[ledger_pb2.Record | Exception]:
+    """Many sampled decisions' records at once, in order (the shipper's batch); an
+    exception in place of a record that cannot be built (NaN in an output, say).
+
+    Per model version, each tensor's rows are joined across the decisions and
+    checked for canonical JSON in one vectorized pass (`_numbers`), so what is
+    left per record is its few keys. The bytes are those of `record()` one at a
+    time; a group the joint check cannot vouch for is built one at a time.
+    """
+    groups: dict[tuple[str, str], list[int]] = {}
+    built: list[ledger_pb2.Record | Exception] = [_NOT_BUILT] * len(samples)
+    for i, sample in enumerate(samples):
+        if isinstance(sample, PendingPrediction):
+            groups.setdefault((sample.model_name, sample.model_version), []).append(i)
+            continue
+        try:
+            built[i] = sample.record()
+        except Exception as exc:
+            built[i] = exc
+    for members in groups.values():
+        group = [cast(PendingPrediction, samples[i]) for i in members]
+        for i, pending, plain in zip(members, group, _joined(group), strict=True):
+            try:
+                built[i] = pending.record(plain)
+            except Exception as exc:
+                built[i] = exc
+    return built
+
+
+_NOT_BUILT = RuntimeError("not built")
+
+
+def _joined(group: Sequence[PendingPrediction]) -> list[_Plain | None]:
+    """Each decision's tensors as lists, from one pass per tensor name over all of
+    them; None for every decision when they differ in names, types or row shape, or
+    hold text (which `_plain` decodes one by one)."""
+    alone: list[_Plain | None] = [None] * len(group)
+    if len(group) < 2:
+        return alone
+    first = group[0]
+    sizes = (len(first.inputs), len(first.outputs))
+    if any((len(s.inputs), len(s.outputs)) != sizes for s in group):
+        return alone
+    out: list[_Plain] = [({}, {}) for _ in group]
+    for side, named in enumerate((first.inputs, first.outputs)):
+        for name, head in named.items():
+            try:
+                arrays = [(s.inputs, s.outputs)[side][name] for s in group]
+            except KeyError:
+                return alone
+            kind, rest = head.dtype, head.shape[1:]
+            if kind.kind == "O" or head.ndim == 0:
+                return alone
+            if any(a.dtype != kind or a.shape[1:] != rest or a.ndim == 0 for a in arrays):
+                return alone
+            values = _numbers(np.concatenate(arrays))
+            wrap = Prepared if type(values) is Prepared else list
+            at = 0
+            for plain, array in zip(out, arrays, strict=True):
+                plain[side][name] = wrap(values[at : at + len(array)])
+                at += len(array)
+    if any(
+        len(s.inputs) != len(first.inputs) or len(s.outputs) != len(first.outputs) for s in group
+    ):
+        return alone
+    return list(out)

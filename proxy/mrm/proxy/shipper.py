@@ -40,6 +40,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +75,16 @@ class Sample(Protocol):
     def model_version(self) -> str: ...
 
     def record(self) -> Record: ...
+
+
+def _one_by_one(samples: list[Sample]) -> list[Record | Exception]:
+    out: list[Record | Exception] = []
+    for sample in samples:
+        try:
+            out.append(sample.record())
+        except Exception as exc:
+            out.append(exc)
+    return out
 
 
 @dataclass
@@ -156,9 +167,13 @@ class Shipper:
         batch: int = 256,
         flush_interval: float = 0.05,
         rpc_timeout: float = 10.0,
+        build: Callable[[list[Sample]], list[Record | Exception]] | None = None,
     ) -> None:
+        """`build` makes a batch's records from its samples at once (the proxy's
+        `prediction_records`); without it each sample's `record()` is called."""
         self.spool, self._target, self._rpc_timeout = spool, ledger_target, rpc_timeout
         self._batch, self._flush = batch, flush_interval
+        self._build = build or _one_by_one
         self._queue: queue.Queue[Record | Sample] = queue.Queue(maxsize=queue_max)
         # Past this depth the thread spools the backlog rather than let the queue fill
         # while the ledger is slow to answer.
@@ -337,17 +352,25 @@ class Shipper:
                 items.append(self._queue.get_nowait())
         except queue.Empty:
             pass
+        samples = [item for item in items if not isinstance(item, Record)]
+        try:  # built here, in the shipper's thread, not on the request path
+            built = self._build(samples) if samples else []
+        except Exception:  # a bug in the batch builder must not lose the batch
+            log.exception("audit shipper: batch build failed; building one at a time")
+            built = _one_by_one(samples)
+        made = iter(built)
         out: list[Record] = []
         for item in items:
             if isinstance(item, Record):
                 out.append(item)
                 continue
-            try:  # built here, in the shipper's thread, not on the request path
-                out.append(item.record())
-            except Exception as exc:  # e.g. a value JSON cannot carry exactly
-                log.error("audit shipper: cannot build a %s record: %s", item.model_name, exc)
-                why = f"the proxy could not build the record: {exc}"
+            record = next(made)
+            if isinstance(record, Exception):  # e.g. a value JSON cannot carry exactly
+                log.error("audit shipper: cannot build a %s record: %s", item.model_name, record)
+                why = f"the proxy could not build the record: {record}"
                 self._drop_sample(item.model_name, item.model_version, why)
+            else:
+                out.append(record)
         return out
 
     def _turn(self) -> None:
