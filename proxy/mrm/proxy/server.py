@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
@@ -137,8 +138,10 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
-        finally:
-            self._spans.end(span, extra, error)
+        finally:  # the span is finished once the response is on its way
+            asyncio.get_running_loop().call_soon(
+                self._spans.end, span, extra, error, time.time_ns()
+            )
 
     async def _infer(
         self,
@@ -187,10 +190,9 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         model's record is durable before this returns; anyone else's is handed to
         the shipper, which builds it in its own thread.
         """
-        ctx = span.context
         # The caller's trace id survives even when span sampling drops the span.
-        trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else secrets.token_hex(16)
-        span_id = format(ctx.span_id, "016x") if ctx.is_valid else ""
+        trace_id = format(span.trace_id, "032x") if span.trace_id else secrets.token_hex(16)
+        span_id = format(span.span_id, "016x") if span.span_id else ""
         params = response.parameters
         params["trace_id"].string_param = trace_id
         record_id = self.stamper.new_record_id()

@@ -164,12 +164,15 @@ class Shipper:
         spool: Spool,
         *,
         queue_max: int = 10_000,
-        batch: int = 256,
-        flush_interval: float = 0.05,
+        batch: int = 512,
+        flush_interval: float = 0.1,
         rpc_timeout: float = 10.0,
         build: Callable[[list[Sample]], list[Record | Exception]] | None = None,
     ) -> None:
-        """`build` makes a batch's records from its samples at once (the proxy's
+        """Records go out in batches of up to `batch`, at least every `flush_interval`
+        seconds: at 512 and 0.1 s the ledger and PostgreSQL spent about 20% less CPU
+        per record than at 256 and 0.05 s (benchmarks.proxy_serving). `build` makes
+        a batch's records from its samples at once (the proxy's
         `prediction_records`); without it each sample's `record()` is called."""
         self.spool, self._target, self._rpc_timeout = spool, ledger_target, rpc_timeout
         self._batch, self._flush = batch, flush_interval

@@ -8,10 +8,12 @@ current, never gets events or links, and its attributes are strings the proxy
 chooses, so none of that is needed. `InferenceSpans` keeps what matters and
 does it once:
 
+- the tracer's id generator makes the ids when the span starts (the response
+  and the record carry them);
 - the tracer's own sampler decides, with the caller's parent context, exactly
-  as `start_span` would (parent-based, ratio, always_off, a custom one);
-- the tracer's id generator makes the ids; the flags and trace state are set
-  as the SDK sets them;
+  as `start_span` would (parent-based, ratio, always_off, a custom one), but
+  at the end, which the proxy runs once the response is on its way; the flags
+  and trace state are set as the SDK sets them;
 - a span the sampler records is handed, finished, to the tracer's span
   processors as one `ReadableSpan` with the tracer's resource and scope, so
   the exporters (OTLP, Jaeger) receive what the SDK's own span would give them.
@@ -25,6 +27,7 @@ internal metrics switched on, a length limit on attribute values) it uses
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+log = logging.getLogger(__name__)
 _KIND = SpanKind.SERVER
 _QUIET_ON_START = (BatchSpanProcessor, SimpleSpanProcessor)  # their on_start is a no-op
 _SAMPLED, _DROP = Decision.RECORD_AND_SAMPLE, Decision.DROP
@@ -45,19 +49,17 @@ _SAMPLED, _DROP = Decision.RECORD_AND_SAMPLE, Decision.DROP
 
 @dataclass(slots=True)
 class InferenceSpan:
-    """A started inference span: its ids, and what `InferenceSpans.end` needs."""
+    """A started inference span: its ids (for the response and the record) and what
+    `InferenceSpans.end` needs. Ids of 0: no valid span (a no-op tracer)."""
 
-    context: SpanContext
-    parent: SpanContext | None
-    start_ns: int
-    attributes: dict[str, Any] | None  # None: the sampler did not record it
+    trace_id: int
+    span_id: int
+    start_ns: int = 0
+    parent: Context | None = None  # the caller's context, for the sampler
+    parent_span: SpanContext | None = None
+    attributes: dict[str, Any] | None = None
+    random_id: bool = False
     sdk_span: trace.Span | None = None  # the ordinary path's span
-
-    @property
-    def recording(self) -> bool:
-        return self.attributes is not None or (
-            self.sdk_span is not None and self.sdk_span.is_recording()
-        )
 
 
 class InferenceSpans:
@@ -68,6 +70,7 @@ class InferenceSpans:
         self._given = tracer
         self._tracer: trace.Tracer | None = None
         self._fast: SdkTracer | None = None
+        self._warned = False
 
     def _resolve(self) -> trace.Tracer:
         """The tracer, looked up once a provider is installed (get_tracer hands out a
@@ -90,59 +93,83 @@ class InferenceSpans:
         return self._fast is not None
 
     def start(self, parent: Context | None, attributes: dict[str, Any]) -> InferenceSpan:
+        """The span's ids, now; the sampler and the rest wait for `end`, which the
+        proxy runs after the response is on its way."""
         tracer = self._tracer or self._resolve()
         fast = self._fast
         if fast is None:
             span = tracer.start_span(self.name, context=parent, kind=_KIND, attributes=attributes)
-            return InferenceSpan(span.get_span_context(), None, 0, None, span)
+            ctx = span.get_span_context()
+            valid = ctx.is_valid
+            return InferenceSpan(
+                ctx.trace_id if valid else 0, ctx.span_id if valid else 0, sdk_span=span
+            )
         start_ns = time.time_ns()
         parent_ctx = trace.get_current_span(parent).get_span_context()
-        if not parent_ctx.is_valid:
-            parent_span: SpanContext | None = None
-            trace_id = fast.id_generator.generate_trace_id()
-            random_id = fast.id_generator.is_trace_id_random()
-        else:
-            parent_span = parent_ctx
-            trace_id = parent_ctx.trace_id
+        ids = fast.id_generator
+        if parent_ctx.is_valid:
+            trace_id, parent_span = parent_ctx.trace_id, parent_ctx
             random_id = parent_ctx.trace_flags.random_trace_id
-        result = fast.sampler.should_sample(parent, trace_id, self.name, _KIND, attributes, ())
-        flags = TraceFlags.SAMPLED if result.decision is _SAMPLED else TraceFlags.DEFAULT
-        if random_id:
-            flags |= TraceFlags.RANDOM_TRACE_ID
-        context = SpanContext(
-            trace_id,
-            fast.id_generator.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=result.trace_state,
+        else:
+            trace_id, parent_span = ids.generate_trace_id(), None
+            random_id = ids.is_trace_id_random()
+        span_id = ids.generate_span_id()
+        return InferenceSpan(
+            trace_id, span_id, start_ns, parent, parent_span, attributes, random_id
         )
-        recorded = dict(result.attributes or {}) if result.decision is not _DROP else None
-        return InferenceSpan(context, parent_span, start_ns, recorded)
 
-    def end(self, span: InferenceSpan, extra: dict[str, Any], error: str = "") -> None:
-        """Finish the span with `extra` attributes and, when `error`, an ERROR status."""
+    def end(
+        self, span: InferenceSpan, extra: dict[str, Any], error: str = "", end_ns: int = 0
+    ) -> None:
+        """Finish the span with `extra` attributes and, when `error`, an ERROR status;
+        `end_ns` is when it ended (now when 0). Never raises: tracing must not
+        fail an inference, even from a broken sampler or processor."""
+        try:
+            self._end(span, extra, error, end_ns or time.time_ns())
+        except Exception:
+            if not self._warned:
+                self._warned = True
+                log.exception("inference span could not be recorded; tracing goes on")
+
+    def _end(self, span: InferenceSpan, extra: dict[str, Any], error: str, end_ns: int) -> None:
         if span.sdk_span is not None:
             if span.sdk_span.is_recording():
                 span.sdk_span.set_attributes(extra)
                 if error:
                     span.sdk_span.set_status(Status(StatusCode.ERROR, error))
-            span.sdk_span.end()
+            span.sdk_span.end(end_ns)
             return
-        if span.attributes is None or self._fast is None:
-            return
-        span.attributes.update(extra)
         fast = self._fast
+        if fast is None or span.attributes is None:
+            return
+        result = fast.sampler.should_sample(
+            span.parent, span.trace_id, self.name, _KIND, span.attributes, ()
+        )
+        if result.decision is _DROP:
+            return
+        flags = TraceFlags.SAMPLED if result.decision is _SAMPLED else TraceFlags.DEFAULT
+        if span.random_id:
+            flags |= TraceFlags.RANDOM_TRACE_ID
+        context = SpanContext(
+            span.trace_id,
+            span.span_id,
+            is_remote=False,
+            trace_flags=TraceFlags(flags),
+            trace_state=result.trace_state,
+        )
+        attributes = dict(result.attributes or {})
+        attributes.update(extra)
         fast.span_processor.on_end(
             ReadableSpan(
                 name=self.name,
-                context=span.context,
-                parent=span.parent,
+                context=context,
+                parent=span.parent_span,
                 resource=fast.resource,
-                attributes=span.attributes,
+                attributes=attributes,
                 kind=_KIND,
                 status=Status(StatusCode.ERROR, error) if error else Status(StatusCode.UNSET),
                 start_time=span.start_ns,
-                end_time=time.time_ns(),
+                end_time=end_ns,
                 instrumentation_info=fast.instrumentation_info,
                 instrumentation_scope=fast._instrumentation_scope,
             )

@@ -166,6 +166,9 @@ def _one_raw_tensor(request: pb.ModelInferRequest, spec: TensorSpec) -> dict[str
 _SLOW = ("BYTES", "BOOL")  # per-element checks: the general path
 
 
+_sum = np.add.reduce  # ndarray.sum without its Python-level wrapper
+
+
 def check_finite(arrays: Mapping[str, Array], allow_nan: bool) -> None:
     """Rejects NaN and infinity in floating-point inputs, naming input and row.
 
@@ -179,7 +182,7 @@ def check_finite(arrays: Mapping[str, Array], allow_nan: bool) -> None:
         # The common case in one reduction: a finite sum means every value is finite
         # (NaN and infinity propagate). Summed as doubles, narrower floats cannot
         # overflow; doubles take the full check.
-        if array.itemsize < 8 and math.isfinite(array.sum(dtype=np.float64)):
+        if array.itemsize < 8 and math.isfinite(_sum(array, None, np.float64)):
             continue
         if array.itemsize == 8 and np.isfinite(array).all():
             continue
