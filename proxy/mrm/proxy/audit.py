@@ -242,10 +242,10 @@ def _joined(group: Sequence[PendingPrediction]) -> list[_Plain | None]:
                 arrays = [(s.inputs, s.outputs)[side][name] for s in group]
             except KeyError:
                 return alone
-            kind, rest = head.dtype, head.shape[1:]
-            if kind.kind == "O" or head.ndim == 0:
-                return alone
-            if any(a.dtype != kind or a.shape[1:] != rest or a.ndim == 0 for a in arrays):
+            dtype, rest = head.dtype, head.shape[1:]
+            if dtype.kind not in "biuf" or dtype.itemsize > 8 or head.ndim == 0:
+                return alone  # text, or what record() alone would refuse (float128)
+            if any(a.dtype != dtype or a.shape[1:] != rest or a.ndim == 0 for a in arrays):
                 return alone
             values = _numbers(np.concatenate(arrays))
             wrap = Prepared if type(values) is Prepared else list
@@ -253,8 +253,4 @@ def _joined(group: Sequence[PendingPrediction]) -> list[_Plain | None]:
             for plain, array in zip(out, arrays, strict=True):
                 plain[side][name] = wrap(values[at : at + len(array)])
                 at += len(array)
-    if any(
-        len(s.inputs) != len(first.inputs) or len(s.outputs) != len(first.outputs) for s in group
-    ):
-        return alone
     return list(out)

@@ -48,7 +48,7 @@ class ServingModel:
     _binding: tuple[tuple[str, str, Any], ...] = field(default=(), init=False, repr=False)
     _output_names: tuple[str, ...] = field(default=(), init=False, repr=False)
     _run: Any = field(default=None, init=False, repr=False)
-    _onnx_outputs: list[str] = field(default_factory=list, init=False, repr=False)
+    _onnx_outputs: tuple[str, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = [i.name for i in self.session.get_inputs()]
@@ -58,7 +58,7 @@ class ServingModel:
         )
         object.__setattr__(self, "_binding", binding)
         object.__setattr__(self, "_output_names", tuple(s.name for s in self.outputs))
-        object.__setattr__(self, "_onnx_outputs", [o.name for o in self.session.get_outputs()])
+        object.__setattr__(self, "_onnx_outputs", tuple(o.name for o in self.session.get_outputs()))
         object.__setattr__(self, "_run", _runner(self.session))
 
     def feeds(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:

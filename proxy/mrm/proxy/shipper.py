@@ -358,6 +358,8 @@ class Shipper:
         samples = [item for item in items if not isinstance(item, Record)]
         try:  # built here, in the shipper's thread, not on the request path
             built = self._build(samples) if samples else []
+            if len(built) != len(samples):
+                raise RuntimeError(f"{len(built)} results for {len(samples)} samples")
         except Exception:  # a bug in the batch builder must not lose the batch
             log.exception("audit shipper: batch build failed; building one at a time")
             built = _one_by_one(samples)

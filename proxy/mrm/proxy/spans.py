@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -70,6 +71,7 @@ class InferenceSpans:
         self._given = tracer
         self._tracer: trace.Tracer | None = None
         self._fast: SdkTracer | None = None
+        self._seen: tuple[Any, Any] = (None, None)  # what the fast-path decision was made on
         self._warned = False
 
     def _resolve(self) -> trace.Tracer:
@@ -83,6 +85,7 @@ class InferenceSpans:
             tracer = inner
         self._tracer = tracer
         self._fast = tracer if fast_path_applies(tracer) else None
+        self._seen = _state(tracer)
         return tracer
 
     @property
@@ -94,8 +97,18 @@ class InferenceSpans:
 
     def start(self, parent: Context | None, attributes: dict[str, Any]) -> InferenceSpan:
         """The span's ids, now; the sampler and the rest wait for `end`, which the
-        proxy runs after the response is on its way."""
-        tracer = self._tracer or self._resolve()
+        proxy runs after the response is on its way. Never raises: a tracer that
+        fails gives ids of 0 (the proxy then makes its own trace id)."""
+        try:
+            return self._start(parent, attributes)
+        except Exception:
+            self._warn()
+            return InferenceSpan(0, 0)
+
+    def _start(self, parent: Context | None, attributes: dict[str, Any]) -> InferenceSpan:
+        tracer = self._tracer
+        if tracer is None or _state(tracer) != self._seen:  # processors or config changed
+            tracer = self._resolve()
         fast = self._fast
         if fast is None:
             span = tracer.start_span(self.name, context=parent, kind=_KIND, attributes=attributes)
@@ -127,9 +140,12 @@ class InferenceSpans:
         try:
             self._end(span, extra, error, end_ns or time.time_ns())
         except Exception:
-            if not self._warned:
-                self._warned = True
-                log.exception("inference span could not be recorded; tracing goes on")
+            self._warn()
+
+    def _warn(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.exception("inference span could not be recorded; tracing goes on")
 
     def _end(self, span: InferenceSpan, extra: dict[str, Any], error: str, end_ns: int) -> None:
         if span.sdk_span is not None:
@@ -157,8 +173,16 @@ class InferenceSpans:
             trace_flags=TraceFlags(flags),
             trace_state=result.trace_state,
         )
-        attributes = dict(result.attributes or {})
+        attributes: Any = dict(result.attributes or {})
         attributes.update(extra)
+        limits = fast._span_limits
+        cap = limits.max_span_attributes
+        added = len(result.attributes or ()) != len(span.attributes)  # by the sampler
+        if added or (cap is not None and len(attributes) > cap):
+            # cleaned and bounded as the SDK's span does, the dropped ones counted
+            attributes = BoundedAttributes(
+                cap, attributes, immutable=True, max_value_len=limits.max_span_attribute_length
+            )
         fast.span_processor.on_end(
             ReadableSpan(
                 name=self.name,
@@ -174,6 +198,14 @@ class InferenceSpans:
                 instrumentation_scope=fast._instrumentation_scope,
             )
         )
+
+
+def _state(tracer: trace.Tracer) -> tuple[Any, Any]:
+    """What the fast-path decision depends on that can change at run time: the
+    provider's processors (a tuple, replaced when one is added) and the tracer's
+    configuration (replaced when it is reconfigured)."""
+    processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
+    return processors, getattr(tracer, "_tracer_config", None)
 
 
 def fast_path_applies(tracer: trace.Tracer) -> TypeGuard[SdkTracer]:

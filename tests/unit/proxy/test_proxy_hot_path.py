@@ -262,3 +262,39 @@ def test_predict_runs_onnx_runtime_directly_with_the_public_results(onnx_model: 
         assert np.array_equal(got["label"], label)
         assert np.array_equal(got["probabilities"], proba)
         assert np.array_equal(got["label"], model.predict(rows[:n]))
+
+
+@pytest.mark.parametrize("builder", ["raises", "short"])
+def test_a_broken_batch_builder_loses_no_sample(tmp_path: Path, builder: str) -> None:
+    """A builder that raises or answers for fewer samples: the batch is built one at a
+    time instead, so every sample is still spooled (the ledger is away here)."""
+
+    def build(samples: list[Any]) -> list[Any]:
+        if builder == "raises":
+            raise RuntimeError("builder bug")
+        return []
+
+    shipper = Shipper(
+        "127.0.0.1:9", Spool(tmp_path / "spool.db", 100), flush_interval=0.01, build=build
+    )
+    try:
+        ids = [f"01a223c0-4138-71ff-a7eb-5b111843d9e{i}" for i in range(3)]
+        for rid in ids:
+            sample = PendingPrediction(
+                Stamper(b"k" * 32), rid, "m", "1.0.0", "a" * 64, "s", TRACE, CALLER_SPAN,
+                {"x": np.zeros((1, 2), np.float32)}, {"label": np.array([1])}, "",
+            )  # fmt: skip
+            shipper.offer(sample)
+        end = time.monotonic() + 30
+        while shipper.counters()["spooled"] < 3:
+            assert time.monotonic() < end, shipper.counters()
+            time.sleep(0.01)
+        assert sorted(r.record_id for r in shipper.spool.peek(10)) == ids
+        assert shipper.counters()["dropped"] == 0
+    finally:
+        shipper.close(timeout=1)
+
+
+def test_a_serving_model_stays_hashable(onnx_model: Any) -> None:
+    m = serving(onnx_model, "1")
+    assert hash(m) == hash(m)

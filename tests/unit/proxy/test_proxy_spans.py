@@ -58,6 +58,7 @@ def fields(span: ReadableSpan) -> dict[str, Any]:
         "flags": span.context.trace_flags,
         "state": span.context.trace_state,
         "remote": span.context.is_remote,
+        "dropped": span.dropped_attributes,
         "events": list(span.events),
         "links": list(span.links),
     }
@@ -218,3 +219,52 @@ def test_global_provider_installed_later() -> None:
     finally:
         trace.get_tracer_provider = real
     assert [s.name for s in exported.get_finished_spans()] == [NAME]
+
+
+@pytest.mark.parametrize("limit", ["3", "6", "7"])
+def test_an_attribute_count_limit_as_the_sdk(monkeypatch: pytest.MonkeyPatch, limit: str) -> None:
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", limit)
+    fast, sdk, _ = both(ParentBased(ALWAYS_ON), None)
+    assert [fields(s) for s in fast] == [fields(s) for s in sdk]
+    assert len(fast[0].attributes or {}) == min(int(limit), len(ATTRS) + 1)
+
+
+class Adding(Sampler):
+    """A sampler that adds attributes, one of a type the SDK cleans (a list)."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> Any:
+        result = ALWAYS_ON.should_sample(*args, **kwargs)
+        extra: dict[str, Any] = {"sampler.tags": ["a", "b"], "sampler.rate": 1.0}
+        given: dict[str, Any] = dict(result.attributes or {})
+        return type(result)(result.decision, given | extra)
+
+    def get_description(self) -> str:
+        return "adding"
+
+
+def test_attributes_a_sampler_adds_are_cleaned_as_the_sdk() -> None:
+    fast, sdk, _ = both(Adding(), None)
+    assert [fields(s) for s in fast] == [fields(s) for s in sdk]
+    assert dict(fast[0].attributes or {})["sampler.tags"] == ("a", "b")
+
+
+def test_a_processor_added_later_is_honoured() -> None:
+    tp, exported = provider(ParentBased(ALWAYS_ON))
+    spans = InferenceSpans(NAME, tp.get_tracer("mrm.proxy"))
+    spans.end(spans.start(None, dict(ATTRS)), {})
+    assert spans.fast
+    recorder = Recorder()
+    tp.add_span_processor(recorder)  # its on_start must now be called
+    spans.end(spans.start(None, dict(ATTRS)), {})
+    assert not spans.fast
+    assert recorder.started == recorder.ended == [NAME]
+    assert len(exported.get_finished_spans()) == 2
+
+
+def test_a_failing_tracer_on_the_sdk_path_never_fails_an_inference() -> None:
+    tp, _ = provider(Broken())
+    tp.add_span_processor(Recorder())  # the SDK path, whose start_span runs the sampler
+    spans = InferenceSpans(NAME, tp.get_tracer("mrm.proxy"))
+    started = spans.start(None, dict(ATTRS))
+    assert (started.trace_id, started.span_id) == (0, 0)
+    spans.end(started, {})
