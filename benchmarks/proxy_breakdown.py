@@ -28,17 +28,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
-from benchmarks._oip_load import latency, throughput
+from benchmarks._oip_load import run
 from benchmarks._support import free_port, save
 from benchmarks.deploy_steps import build as build_data
+from benchmarks.proxy_serving import wait_ready
 
 MODES = tuple(os.environ.get("MRM_BENCH_MODES", "transport,inference,traced,sampled").split(","))
 ROUNDS = int(os.environ.get("MRM_BENCH_ROUNDS", "3"))
@@ -135,39 +134,6 @@ def serve(mode: str, port: int, workdir: Path) -> None:
     asyncio.run(run())
 
 
-async def _measure(addr: str, row: bytes) -> dict[str, dict[str, float]]:
-    live = {"name": "live", "addr": addr, "rpc": "live"}
-    infer = {"name": "infer", "addr": addr, "rpc": "infer", "model": "bench", "input": "X"}
-    runs: dict[str, list[tuple[float, float]]] = {"live": [], "infer": []}
-    for _ in range(ROUNDS):
-        for target in (live, infer):
-            lat = await latency(target, row, 2000, 200)
-            thr = await throughput(target, row, SECONDS, 16, {})
-            runs[target["name"]].append((lat["p50_us"], thr["throughput_rps"]))
-    return {
-        name: {
-            "p50_us": round(float(np.median([r[0] for r in rs])), 1),
-            "throughput_rps": round(float(np.median([r[1] for r in rs])), 1),
-        }
-        for name, rs in runs.items()
-    }
-
-
-def _wait(addr: str) -> None:
-    from mrm.oip.v2 import grpc_predict_v2_pb2 as pb
-    from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as pbg
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with grpc.insecure_channel(addr) as channel:
-                pbg.GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=1)
-                return
-        except grpc.RpcError:
-            time.sleep(0.2)
-    raise TimeoutError(addr)
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -175,15 +141,28 @@ def main() -> None:
         onnx_bytes, schema, first = _onnx(tmp)
         (tmp / "model.onnx").write_bytes(onnx_bytes)
         (tmp / "schema.json").write_bytes(schema)
-        row = first.tobytes()
         measured: dict[str, Any] = {}
         for mode in MODES:
             port = free_port()
             args = [sys.executable, "-m", "benchmarks.proxy_breakdown", "serve", mode]
             proc = subprocess.Popen([*args, str(port), str(tmp)])
             try:
-                _wait(f"127.0.0.1:{port}")
-                measured[mode] = asyncio.run(_measure(f"127.0.0.1:{port}", row))
+                addr = f"127.0.0.1:{port}"
+                wait_ready(addr)
+                infer = {"rpc": "infer", "model": "bench", "input": "X"}
+                spec = {
+                    "targets": [
+                        {"name": "live", "addr": addr, "rpc": "live"},
+                        {"name": "infer", "addr": addr, **infer},
+                    ],
+                    "row": first.tolist(),
+                    "latency_requests": 2000,
+                    "warmup": 200,
+                    "seconds": SECONDS,
+                    "concurrency": 16,
+                    "rounds": ROUNDS,
+                }
+                measured[mode] = asyncio.run(run(spec))
             finally:
                 proc.kill()
                 proc.wait()

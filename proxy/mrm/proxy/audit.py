@@ -125,29 +125,12 @@ def prediction_record(
 ) -> ledger_pb2.Record:
     """The PREDICTION record: the exact request and response, and where it was served."""
     return _record(
-        (record_id, model_name, model_version, onnx_sha256, subject, trace_id, span_id),
-        ({k: _plain(v) for k, v in inputs.items()}, {k: _plain(v) for k, v in outputs.items()}),
+        _as_lists(inputs, outputs),
         request_id,
-    )
-
-
-def _record(
-    ids: tuple[str, str, str, str, str, str, str], plain: _Plain, request_id: str
-) -> ledger_pb2.Record:
-    """`prediction_record` with the tensors already lists: (record_id, model_name,
-    model_version, onnx_sha256, subject, trace_id, span_id), (inputs, outputs)."""
-    record_id, model_name, model_version, onnx_sha256, subject, trace_id, span_id = ids
-    body = {
-        "request": {"id": request_id, "inputs": plain[0]},
-        "response": plain[1],
-        "onnx_sha256": onnx_sha256,
-    }
-    return new_record(
-        "PREDICTION",
-        body,
         record_id=record_id,
         model_name=model_name,
         model_version=model_version,
+        onnx_sha256=onnx_sha256,
         subject=subject,
         trace_id=trace_id,
         span_id=span_id,
@@ -155,6 +138,23 @@ def _record(
 
 
 _Plain = tuple[dict[str, Any], dict[str, Any]]  # (inputs, outputs) as JSON-ready lists
+
+
+def _as_lists(
+    inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Mapping[str, np.ndarray[Any, Any]]
+) -> _Plain:
+    return {k: _plain(v) for k, v in inputs.items()}, {k: _plain(v) for k, v in outputs.items()}
+
+
+def _record(plain: _Plain, request_id: str, onnx_sha256: str, **fields: str) -> ledger_pb2.Record:
+    """`prediction_record` with the tensors already lists; `fields` are the record's
+    own (record_id, model_name, model_version, subject, trace_id, span_id)."""
+    body = {
+        "request": {"id": request_id, "inputs": plain[0]},
+        "response": plain[1],
+        "onnx_sha256": onnx_sha256,
+    }
+    return new_record("PREDICTION", body, **fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,21 +175,17 @@ class PendingPrediction:
 
     def record(self, plain: _Plain | None = None) -> ledger_pb2.Record:
         """The record; `plain` is its tensors as lists when made for a whole batch."""
-        if plain is None:
-            plain = (
-                {k: _plain(v) for k, v in self.inputs.items()},
-                {k: _plain(v) for k, v in self.outputs.items()},
-            )
-        ids = (
-            self.record_id,
-            self.model_name,
-            self.model_version,
-            self.onnx_sha256,
-            self.stamper.subject_ref(self.subject_id),
-            self.trace_id,
-            self.span_id,
+        return _record(
+            plain or _as_lists(self.inputs, self.outputs),
+            self.request_id,
+            record_id=self.record_id,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            onnx_sha256=self.onnx_sha256,
+            subject=self.stamper.subject_ref(self.subject_id),
+            trace_id=self.trace_id,
+            span_id=self.span_id,
         )
-        return _record(ids, plain, self.request_id)
 
 
 def prediction_records(samples: Sequence[Sample]) -> list[ledger_pb2.Record | Exception]:
@@ -201,27 +197,25 @@ def prediction_records(samples: Sequence[Sample]) -> list[ledger_pb2.Record | Ex
     left per record is its few keys. The bytes are those of `record()` one at a
     time; a group the joint check cannot vouch for is built one at a time.
     """
+    plains: list[_Plain | None] = [None] * len(samples)
     groups: dict[tuple[str, str], list[int]] = {}
-    built: list[ledger_pb2.Record | Exception] = [_NOT_BUILT] * len(samples)
     for i, sample in enumerate(samples):
         if isinstance(sample, PendingPrediction):
             groups.setdefault((sample.model_name, sample.model_version), []).append(i)
-            continue
-        try:
-            built[i] = sample.record()
-        except Exception as exc:
-            built[i] = exc
     for members in groups.values():
-        group = [cast(PendingPrediction, samples[i]) for i in members]
-        for i, pending, plain in zip(members, group, _joined(group), strict=True):
-            try:
-                built[i] = pending.record(plain)
-            except Exception as exc:
-                built[i] = exc
+        joined = _joined([cast(PendingPrediction, samples[i]) for i in members])
+        for i, plain in zip(members, joined, strict=True):
+            plains[i] = plain
+    built: list[ledger_pb2.Record | Exception] = []
+    for sample, plain in zip(samples, plains, strict=True):
+        try:
+            if isinstance(sample, PendingPrediction):
+                built.append(sample.record(plain))
+            else:
+                built.append(sample.record())
+        except Exception as exc:
+            built.append(exc)
     return built
-
-
-_NOT_BUILT = RuntimeError("not built")
 
 
 def _joined(group: Sequence[PendingPrediction]) -> list[_Plain | None]:

@@ -21,8 +21,9 @@ does it once:
 This needs the SDK's tracer and processors whose `on_start` does nothing (the
 SDK's batch and simple processors; `on_start` is never called). With anything
 else (the API's no-op tracer, a vendor's SDK, a custom processor, the SDK's
-internal metrics switched on, a length limit on attribute values) it uses
-`start_span` and `end` unchanged.
+internal metrics switched on) it uses `start_span` and `end` unchanged.
+Attribute limits (count, value length) and what a sampler adds are applied with
+the SDK's own BoundedAttributes, as its span does.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class InferenceSpans:
 
     @property
     def fast(self) -> bool:
-        """Whether spans take the fast path (for tests and the status page)."""
+        """Whether spans take the fast path."""
         if self._tracer is None:
             self._resolve()
         return self._fast is not None
@@ -176,13 +177,11 @@ class InferenceSpans:
         attributes: Any = dict(result.attributes or {})
         attributes.update(extra)
         limits = fast._span_limits
-        cap = limits.max_span_attributes
+        cap, max_len = limits.max_span_attributes, limits.max_span_attribute_length
         added = len(result.attributes or ()) != len(span.attributes)  # by the sampler
-        if added or (cap is not None and len(attributes) > cap):
-            # cleaned and bounded as the SDK's span does, the dropped ones counted
-            attributes = BoundedAttributes(
-                cap, attributes, immutable=True, max_value_len=limits.max_span_attribute_length
-            )
+        if added or max_len is not None or (cap is not None and len(attributes) > cap):
+            # cleaned, truncated and bounded as the SDK's span does, the dropped counted
+            attributes = BoundedAttributes(cap, attributes, immutable=True, max_value_len=max_len)
         fast.span_processor.on_end(
             ReadableSpan(
                 name=self.name,
@@ -217,9 +216,8 @@ def fast_path_applies(tracer: trace.Tracer) -> TypeGuard[SdkTracer]:
     config = getattr(tracer, "_tracer_config", None)
     if not getattr(config, "is_enabled", False) or not hasattr(tracer, "_instrumentation_scope"):
         return False
-    limits = getattr(tracer, "_span_limits", None)
-    if limits is None or limits.max_span_attribute_length is not None:
-        return False  # values would have to be truncated as the SDK does
+    if getattr(tracer, "_span_limits", None) is None:
+        return False
     processor = tracer.span_processor
     if not isinstance(processor, SynchronousMultiSpanProcessor):
         return False

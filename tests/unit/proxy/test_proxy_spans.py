@@ -194,14 +194,11 @@ def test_a_broken_sampler_never_fails_an_inference(caplog: pytest.LogCaptureFixt
     assert caplog.text.count("inference span could not be recorded") == 1  # logged once
 
 
-def test_attribute_length_limit_gets_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_attribute_length_limit_as_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "4")
-    tp, exported = provider(ParentBased(ALWAYS_ON))
-    spans = InferenceSpans(NAME, tp.get_tracer("mrm.proxy"))
-    assert not spans.fast
-    spans.end(spans.start(None, dict(ATTRS)), {})
-    [span] = exported.get_finished_spans()
-    assert dict(span.attributes or {})["mrm.model"] == "cred"  # truncated, as configured
+    fast, sdk, _ = both(ParentBased(ALWAYS_ON), None)
+    assert [fields(s) for s in fast] == [fields(s) for s in sdk]
+    assert dict(fast[0].attributes or {})["mrm.model"] == "cred"  # truncated, as configured
 
 
 def test_global_provider_installed_later() -> None:
