@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from mrm.core.auth import ServerAuth, service_auth
 from mrm.core.server import GrpcServer, stop_on_signals
 from mrm.core.settings import Settings
 from mrm.proxy.app import proxy_service
@@ -34,7 +35,15 @@ async def serve(settings: Settings) -> None:
     stopping = stop_on_signals()
     server = GrpcServer(
         settings.proxy_addr,
-        [proxy_service(settings, settings.registry_addr, settings.ledger_addr)],
+        [
+            proxy_service(
+                settings,
+                settings.registry_addr,
+                settings.ledger_addr,
+                service_auth(settings, "proxy"),
+            )
+        ],
+        auth=ServerAuth.from_settings(settings),
         grace=settings.shutdown_grace,
         health_interval=settings.health_interval,
         max_message_bytes=settings.grpc_max_message_bytes,

@@ -62,6 +62,8 @@ def serve(mode: str, port: int, workdir: Path) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from benchmarks._proxy_process import DropExporter
+    from mrm.core.auth import Authenticator, ServerAuth
+    from mrm.core.auth.config import AuthConfig
     from mrm.core.server import GrpcServer, Service
     from mrm.oip.v2 import grpc_predict_v2_pb2 as pb
     from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as pbg
@@ -126,7 +128,15 @@ def serve(mode: str, port: int, workdir: Path) -> None:
             traces_itself=True,
         )
         server = GrpcServer(
-            f"127.0.0.1:{port}", [service], grace=1, health_interval=5, max_message_bytes=1 << 22
+            f"127.0.0.1:{port}",
+            [service],
+            # Only ModelInfer and ServerLive are measured; neither needs credentials.
+            auth=ServerAuth(
+                Authenticator.create(enabled=False, tokens_file=workdir, config=AuthConfig())
+            ),
+            grace=1,
+            health_interval=5,
+            max_message_bytes=1 << 22,
         )
         await server.start()
         await asyncio.Event().wait()

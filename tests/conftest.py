@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from mrm.core import db
 from mrm.core.settings import Settings
 from mrm.stack import BackgroundStack
+from tests.support.auth import TEST_TOKEN, seed_test_token
 
 PG_ADMIN_URL = os.environ.get("MRM_TEST_PG_ADMIN", "postgresql://root@127.0.0.1:5432/postgres")
 
@@ -35,13 +36,31 @@ def pytest_report_header() -> str:
     return f"databases: embedded SQLite (a fresh file per test) and {pg}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _suite_credential() -> Iterator[None]:
+    """MRM_TOKEN for fixtures of every scope (the function-scoped one below restores it
+    after a test that changes it)."""
+    before = os.environ.get("MRM_TOKEN")
+    os.environ["MRM_TOKEN"] = TEST_TOKEN
+    yield
+    if before is None:
+        os.environ.pop("MRM_TOKEN", None)
+    else:
+        os.environ["MRM_TOKEN"] = before
+
+
 @pytest.fixture(autouse=True)
 def _isolated_client_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """mrmctl's trust store lives in a per-test directory, never in ~/.config."""
+    """mrmctl's trust store lives in a per-test directory, never in ~/.config; clients
+    present the suite's token unless a test says otherwise."""
     monkeypatch.setenv("MRM_CONFIG_DIR", str(tmp_path_factory.mktemp("mrmctl-config")))
     monkeypatch.delenv("MRM_LEDGER_VKEY", raising=False)
+    for name in ("MRM_AUTH", "MRM_TOKEN_FILE", "MRM_OIDC_TOKEN", "MRM_OIDC_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_URL", raising=False)
+    monkeypatch.setenv("MRM_TOKEN", TEST_TOKEN)
 
 
 @pytest.fixture
@@ -109,8 +128,12 @@ def start_ledger(home: Path, database_url: str | None = None, **overrides: objec
         proxy_addr="127.0.0.1:0",
         explain_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
-        **overrides,  # type: ignore[arg-type]
+        # Tests count leaves from 0; the ACCESS records of the stack's own tokens
+        # are tested where they are the subject (tests/e2e/test_auth_*).
+        **({"auth_record_tokens": False} | overrides),  # type: ignore[arg-type]
     )
+    if not settings.insecure:
+        seed_test_token(settings.resolved_tokens_file())
     stack = BackgroundStack(settings)
     return RunningLedger(addr=stack.stack.ledger_addr, settings=settings, stack=stack)
 

@@ -6,19 +6,23 @@ import asyncio
 import logging
 import os
 import sys
+from typing import NoReturn
 
 import click
 from pydantic import ValidationError
 
+from mrm.admin_auth import auth_group
+from mrm.client.credentials import ClientAuth, CredentialsError
 from mrm.core import db
 from mrm.core.errors import MrmError
 from mrm.core.server import stop_on_signals
 from mrm.core.settings import SERVICES, Settings
 
 
-def _settings() -> Settings:
+def settings_or_exit(**overrides: object) -> Settings:
+    """The settings from MRM_* variables; a bad one is a usage error naming it."""
     try:
-        return Settings()
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "MRM_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
@@ -38,7 +42,14 @@ def main() -> None:
     """MRM server: a tamper-evident audit trail for ML models in production."""
 
 
-def _run(settings: Settings, services: tuple[str, ...]) -> None:
+_INSECURE_WARNING = (
+    "mrm: WARNING: authentication is OFF (--insecure / MRM_INSECURE=1): anyone who can reach "
+    "these ports can register, deploy and write records, and every record names 'anonymous'. "
+    "Use it only in a throwaway sandbox."
+)
+
+
+def _run(settings: Settings, services: tuple[str, ...], *, bootstrap: bool = False) -> None:
     """Start `services`, print where they are, serve until SIGTERM or Ctrl-C."""
     from mrm.stack import Stack
 
@@ -50,7 +61,9 @@ def _run(settings: Settings, services: tuple[str, ...]) -> None:
 
     async def run() -> None:
         stop = stop_on_signals()
-        stack = await Stack.start(settings, services)
+        if settings.insecure:
+            click.echo(_INSECURE_WARNING, err=True)
+        stack = await Stack.start(settings, services, bootstrap=bootstrap)
         for name, server in stack.servers.items():
             if not await server.wait_serving(settings.ready_timeout):
                 click.echo(
@@ -63,7 +76,14 @@ def _run(settings: Settings, services: tuple[str, ...]) -> None:
                 f"mrm: {name:<9} {server.address}  (port {server.port}){_ABOUT.get(name, '')}"
             )
         if stack.http_port:
-            click.echo(f"mrm: {'reports':<9} http://{stack.http_addr}/reports/<record id>")
+            scheme = "https" if settings.tls_cert_file else "http"
+            click.echo(f"mrm: {'reports':<9} {scheme}://{stack.http_addr}/reports/<record id>")
+        admin_token = settings.token_file("admin")
+        if not settings.insecure and admin_token.is_file():
+            click.echo(
+                f"mrm: admin token {admin_token} (mrmctl on this machine uses it; "
+                "`mrm auth issue` makes others)"
+            )
         if stack.local_ledger is not None:
             click.echo(f"mrm: ledger origin {stack.ledger.origin}")
             click.echo(f"mrm: verifier key  {stack.ledger.verifier_key}")
@@ -94,9 +114,20 @@ def _storage(settings: Settings, services: tuple[str, ...]) -> str:
 
 
 @main.command()
-def up() -> None:
-    """Run every MRM service locally until SIGTERM or Ctrl-C."""
-    _run(_settings(), SERVICES)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Turn authentication off (a throwaway sandbox only; prints a warning).",
+)
+def up(insecure: bool) -> None:
+    """Run every MRM service locally until SIGTERM or Ctrl-C.
+
+    Authentication is on: the first start writes an admin token and one token per
+    service into MRM_HOME (mode 0600), which the services and mrmctl on this
+    machine pick up.
+    """
+    settings = settings_or_exit(insecure=True) if insecure else settings_or_exit()
+    _run(settings, SERVICES, bootstrap=True)
 
 
 @main.command()
@@ -104,7 +135,7 @@ def up() -> None:
 def serve(service: str) -> None:
     """Run one service (one container per service): it listens on its MRM_*_ADDR
     and reaches the others at theirs. `explain` also serves the HTTP reports."""
-    _run(_settings(), (service,))
+    _run(settings_or_exit(), (service,))
 
 
 @main.command()
@@ -115,11 +146,22 @@ def status(output: str) -> None:
     from mrm.status import gather
     from mrm.status_output import render
 
-    settings = _settings()
+    settings = settings_or_exit()
     addresses = {name: client_target(getattr(settings, f"{name}_addr")) for name in SERVICES}
-    result = gather(addresses)
+    result = gather(addresses, auth=_operator_auth(settings))
     click.echo(render(result, output))
     sys.exit(0 if result.healthy else 3)
+
+
+def _operator_auth(settings: Settings) -> ClientAuth:
+    """MRM_TOKEN and friends when set, else this machine's admin token."""
+    try:
+        auth = ClientAuth.from_env()
+        if auth.token is None and settings.token_file("admin").is_file():
+            auth = ClientAuth.from_env(token_file=settings.token_file("admin"))
+    except CredentialsError as exc:
+        _fail(str(exc), exc, code=4)
+    return auth
 
 
 @main.command(name="config")
@@ -133,7 +175,7 @@ def config_command(reference: bool) -> None:
     if reference:
         click.echo(markdown(), nl=False)
         return
-    settings = _settings()
+    settings = settings_or_exit()
     for name, value in settings.model_dump().items():
         if name == "database_url" and value:
             from sqlalchemy import make_url
@@ -151,7 +193,7 @@ def db_group() -> None:
 @click.option("--app-role", help="PostgreSQL role to grant SELECT and INSERT (and nothing more).")
 def db_upgrade(app_role: str | None) -> None:
     """Apply every pending migration."""
-    settings = _settings()
+    settings = settings_or_exit()
     _logging(settings.log_level)
     try:
         db.upgrade(
@@ -163,8 +205,11 @@ def db_upgrade(app_role: str | None) -> None:
     click.echo("mrm: database is at the newest schema")
 
 
-def _fail(message: str, exc: BaseException) -> None:
+def _fail(message: str, exc: BaseException, code: int = 1) -> NoReturn:
     if os.environ.get("MRM_DEBUG"):
         raise exc
     click.echo(f"mrm: error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(code)
+
+
+main.add_command(auth_group)

@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from mrm.client.credentials import ClientAuth
 from mrm.core import db
+from mrm.core.auth import ServerAuth, service_auth
+from mrm.core.auth.bootstrap import ensure_local_tokens
+from mrm.core.errors import FailedPrecondition
 from mrm.core.server import GrpcServer, Service
 from mrm.core.settings import SERVICES, Settings
 from mrm.explain.app import explain_service
@@ -55,6 +59,7 @@ class Stack:
     settings: Settings
     local_ledger: Ledger | None
     servers: dict[str, GrpcServer]
+    auth: ServerAuth | None = None
     engine: sa.Engine | None = None
     closers: list[Callable[[], object]] = field(default_factory=list)
     http_port: int = 0
@@ -98,13 +103,23 @@ class Stack:
         return client_target(self.settings.http_addr)
 
     @classmethod
-    async def start(cls, settings: Settings, services: Iterable[str] = SERVICES) -> Stack:
+    async def start(
+        cls, settings: Settings, services: Iterable[str] = SERVICES, *, bootstrap: bool = False
+    ) -> Stack:
+        """Start `services`. With `bootstrap` (`mrm up`), first make the local
+        credentials that are missing (mrm.core.auth.bootstrap)."""
         wanted = set(services)
         unknown = wanted - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {', '.join(SERVICES)}")
         stack = cls(settings, None, {})
         try:
+            if bootstrap:
+                await asyncio.to_thread(ensure_local_tokens, settings)
+            try:
+                stack.auth = ServerAuth.from_settings(settings)
+            except ValueError as exc:
+                raise FailedPrecondition(str(exc)) from None
             if wanted & {"ledger", "registry"}:
                 stack.engine = db.create_engine(settings.resolved_database_url())
                 await asyncio.to_thread(
@@ -120,16 +135,25 @@ class Stack:
 
     async def _start_one(self, name: str) -> None:
         settings = self.settings
+        assert self.auth is not None
         if name == "ledger":
             assert self.engine is not None
             self.local_ledger = await asyncio.to_thread(open_ledger, settings, self.engine)
-            service = ledger_service(settings, self.engine, self.local_ledger)
+            service = ledger_service(settings, self.engine, self.local_ledger, self.auth)
         elif name == "registry":
             assert self.engine is not None
-            service = registry_service(settings, self.engine, self.target("ledger"))
+            service = registry_service(
+                settings, self.engine, self.target("ledger"), self._credential("registry")
+            )
         elif name == "explain":
             try:
-                explain = explain_service(settings, self.target("registry"), self.target("ledger"))
+                explain = explain_service(
+                    settings,
+                    self.target("registry"),
+                    self.target("ledger"),
+                    self._credential("explain"),
+                    self.auth,
+                )
             except OSError as exc:
                 raise BindError(
                     f"the reports' HTTP server cannot listen on {settings.http_addr} "
@@ -140,14 +164,24 @@ class Stack:
             self.closers.append(explain.http.close)
             service = explain.service
         else:
-            service = proxy_service(settings, self.target("registry"), self.target("ledger"))
+            service = proxy_service(
+                settings, self.target("registry"), self.target("ledger"), self._credential("proxy")
+            )
         await self._serve(name, service)
+
+    def _credential(self, name: str) -> ClientAuth:
+        try:
+            return service_auth(self.settings, name)
+        except ValueError as exc:
+            raise FailedPrecondition(str(exc)) from None
 
     async def _serve(self, name: str, service: Service) -> None:
         address = getattr(self.settings, f"{name}_addr")
+        assert self.auth is not None
         server = GrpcServer(
             address,
             [service],
+            auth=self.auth,
             grace=self.settings.shutdown_grace,
             health_interval=self.settings.health_interval,
             max_message_bytes=self.settings.grpc_max_message_bytes,
@@ -176,13 +210,15 @@ class Stack:
 class BackgroundStack:
     """A Stack on its own event loop thread, for synchronous callers."""
 
-    def __init__(self, settings: Settings, services: Iterable[str] = SERVICES) -> None:
+    def __init__(
+        self, settings: Settings, services: Iterable[str] = SERVICES, *, bootstrap: bool = True
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         try:
             self.stack: Stack = asyncio.run_coroutine_threadsafe(
-                Stack.start(settings, services), self._loop
+                Stack.start(settings, services, bootstrap=bootstrap), self._loop
             ).result(timeout=120)
         except BaseException:
             self._halt()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
 from mrm.client.proxy import ProxyClient
 from mrm.client.registry import RegistryClient
@@ -40,9 +41,16 @@ class Status:
         return not self.problems and all(h.status == "SERVING" for h in self.health)
 
 
-def check_health(address: str, timeout: float = 2.0) -> str:
-    """The grpc.health.v1 overall status of the server at `address`."""
-    with grpc.insecure_channel(address) as channel:
+def check_health(address: str, timeout: float = 2.0, auth: ClientAuth | None = None) -> str:
+    """The grpc.health.v1 overall status of the server at `address` (no credentials
+    needed; `auth` only for its TLS settings)."""
+    tls = auth.tls if auth is not None else None
+    channel = (
+        grpc.insecure_channel(address)
+        if tls is None
+        else grpc.secure_channel(address, tls.channel_credentials())
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -62,14 +70,15 @@ def _attempt(status: Status, what: str, fetch: Callable[[], T]) -> T | None:
         return None
 
 
-def gather(addresses: dict[str, str], *, timeout: float = 5.0) -> Status:
-    """Health of every service in `addresses` (name -> host:port), then the details."""
+def gather(addresses: dict[str, str], *, auth: ClientAuth, timeout: float = 5.0) -> Status:
+    """Health of every service in `addresses` (name -> host:port), then the details,
+    read with `auth`."""
     status = Status()
     for name, address in addresses.items():
-        status.health.append(Health(name, address, check_health(address)))
+        status.health.append(Health(name, address, check_health(address, auth=auth)))
     up = {h.service for h in status.health if h.status != "UNREACHABLE"}
     if "ledger" in up:
-        with LedgerClient(addresses["ledger"], timeout=timeout) as ledger:
+        with LedgerClient(addresses["ledger"], timeout=timeout, auth=auth) as ledger:
             cp = _attempt(status, "ledger checkpoint", ledger.checkpoint)
             if cp is not None:
                 status.ledger = {
@@ -80,7 +89,7 @@ def gather(addresses: dict[str, str], *, timeout: float = 5.0) -> Status:
                     "verifier_key": cp.verifier_key,
                 }
     if "registry" in up:
-        with RegistryClient(addresses["registry"], timeout=timeout) as registry:
+        with RegistryClient(addresses["registry"], timeout=timeout, auth=auth) as registry:
             models = _attempt(status, "registry models", lambda: list(registry.list_models()))
             for model in models or []:
                 if model.production_version:
@@ -88,7 +97,7 @@ def gather(addresses: dict[str, str], *, timeout: float = 5.0) -> Status:
                         {"model": model.name, "version": model.production_version}
                     )
     if "proxy" in up:
-        with ProxyClient(addresses["proxy"], timeout=timeout) as proxy:
+        with ProxyClient(addresses["proxy"], timeout=timeout, auth=auth) as proxy:
             got = _attempt(status, "proxy status", proxy.status)
             if got is not None:
                 c = got.counters

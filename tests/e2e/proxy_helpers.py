@@ -26,6 +26,7 @@ from tests.conftest import RunningLedger
 from tests.e2e.test_deploy import tree_model
 from tests.e2e.test_proxy import deployed, infer_request
 from tests.integration.test_proxy_shipper import free_port, wait_until
+from tests.support.auth import seed_test_token
 
 __all__ = ["free_port", "wait_until"]
 MODEL = "gbt"
@@ -43,11 +44,13 @@ def stack_with_ledger_on(
         "proxy_addr": "127.0.0.1:0",
         "shutdown_grace": 1.0,
         "health_interval": 0.2,
+        "auth_record_tokens": False,
     }
     for optional in ("explain_addr", "http_addr"):  # services that not every stack runs
         if optional in Settings.model_fields:
             values[optional] = "127.0.0.1:0"
     cfg = Settings(**(values | settings))
+    seed_test_token(cfg.resolved_tokens_file())
     bg = BackgroundStack(cfg)
     return RunningLedger(addr=f"127.0.0.1:{port}", settings=cfg, stack=bg)
 
@@ -70,9 +73,11 @@ class LedgerSwitch:
 
         async def serve() -> None:
             ledger = stack.ledger
+            assert stack.auth is not None
             server = GrpcServer(
                 cfg.ledger_addr,
-                [ledger_service(cfg, ledger.store.engine, ledger)],
+                [ledger_service(cfg, ledger.store.engine, ledger, stack.auth)],
+                auth=stack.auth,
                 grace=cfg.shutdown_grace,
                 health_interval=cfg.health_interval,
                 max_message_bytes=cfg.grpc_max_message_bytes,
@@ -138,6 +143,7 @@ class Load:
 
 _PROXY_MAIN = """
 import asyncio, sys
+from mrm.core.auth import ServerAuth, service_auth
 from mrm.core.server import GrpcServer, stop_on_signals
 from mrm.core.settings import Settings
 from mrm.proxy.app import proxy_service
@@ -147,7 +153,8 @@ async def main() -> None:
     s = Settings()
     server = GrpcServer(
         s.proxy_addr,
-        [proxy_service(s, sys.argv[1], sys.argv[2])],
+        [proxy_service(s, sys.argv[1], sys.argv[2], service_auth(s, "proxy"))],
+        auth=ServerAuth.from_settings(s),
         grace=s.shutdown_grace,
         health_interval=s.health_interval,
         max_message_bytes=s.grpc_max_message_bytes,

@@ -16,6 +16,7 @@ from mrm.client.explain import ExplainClient, sentence
 from mrm.client.ledger import LedgerClient
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_why_support import EXPLAIN_TABLE, decide, deploy_explained
+from tests.support.auth import TEST_TOKEN
 
 HOSTILE = "<script>alert('x')</script>"
 
@@ -41,9 +42,12 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reported]:
         stack.stack.stop()
 
 
-def get(url: str) -> tuple[int, dict[str, str], str]:
+def get(url: str, token: str | None = TEST_TOKEN) -> tuple[int, dict[str, str], str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=60
+        ) as resp:
             return resp.status, dict(resp.headers), resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode()

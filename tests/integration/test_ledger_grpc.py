@@ -18,11 +18,12 @@ from mrm.v1 import ledger_pb2 as pb
 from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger
 from tests.integration.ledger_helpers import uuid7
+from tests.support.auth import channel as authorized_channel
 
 
 @pytest.fixture
 def stub(ledger_server: RunningLedger) -> Iterator[pbg.LedgerServiceStub]:
-    with grpc.insecure_channel(ledger_server.addr) as channel:
+    with authorized_channel(ledger_server.addr) as channel:
         yield pbg.LedgerServiceStub(channel)
 
 
@@ -214,7 +215,7 @@ def test_uncovered_leaf_needs_a_fresh_checkpoint(stub: pbg.LedgerServiceStub) ->
 
 
 def test_health_and_reflection(ledger_server: RunningLedger) -> None:
-    with grpc.insecure_channel(ledger_server.addr) as channel:
+    with authorized_channel(ledger_server.addr) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "mrm.v1.LedgerService"):
             resp = health.Check(health_pb2.HealthCheckRequest(service=name))

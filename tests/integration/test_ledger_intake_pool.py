@@ -19,6 +19,7 @@ from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
 from tests.integration.ledger_helpers import uuid7
 from tests.integration.test_ledger_grpc import bad_request
+from tests.support.auth import channel as authorized_channel
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def batch(n: int, **fields: object) -> pb.AppendRecordsRequest:
 
 
 def test_appends_replays_and_refusals_through_workers(pooled: RunningLedger) -> None:
-    with grpc.insecure_channel(pooled.addr) as channel:
+    with authorized_channel(pooled.addr) as channel:
         stub = pbg.LedgerServiceStub(channel)
         req = batch(20)
         first = stub.AppendRecords(req)
@@ -82,7 +83,7 @@ def test_appends_replays_and_refusals_through_workers(pooled: RunningLedger) -> 
 
 
 def test_a_killed_worker_loses_no_acknowledged_record(pooled: RunningLedger) -> None:
-    with grpc.insecure_channel(pooled.addr) as channel:
+    with authorized_channel(pooled.addr) as channel:
         stub = pbg.LedgerServiceStub(channel)
         acknowledged = [r.record_id for r in stub.AppendRecords(batch(10)).results]
         workers = multiprocessing.active_children()

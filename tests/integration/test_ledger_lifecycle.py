@@ -24,6 +24,7 @@ from mrm.v1 import ledger_pb2 as pb
 from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
 from tests.integration.ledger_helpers import new_record, open_ledger, uuid7
+from tests.support.auth import channel as authorized_channel
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -70,7 +71,7 @@ def test_checkpoints_follow_the_cadence(tmp_path: Path) -> None:
         tmp_path / "home", ledger_checkpoint_every=10, ledger_checkpoint_interval=3600
     )
     try:
-        with grpc.insecure_channel(running.addr) as channel:
+        with authorized_channel(running.addr) as channel:
             stub = pbg.LedgerServiceStub(channel)
             records = [
                 pb.Record(record_id=str(uuid7()), kind=pb.RECORD_KIND_GAP, body_json="{}")
@@ -92,7 +93,7 @@ def test_timed_checkpoints(tmp_path: Path) -> None:
         tmp_path / "home", ledger_checkpoint_every=10_000, ledger_checkpoint_interval=0.2
     )
     try:
-        with grpc.insecure_channel(running.addr) as channel:
+        with authorized_channel(running.addr) as channel:
             stub = pbg.LedgerServiceStub(channel)
             stub.AppendRecords(
                 pb.AppendRecordsRequest(
@@ -110,7 +111,7 @@ def test_timed_checkpoints(tmp_path: Path) -> None:
 
 
 def _health(running: RunningLedger) -> int:
-    with grpc.insecure_channel(running.addr) as channel:
+    with authorized_channel(running.addr) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         return int(stub.Check(health_pb2.HealthCheckRequest(service="mrm.v1.LedgerService")).status)
 
@@ -134,7 +135,7 @@ def test_health_drops_when_the_log_is_tampered_with(tmp_path: Path) -> None:
             lambda: _health(running) == health_pb2.HealthCheckResponse.NOT_SERVING,
             "NOT_SERVING after the signer found a forged leaf",
         )
-        with grpc.insecure_channel(running.addr) as channel:
+        with authorized_channel(running.addr) as channel:
             stub = pbg.LedgerServiceStub(channel)
             with pytest.raises(grpc.RpcError) as err:
                 stub.GetCheckpoint(pb.GetCheckpointRequest(refresh=True))
@@ -230,7 +231,7 @@ def test_database_down_means_unavailable_and_not_serving(tmp_path: Path, pg_url:
 
     running = start_ledger(tmp_path / "home", pg_url, health_interval=0.1)
     try:
-        with grpc.insecure_channel(running.addr) as channel:
+        with authorized_channel(running.addr) as channel:
             stub = pbg.LedgerServiceStub(channel)
 
             def append() -> pb.AppendRecordsResponse:

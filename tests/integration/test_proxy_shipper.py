@@ -25,6 +25,7 @@ from mrm.proxy.spool import Spool
 from mrm.stack import BackgroundStack
 from mrm.v1.ledger_pb2 import Record
 from tests.conftest import RunningLedger, start_ledger
+from tests.support.auth import seed_test_token
 
 DEADLINE = 120.0
 
@@ -46,7 +47,11 @@ def free_port() -> int:
 def stack_on(home: Path, port: int) -> BackgroundStack:
     """A stack whose ledger listens on a fixed port, so a restarted one is found again."""
     addrs: dict[str, Any] = {n: "127.0.0.1:0" for n in Settings.model_fields if n.endswith("_addr")}
-    return BackgroundStack(Settings(home=home, **(addrs | {"ledger_addr": f"127.0.0.1:{port}"})))
+    settings = Settings(
+        home=home, auth_record_tokens=False, **(addrs | {"ledger_addr": f"127.0.0.1:{port}"})
+    )
+    seed_test_token(settings.resolved_tokens_file())
+    return BackgroundStack(settings)
 
 
 def stop_ledger_server(stack: BackgroundStack) -> None:

@@ -17,6 +17,7 @@ from mrm.v1 import registry_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
 from tests.integration.ledger_helpers import uuid7
 from tests.integration.test_ledger_grpc import bad_request
+from tests.support.auth import channel as authorized_channel
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[RunningLedger]:
 
 @pytest.fixture
 def registry(stack: RunningLedger) -> Iterator[pbg.RegistryServiceStub]:
-    with grpc.insecure_channel(stack.registry_addr) as channel:
+    with authorized_channel(stack.registry_addr) as channel:
         yield pbg.RegistryServiceStub(channel)
 
 

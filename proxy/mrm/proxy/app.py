@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 
+from mrm.client.credentials import ClientAuth
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.core.telemetry import setup_metrics
@@ -23,9 +24,15 @@ from mrm.v1 import proxy_pb2_grpc
 SERVICE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
-def proxy_service(settings: Settings, registry_target: str, ledger_target: str) -> Service:
+def proxy_service(
+    settings: Settings, registry_target: str, ledger_target: str, auth: ClientAuth
+) -> Service:
+    """`auth` is the proxy's own credential (role proxy) for the registry and the ledger."""
     watcher = DeploymentWatcher(
-        registry_target, threads=settings.proxy_threads, load_timeout=settings.proxy_load_timeout
+        registry_target,
+        threads=settings.proxy_threads,
+        load_timeout=settings.proxy_load_timeout,
+        auth=auth,
     )
     key_file = settings.subject_key_file or settings.home / "subject.key"
     key = load_or_create_subject_key(key_file)
@@ -35,11 +42,12 @@ def proxy_service(settings: Settings, registry_target: str, ledger_target: str) 
         Spool(settings.home / "proxy-spool.db", settings.proxy_spool_max_records),
         queue_max=settings.proxy_queue_max,
         build=prediction_records,
+        auth=auth,
     )
     servicer = InferenceServicer(
         watcher, Stamper(key), shipper, strict_timeout=settings.proxy_strict_timeout
     )
-    status = ProxyStatusServicer(shipper.snapshot, lambda: watcher.table, ledger_target)
+    status = ProxyStatusServicer(shipper.snapshot, lambda: watcher.table, ledger_target, auth=auth)
     ProxyMetrics.register(setup_metrics("mrm").get_meter("mrm.proxy"), shipper.snapshot)
 
     def close() -> None:

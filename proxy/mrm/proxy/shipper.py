@@ -48,6 +48,7 @@ from typing import Protocol
 
 import grpc
 
+from mrm.client.credentials import ClientAuth
 from mrm.client.errors import AlreadyExists, InvalidArgument, MrmRpcError
 from mrm.client.ledger import LedgerClient
 from mrm.proxy.metrics import Snapshot, Tally
@@ -168,12 +169,14 @@ class Shipper:
         flush_interval: float = 0.1,
         rpc_timeout: float = 10.0,
         build: Callable[[list[Sample]], list[Record | Exception]] | None = None,
+        auth: ClientAuth | None = None,
     ) -> None:
         """Records go out in batches of up to `batch`, at least every `flush_interval`
         seconds: at 512 and 0.1 s the ledger and PostgreSQL spent about 20% less CPU
         per record than at 256 and 0.05 s (benchmarks.proxy_serving). `build` makes
         a batch's records from its samples at once (the proxy's
-        `prediction_records`); without it each sample's `record()` is called."""
+        `prediction_records`); without it each sample's `record()` is called.
+        `auth` is the proxy's credential for the ledger (role proxy)."""
         self.spool, self._target, self._rpc_timeout = spool, ledger_target, rpc_timeout
         self._batch, self._flush = batch, flush_interval
         self._build = build or _one_by_one
@@ -186,12 +189,13 @@ class Shipper:
         self._ledger_seen: tuple[str, datetime | None, datetime | None] = ("", None, None)
         self._lock = threading.Lock()  # guards the counter below
         self._unpersisted: Counter[tuple[str, str]] = Counter()  # (reason, model) → drops
-        self._client = LedgerClient(ledger_target, timeout=rpc_timeout)
+        self._auth = ClientAuth.from_env() if auth is None else auth
+        self._client = LedgerClient(ledger_target, timeout=rpc_timeout, auth=self._auth)
         self._net = ThreadPoolExecutor(1, thread_name_prefix="mrm-ledger-append")
         self._strict_cv = threading.Condition()
         self._strict_waiting: list[_Slot] = []
         self._strict_leader = False
-        self._strict_client = LedgerClient(ledger_target)
+        self._strict_client = LedgerClient(ledger_target, auth=self._auth)
         self._gaps_due = True  # a previous process may have left some
         self._replay_turn = False
         self._warned: set[str] = set()  # what was logged during the current outage
@@ -417,7 +421,7 @@ class Shipper:
             self._backoff.failed()
             # A fresh channel: gRPC's own reconnect backoff grows to 2 minutes.
             self._client.close()
-            self._client = LedgerClient(self._target, timeout=self._rpc_timeout)
+            self._client = LedgerClient(self._target, timeout=self._rpc_timeout, auth=self._auth)
         else:
             if self._warned:
                 log.info("audit shipper: ledger %s is back", self._target)
@@ -481,7 +485,7 @@ class Shipper:
                 if pending := d.failed:
                     self._backoff.failed()
                     self._strict_client.close()
-                    self._strict_client = LedgerClient(self._target)
+                    self._strict_client = LedgerClient(self._target, auth=self._auth)
             if pending:
                 stored = self.spool.put_many(pending)
                 self._tally.add_records("spooled", pending[:stored])

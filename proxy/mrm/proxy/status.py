@@ -19,6 +19,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mrm.client.channel import open_aio_channel
+from mrm.client.credentials import ClientAuth
 from mrm.client.timestamps import timestamp
 from mrm.proxy.metrics import Counts, Snapshot
 from mrm.proxy.models import ModelTable
@@ -30,10 +32,12 @@ _LEDGER = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-async def ledger_reachable(target: str, timeout: float = 1.0) -> bool:
+async def ledger_reachable(
+    target: str, timeout: float = 1.0, auth: ClientAuth | None = None
+) -> bool:
     """Whether the ledger at `target` reports SERVING within `timeout` seconds."""
     try:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with open_aio_channel(target, auth or ClientAuth()) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = await stub.Check(
                 health_pb2.HealthCheckRequest(service=_LEDGER), timeout=timeout
@@ -98,7 +102,9 @@ class ProxyStatusServicer(proxy_pb2_grpc.ProxyServiceServicer):
         ledger_target: str,
         *,
         probe_timeout: float = 1.0,
+        auth: ClientAuth | None = None,
     ) -> None:
+        self._auth = auth or ClientAuth()
         self._snapshot = snapshot
         self._table = table
         self._ledger_target = ledger_target
@@ -107,5 +113,5 @@ class ProxyStatusServicer(proxy_pb2_grpc.ProxyServiceServicer):
     async def GetProxyStatus(
         self, request: proxy_pb2.GetProxyStatusRequest, context: Context
     ) -> proxy_pb2.GetProxyStatusResponse:
-        reachable = await ledger_reachable(self._ledger_target, self._probe_timeout)
+        reachable = await ledger_reachable(self._ledger_target, self._probe_timeout, self._auth)
         return status_response(self._snapshot(), self._table(), self._ledger_target, reachable)

@@ -15,6 +15,8 @@ from typing import Any
 
 import grpc
 
+from mrm.client.channel import open_aio_channel
+from mrm.client.credentials import ClientAuth
 from mrm.client.registry import RegistryClient
 from mrm.core.errors import MrmError
 from mrm.proxy.models import ModelTable, ServingModel, build
@@ -25,13 +27,21 @@ _SERVED = (registry_pb2.STAGE_PRODUCTION, registry_pb2.STAGE_STAGING)
 
 
 class DeploymentWatcher:
-    def __init__(self, registry_target: str, *, threads: int, load_timeout: float) -> None:
+    def __init__(
+        self,
+        registry_target: str,
+        *,
+        threads: int,
+        load_timeout: float,
+        auth: ClientAuth | None = None,
+    ) -> None:
         self.registry_target = registry_target
+        self.auth = ClientAuth.from_env() if auth is None else auth
         self.threads = threads
         self.load_timeout = load_timeout
         self.table = ModelTable()
         self.ready = asyncio.Event()
-        self._client = RegistryClient(registry_target, timeout=60.0)
+        self._client = RegistryClient(registry_target, timeout=60.0, auth=self.auth)
 
     def close(self) -> None:
         self._client.close()
@@ -71,9 +81,11 @@ class DeploymentWatcher:
         backoff = 0.2
         while not stopping.is_set():
             try:
-                async with grpc.aio.insecure_channel(self.registry_target) as channel:
+                async with open_aio_channel(self.registry_target, self.auth) as channel:
                     stub = registry_pb2_grpc.RegistryServiceStub(channel)
-                    stream = stub.WatchDeployments(registry_pb2.WatchDeploymentsRequest())
+                    stream = stub.WatchDeployments(
+                        registry_pb2.WatchDeploymentsRequest(), metadata=self.auth.metadata()
+                    )
                     stop_wait = asyncio.ensure_future(stopping.wait())
                     try:
                         await self._follow(stream, stop_wait)

@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from mrm.core.auth import ServerAuth, service_auth
 from mrm.core.server import GrpcServer, stop_on_signals
 from mrm.core.settings import Settings
 
@@ -26,7 +27,16 @@ log = logging.getLogger(__name__)
 
 
 def worker_env(settings: Settings, index: int, key_file: Path) -> dict[str, str]:
+    # The worker's own home holds its spool; what it shares with this proxy (the
+    # subject key, its credential, the tokens and auth configuration its status
+    # RPC checks callers against) is named by absolute path.
+    shared = {
+        "MRM_PROXY_TOKEN_FILE": settings.token_file("proxy"),
+        "MRM_AUTH_TOKENS_FILE": settings.resolved_tokens_file(),
+        "MRM_AUTH_CONFIG_FILE": settings.resolved_auth_config(),
+    }
     return os.environ | {
+        **{k: str(v.resolve()) for k, v in shared.items() if v is not None},
         "MRM_HOME": str(settings.home / f"proxy-worker-{index}"),
         "MRM_SUBJECT_KEY_FILE": str(key_file),
         "MRM_PROXY_ADDR": settings.proxy_addr,
@@ -103,7 +113,8 @@ async def _serve(registry: str, ledger: str) -> None:
     settings = Settings()
     server = GrpcServer(
         settings.proxy_addr,
-        [proxy_service(settings, registry, ledger)],
+        [proxy_service(settings, registry, ledger, service_auth(settings, "proxy"))],
+        auth=ServerAuth.from_settings(settings),
         grace=settings.shutdown_grace,
         health_interval=settings.health_interval,
         max_message_bytes=settings.grpc_max_message_bytes,

@@ -55,3 +55,21 @@ class IntegrityError(MrmError):
         super().__init__(message)
         self.leaf_index = leaf_index
         self.record_id = record_id
+
+
+class Unauthenticated(MrmError):
+    """The call carries no credential the server accepts. `reason` says which case
+    (CREDENTIALS_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN, TOKEN_EXPIRED,
+    TOKEN_REVOKED, ID_TOKEN_INVALID); it goes out as google.rpc.ErrorInfo."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PermissionDenied(MrmError):
+    """A verified caller whose roles do not allow the call."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

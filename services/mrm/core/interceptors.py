@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mrm.core.errors import IntegrityError, InvalidArgument, MrmError
+from mrm.core.errors import IntegrityError, InvalidArgument, MrmError, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ def to_status(exc: MrmError) -> grpc.Status:
                 metadata={"leaf_index": str(exc.leaf_index), "record_id": exc.record_id},
             )
         )
+        details.append(detail)
+    if isinstance(exc, Unauthenticated):
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain="mrm.dev"))
         details.append(detail)
     proto = status_pb2.Status(code=exc.code.value[0], message=exc.message, details=details)
     status: grpc.Status = rpc_status.to_status(proto)

@@ -1,7 +1,8 @@
 """The gRPC server bootstrap every MRM service shares.
 
 grpc.aio; grpc.health.v1 that follows real readiness; reflection; one error
-interceptor; the OpenTelemetry interceptor; SIGTERM → NOT_SERVING → stop(grace).
+interceptor; authentication (mrm.core.auth) and mrm.v1.AuthService; TLS when
+configured; the OpenTelemetry interceptor; SIGTERM → NOT_SERVING → stop(grace).
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from mrm.core.auth import ServerAuth
+from mrm.core.auth.service import SERVICE_NAME as AUTH_SERVICE
+from mrm.core.auth.service import AuthServicer
 from mrm.core.interceptors import ErrorInterceptor
 from mrm.core.telemetry import setup_tracing
+from mrm.v1 import auth_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ class GrpcServer:
         address: str,
         services: Sequence[Service],
         *,
+        auth: ServerAuth,
         grace: float,
         health_interval: float,
         max_message_bytes: int,
@@ -71,13 +77,14 @@ class GrpcServer:
         self.services = list(services)
         self.grace = grace
         self.health_interval = health_interval
+        self.auth = auth
         setup_tracing("mrm")
         own = {s.name for s in services if s.traces_itself}
         otel: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
             filter_=(lambda call: call.method.split("/")[1] not in own) if own else None
         )
         self.server = grpc.aio.server(
-            interceptors=[otel, ErrorInterceptor()],
+            interceptors=[otel, ErrorInterceptor(), auth.interceptor()],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -94,10 +101,12 @@ class GrpcServer:
         for svc in self.services:
             svc.register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(), self.server)
         names = [s.name for s in self.services]
         reflection.enable_server_reflection(
             [
                 *names,
+                AUTH_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ],
@@ -105,8 +114,12 @@ class GrpcServer:
         )
         for name in [*names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        tls = self.auth.tls
         try:
-            self.port = self.server.add_insecure_port(self.address)
+            if tls is None:
+                self.port = self.server.add_insecure_port(self.address)
+            else:
+                self.port = self.server.add_secure_port(self.address, tls.grpc_credentials())
         except RuntimeError as exc:  # grpc reports a failed bind this way
             raise OSError(f"cannot listen on {self.address}: {exc}") from exc
         if not self.port:

@@ -129,6 +129,69 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Python logging level for the services."""
 
+    insecure: bool = False
+    """Turn authentication off: every caller is "anonymous" with every role, and
+    records say so. For a throwaway sandbox only; `mrm up --insecure` sets it."""
+
+    auth_tokens_file: Path | None = None
+    """The tokens file (SHA-256 of each token, its principal and roles; `mrm auth`
+    edits it). Default: `home`/tokens.json, created by `mrm up` with mode 0600."""
+
+    auth_config_file: Path | None = None
+    """TOML: the OIDC issuers to trust (a CI job's id-token) and the client-certificate
+    identities, each mapped to roles (see mrm.core.auth.config). Default:
+    `home`/auth.toml when it exists."""
+
+    auth_record_tokens: bool = True
+    """The ledger records an ACCESS record for every credential in the tokens file that
+    has none (made by `mrm up`, edited in by hand, or revoked while the ledger was
+    down), at start and every 30 s. Off only for test stacks that count leaves."""
+
+    admin_token_file: Path | None = None
+    """Where `mrm up` writes the admin token that `mrmctl` and `mrm status` pick up on
+    this machine. Default: `home`/admin.token (0600)."""
+
+    registry_token_file: Path | None = None
+    """The token the registry presents to the ledger. Default: `home`/registry.token."""
+
+    explain_token_file: Path | None = None
+    """The token the Explain service presents to the ledger and the registry.
+    Default: `home`/explain.token."""
+
+    proxy_token_file: Path | None = None
+    """The token the proxy presents to the ledger and the registry. Default:
+    `home`/proxy.token."""
+
+    proxy_require_token: bool = False
+    """Check a token on the inference RPCs too (any role). Off: callers are usually
+    services behind the mesh. Health checks never need one."""
+
+    tls_cert_file: Path | None = None
+    """PEM certificate the servers (gRPC and HTTP) present; with MRM_TLS_KEY_FILE,
+    switches TLS on."""
+
+    tls_key_file: Path | None = None
+    """The private key of MRM_TLS_CERT_FILE."""
+
+    tls_client_ca_file: Path | None = None
+    """With TLS on, require client certificates signed by this CA (mTLS); map their
+    identities to roles in MRM_AUTH_CONFIG_FILE ([[mtls]])."""
+
+    tls_ca_file: Path | None = None
+    """The CA the services trust when they call each other over TLS."""
+
+    tls_client_cert_file: Path | None = None
+    """The certificate the services present when they call each other with mTLS."""
+
+    tls_client_key_file: Path | None = None
+    """The key of MRM_TLS_CLIENT_CERT_FILE."""
+
+    session_key_file: Path | None = None
+    """Secret that signs browser sessions of the HTTP pages. Default: `home`/session.key."""
+
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    """How long a browser stays signed in to the HTTP pages."""
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -139,3 +202,17 @@ class Settings(BaseSettings):
 
     def resolved_key_file(self) -> Path:
         return self.ledger_key_file or self.home / "ledger.key"
+
+    def resolved_tokens_file(self) -> Path:
+        return self.auth_tokens_file or self.home / "tokens.json"
+
+    def resolved_auth_config(self) -> Path | None:
+        if self.auth_config_file is not None:
+            return self.auth_config_file
+        default = self.home / "auth.toml"
+        return default if default.exists() else None
+
+    def token_file(self, name: str) -> Path:
+        """The token file of `name` (admin, registry, explain or proxy)."""
+        configured: Path | None = getattr(self, f"{name}_token_file")
+        return configured or self.home / f"{name}.token"

@@ -4,10 +4,15 @@ subject key shared with the proxy, the gRPC servicer and the HTTP report server.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass
 
+from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
+from mrm.core.auth import ServerAuth
+from mrm.core.auth.http import Sessions
+from mrm.core.keyfile import read_or_create
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.explain.decisions import Decisions
@@ -36,13 +41,31 @@ def _subject_key(settings: Settings) -> bytes:
     return load_or_create_subject_key(settings.subject_key_file or settings.home / "subject.key")
 
 
-def explain_service(settings: Settings, registry_target: str, ledger_target: str) -> ExplainApp:
-    ledger = LedgerClient(ledger_target, timeout=30.0)
-    registry = RegistryClient(registry_target, timeout=60.0)
+def explain_service(
+    settings: Settings,
+    registry_target: str,
+    ledger_target: str,
+    auth: ClientAuth,
+    server_auth: ServerAuth,
+) -> ExplainApp:
+    """`auth` is the service's own credential (role explainer); `server_auth` checks
+    the callers of the HTTP pages as the gRPC servers check theirs."""
+    ledger = LedgerClient(ledger_target, timeout=30.0, auth=auth)
+    registry = RegistryClient(registry_target, timeout=60.0, auth=auth)
     evidence = Evidence(ledger, registry)
     explain = Explain(evidence, Decisions(evidence, Stamper(_subject_key(settings))))
     reports = ReportRenderer(explain, settings.trace_url_template)
-    http = ReportServer(reports, settings.http_addr)
+    key, _ = read_or_create(
+        settings.session_key_file or settings.home / "session.key",
+        "session key",
+        lambda: secrets.token_hex(32),
+        bytes.fromhex,
+    )
+    sessions = Sessions(key, settings.session_hours, server_auth.authenticator)
+    tls = server_auth.tls
+    http = ReportServer(
+        reports, settings.http_addr, sessions, tls.ssl_context() if tls is not None else None
+    )
 
     def dependencies_answer() -> bool:
         try:

@@ -19,6 +19,7 @@ from typing import TypedDict, Unpack
 from mrm.client import errors as client_errors
 from mrm.client.ledger import InclusionProof, LedgerClient, Record
 from mrm.client.registry import RegistryClient, role_name
+from mrm.core.auth import caller
 from mrm.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from mrm.tlog.leaf import kind_name
 from mrm.v1 import ledger_pb2, registry_pb2
@@ -121,8 +122,10 @@ class Evidence:
             return self.ledger.query_page(req)
 
     def append(self, record: Record) -> ledger_pb2.AppendResult:
+        """Append on behalf of the caller being served: the ledger records it as the
+        actor (an explanation is recorded with whom it was given to)."""
         with upstream("ledger"):
-            (result,) = self.ledger.append([record])
+            (result,) = self.ledger.append([record], on_behalf_of=caller().name)
             return result
 
     def inclusion(self, record_id: str, tree_size: int = 0) -> InclusionProof:

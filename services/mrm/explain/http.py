@@ -1,7 +1,9 @@
 """The reports over HTTP: `GET /reports/<record_id>` on MRM_HTTP_ADDR (aiohttp).
 
 The listening socket is bound when the server is created, so a port in use is
-an error at start-up and the bound port is known before serving begins.
+an error at start-up and the bound port is known before serving begins. Every
+page but /healthz and the sign-in needs a principal of a role that may read
+explanations (mrm.core.auth.http), over TLS when it is configured.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 
 from aiohttp import web
 
+from mrm.core.auth.http import Sessions, auth_middleware, auth_routes
+from mrm.core.auth.policy import TABLE
 from mrm.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -42,7 +47,12 @@ def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n", headers=_HEADERS)
 
 
-def report_app(reports: ReportRenderer) -> web.Application:
+_READERS = TABLE["/mrm.v1.ExplainService/GetReport"]  # who may read a report over gRPC
+
+
+def report_app(
+    reports: ReportRenderer, sessions: Sessions, *, secure_cookie: bool = False
+) -> web.Application:
     async def report(request: web.Request) -> web.Response:
         record_id = request.match_info["record_id"].removesuffix(".html")
         try:
@@ -58,7 +68,12 @@ def report_app(reports: ReportRenderer) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return _text(200, "ok")
 
-    app = web.Application()
+    app = web.Application(
+        middlewares=[
+            auth_middleware(sessions, public={"/healthz", "/login", "/logout"}, roles=_READERS)
+        ]
+    )
+    auth_routes(app, sessions, secure_cookie=secure_cookie)
     app.router.add_get("/reports/{record_id}", report)
     app.router.add_get("/healthz", healthz)
     return app
@@ -92,16 +107,28 @@ def bind(address: str) -> socket.socket:
 class ReportServer:
     """The HTTP server of the reports, run as a background job of the Explain service."""
 
-    def __init__(self, reports: ReportRenderer, address: str) -> None:
-        self.app = report_app(reports)
+    def __init__(
+        self,
+        reports: ReportRenderer,
+        address: str,
+        sessions: Sessions,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.app = report_app(reports, sessions, secure_cookie=ssl_context is not None)
+        self.ssl_context = ssl_context
         self.sock = bind(address)
         self.port: int = self.sock.getsockname()[1]
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
     async def run(self, stopping: asyncio.Event) -> None:
+        # No access log: a sign-in's form and a URL's query are nobody's business.
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         try:
-            await web.SockSite(runner, self.sock).start()
+            await web.SockSite(runner, self.sock, ssl_context=self.ssl_context).start()
             log.info("serving reports over HTTP on port %d", self.port)
             await stopping.wait()
         finally:

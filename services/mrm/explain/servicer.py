@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 
+from mrm.core.auth import deployer_of
 from mrm.explain import validate
 from mrm.explain.records import baseline_pb, explanation_pb
 from mrm.explain.report import ReportRenderer
@@ -27,6 +28,7 @@ class ExplainServicer(explain_pb2_grpc.ExplainServiceServicer):
         self, request: pb.ComputeBaselineRequest, context: Context
     ) -> pb.ComputeBaselineResponse:
         name, version = validate.validate_baseline(request)
+        deployer_of(name)
         record, existed = await asyncio.to_thread(self.explain.compute_baseline, name, version)
         return pb.ComputeBaselineResponse(baseline=baseline_pb(record), already_recorded=existed)
 

@@ -8,15 +8,20 @@ import logging
 import sqlalchemy as sa
 
 from mrm.core import db
+from mrm.core.auth import ServerAuth
+from mrm.core.auth.access import RECONCILER, Reconciler
 from mrm.core.errors import IntegrityError
 from mrm.core.server import Service, wait_either
 from mrm.core.settings import Settings
+from mrm.ledger.clock import now_us
 from mrm.ledger.pool import IntakePool
 from mrm.ledger.service import Ledger
 from mrm.ledger.servicer import LedgerServicer, register
 from mrm.ledger.store import LedgerStore
-from mrm.ledger.validate import Limits
+from mrm.ledger.validate import Limits, validate_append
 from mrm.v1 import ledger_pb2
+
+_RECONCILE_EVERY = 30.0
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
@@ -32,7 +37,9 @@ def open_ledger(settings: Settings, engine: sa.Engine) -> Ledger:
     )
 
 
-def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Service:
+def ledger_service(
+    settings: Settings, engine: sa.Engine, ledger: Ledger, auth: ServerAuth
+) -> Service:
     sign_wanted = asyncio.Event()
     limits = Limits(
         max_record_bytes=settings.ledger_max_record_bytes,
@@ -58,10 +65,27 @@ def ledger_service(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Ser
             except Exception:
                 log.exception("signing a checkpoint failed; will retry")
 
+    def append_access(record: ledger_pb2.Record) -> None:
+        req = ledger_pb2.AppendRecordsRequest(records=[record])
+        ledger.append(validate_append(req, limits), RECONCILER)
+
+    reconciler = Reconciler(append_access)
+
+    async def access_loop(stopping: asyncio.Event) -> None:
+        # ACCESS records for tokens the tokens file holds and the ledger does not.
+        tokens = auth.authenticator.tokens if settings.auth_record_tokens else None
+        while tokens is not None and not stopping.is_set():
+            try:
+                entries = tokens.entries()
+                await asyncio.to_thread(reconciler.run, entries, now_us())
+            except Exception:
+                log.exception("recording the tokens file's credentials failed; will retry")
+            await wait_either(asyncio.Event(), stopping, _RECONCILE_EVERY)
+
     return Service(
         name=SERVICE_NAME,
         register=lambda server: register(servicer, server),
         ready=ready,
-        background=[signer_loop],
+        background=[signer_loop, access_loop],
         close=intake.close,
     )

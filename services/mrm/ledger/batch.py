@@ -54,6 +54,8 @@ class PendingBatch:
     row_fields: list[bytes]
     unique: bool
     """No record_id occurs twice in the batch (the store's fast path)."""
+    kinds: frozenset[str]
+    """The kinds the batch holds: who may append it depends on them."""
 
     @classmethod
     def build(
@@ -111,7 +113,7 @@ class PendingBatch:
                 )
             )
         contents = Contents((kinds, names, versions, subjects, traces, spans, bodies))
-        return cls(ids, contents, recorded_at_us, actor, hashes, rows, unique)
+        return cls(ids, contents, recorded_at_us, actor, hashes, rows, unique, frozenset(kinds))
 
     @classmethod
     def from_records(

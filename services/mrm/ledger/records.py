@@ -16,6 +16,7 @@ RECORD_KINDS = (
     "PREDICTION",
     "EXPLANATION",
     "GAP",
+    "ACCESS",
 )
 
 

@@ -7,7 +7,9 @@ import asyncio
 import grpc
 
 from mrm.client.timestamps import timestamp_us
-from mrm.core.auth import principal
+from mrm.core.auth import acting
+from mrm.core.auth.policy import appendable
+from mrm.core.errors import PermissionDenied
 from mrm.ledger import validate
 from mrm.ledger.batch import Sequenced
 from mrm.ledger.clock import now_us
@@ -82,7 +84,16 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> ledger_pb2.AppendRecordsResponse:
         """AppendRecords as registered: the request arrives as wire bytes, so it is
         parsed (with validation and hashing) where the intake runs, maybe another process."""
-        batch = await self.intake.prepare(data, principal(context), now_us())
+        who = acting()
+        batch = await self.intake.prepare(data, who.actor, now_us())
+        allowed = appendable(who.principal.roles)
+        if not batch.kinds <= allowed:
+            refused = ", ".join(sorted(batch.kinds - allowed))
+            raise PermissionDenied(
+                f"{who.principal.describe()} may not append {refused} records"
+                + (f" (it may append {', '.join(sorted(allowed))})" if allowed else "")
+                + "; nothing of the batch was appended"
+            )
         placed = await asyncio.wrap_future(self.ledger.submit(batch))
         if self.ledger.checkpoint_due():
             self._sign_wanted.set()

@@ -6,6 +6,7 @@ import asyncio
 
 import sqlalchemy as sa
 
+from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
 from mrm.core import db
 from mrm.core.server import Service
@@ -19,8 +20,11 @@ from mrm.v1 import registry_pb2, registry_pb2_grpc
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
 
-def registry_service(settings: Settings, engine: sa.Engine, ledger_target: str) -> Service:
-    ledger = LedgerClient(ledger_target, timeout=10.0)
+def registry_service(
+    settings: Settings, engine: sa.Engine, ledger_target: str, auth: ClientAuth
+) -> Service:
+    """`auth` is the registry's own credential (role registry), for the ledger."""
+    ledger = LedgerClient(ledger_target, timeout=10.0, auth=auth)
     registry = Registry(
         RegistryStore(engine),
         ArtifactStore(settings.resolved_artifact_dir(), settings.max_artifact_bytes),

@@ -41,6 +41,8 @@ class VersionInfo:
     created_at_us: int
     ingested_record_id: str
     strict: bool = False
+    identity_json: str = ""
+    """The verified identity of `created_by` (mrm.core.auth.identity), as JSON."""
 
     def same_registration(self, other: NewVersion) -> bool:
         """Whether a replayed registration carries what was registered first."""
@@ -86,6 +88,7 @@ class StageEvent:
     actor: str
     record_id: str
     created_at_us: int
+    identity_json: str = ""
 
 
 @dataclass(frozen=True)

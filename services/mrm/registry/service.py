@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from mrm.client import errors as client_errors
 from mrm.client.ledger import LedgerClient, new_record
+from mrm.core.auth import Principal
 from mrm.core.errors import AlreadyExists, InvalidArgument, Unavailable
 from mrm.ledger.clock import now_us
 from mrm.registry.artifacts import ArtifactStore, ArtifactWrite
 from mrm.registry.entities import ModelInfo, NewVersion, Promotion, StageEvent, VersionInfo
+from mrm.registry.identity import as_json, check_commit, recorded
 from mrm.registry.store import RegistryStore
 from mrm.tlog.canonical import parse_json_object
 from mrm.v1 import ledger_pb2
@@ -36,13 +39,12 @@ class Registry:
 
     # -- the ledger -------------------------------------------------------------
 
-    def _append(self, *records: ledger_pb2.Record) -> int:
-        """Append records in one atomic batch; the first one's leaf index.
-
-        Their ids make a retry after a lost reply harmless.
+    def _append(self, *records: ledger_pb2.Record, by: Principal) -> int:
+        """Append records in one atomic batch, on behalf of `by`; the first one's
+        leaf index. Their ids make a retry after a lost reply harmless.
         """
         try:
-            return int(self.ledger.append(list(records))[0].leaf_index)
+            return int(self.ledger.append(list(records), on_behalf_of=by.name)[0].leaf_index)
         except client_errors.Unavailable as e:
             raise Unavailable(
                 f"the ledger is unavailable ({e.summary()}); nothing was changed"
@@ -52,6 +54,12 @@ class Registry:
         except client_errors.InvalidArgument as e:
             raise InvalidArgument(
                 "version.facts_json", f"the ledger refused it: {e.summary()}"
+            ) from e
+        except (client_errors.PermissionDenied, client_errors.Unauthenticated) as e:
+            # The registry's own credential: an operator's problem, not the caller's.
+            log.error("the ledger refused the registry's credential: %s", e.summary())
+            raise Unavailable(
+                "the ledger refused the registry's credential; nothing was changed"
             ) from e
         except client_errors.MrmRpcError as e:
             raise Unavailable(f"the ledger failed ({e.summary()}); nothing was changed") from e
@@ -80,16 +88,20 @@ class Registry:
 
     # -- versions ---------------------------------------------------------------
 
-    def register(self, new: NewVersion, actor: str) -> Registered:
+    def register(self, new: NewVersion, who: Principal) -> Registered:
         """Record MODEL_INGESTED, then register; a replay returns the original."""
+        facts = parse_json_object(new.facts_json)
+        check_commit(who, facts, "version.facts_json")
         existing = self.store.check_registrable(new)
         if existing is not None:
             return Registered(existing, True, self._leaf_of(existing.ingested_record_id))
+        identity = recorded(who, facts)
         body = {
             "artifacts": {a.role.lower(): a.sha256 for a in new.artifacts},
-            "facts": parse_json_object(new.facts_json),
+            "facts": facts,
+            "identity": identity,
             "linked_records": {r.kind.lower(): r.record_id for r in new.linked},
-            "registered_by": actor,
+            "registered_by": who.name,
             "sample_rate": new.sample_rate,
             "strict": new.strict,
         }
@@ -110,8 +122,8 @@ class Registry:
             )
             for r in new.linked
         ]
-        leaf = self._append(ingested, *linked)
-        version, created = self.store.register_version(new, actor, now_us())
+        leaf = self._append(ingested, *linked, by=who)
+        version, created = self.store.register_version(new, who.name, now_us(), as_json(identity))
         return Registered(version, not created, leaf)
 
     def _leaf_of(self, record_id: str) -> int:
@@ -128,37 +140,80 @@ class Registry:
         return self.store.list_versions(model_name, offset=offset, limit=limit)
 
     def promote(
-        self, model_name: str, version: str, stage: str, *, reason: str, actor: str, request_id: str
+        self,
+        model_name: str,
+        version: str,
+        stage: str,
+        *,
+        reason: str,
+        who: Principal,
+        request_id: str,
     ) -> Promotion:
         """Record the DEPLOYMENT, then apply it."""
         demoted, replayed = self.store.plan_promotion(model_name, version, stage, request_id)
         if replayed is not None:
             return replayed
+        identity = recorded(who, {})
         self._append(
             new_record(
                 "DEPLOYMENT",
                 {
                     "action": "promote",
-                    "actor": actor,
+                    "actor": who.name,
                     "demoted_version": demoted,
+                    "identity": identity,
                     "reason": reason,
                     "stage": stage,
                 },
                 record_id=request_id,
                 model_name=model_name,
                 model_version=version,
-            )
+            ),
+            by=who,
         )
         return self.store.promote(
             model_name,
             version,
             stage,
             reason=reason,
-            actor=actor,
+            actor=who.name,
             record_id=request_id,
             now_us=now_us(),
             expected_demoted=demoted,
+            identity_json=as_json(identity),
         )
+
+    def record_refusal(
+        self,
+        model_name: str,
+        version: str,
+        reasons: list[str],
+        facts_json: str,
+        *,
+        who: Principal,
+        request_id: str,
+    ) -> tuple[dict[str, Any], int]:
+        """A DEPLOYMENT "refused" record of a deploy a gate stopped: (identity, leaf)."""
+        facts = parse_json_object(facts_json)
+        check_commit(who, facts, "facts_json")
+        identity = recorded(who, facts)
+        leaf = self._append(
+            new_record(
+                "DEPLOYMENT",
+                {
+                    "action": "refused",
+                    "actor": who.name,
+                    "facts": facts,
+                    "identity": identity,
+                    "reasons": reasons,
+                },
+                record_id=request_id,
+                model_name=model_name,
+                model_version=version,
+            ),
+            by=who,
+        )
+        return identity, leaf
 
     def history(self, model_name: str) -> list[StageEvent]:
         self.store.get_model(model_name)

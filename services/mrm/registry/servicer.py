@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import grpc
 
 from mrm.client.timestamps import timestamp_us
-from mrm.core.auth import principal
+from mrm.core.auth import deployer_of
+from mrm.core.auth.identity import identity_pb
 from mrm.core.errors import InvalidArgument
 from mrm.registry import validate
 from mrm.registry.entities import ModelInfo, VersionInfo
 from mrm.registry.service import Registry
+from mrm.v1 import auth_pb2, registry_pb2_grpc
 from mrm.v1 import registry_pb2 as pb
-from mrm.v1 import registry_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]
 _MAX_CHUNK = 4 << 20
@@ -28,6 +30,10 @@ def model_pb(m: ModelInfo) -> pb.Model:
         production_version=m.production_version,
         staging_versions=list(m.staging_versions),
     )
+
+
+def _identity(identity_json: str) -> auth_pb2.Identity | None:
+    return identity_pb(json.loads(identity_json)) if identity_json else None
 
 
 def version_pb(v: VersionInfo) -> pb.ModelVersion:
@@ -50,6 +56,7 @@ def version_pb(v: VersionInfo) -> pb.ModelVersion:
         created_by=v.created_by,
         ingested_record_id=v.ingested_record_id,
         facts_json=v.facts_json,
+        created_by_identity=_identity(v.identity_json),
     )
 
 
@@ -64,6 +71,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: pb.CreateModelRequest, context: Context
     ) -> pb.CreateModelResponse:
         name, description = validate.validate_create_model(request)
+        deployer_of(name)
         model = await asyncio.to_thread(self.registry.create_model, name, description)
         return pb.CreateModelResponse(model=model_pb(model))
 
@@ -117,7 +125,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: pb.RegisterVersionRequest, context: Context
     ) -> pb.RegisterVersionResponse:
         new = validate.validate_register(request)
-        done = await asyncio.to_thread(self.registry.register, new, principal(context))
+        who = deployer_of(new.model_name)
+        done = await asyncio.to_thread(self.registry.register, new, who)
         return pb.RegisterVersionResponse(
             version=version_pb(done.version),
             already_registered=done.already_registered,
@@ -161,10 +170,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: pb.PromoteVersionRequest, context: Context
     ) -> pb.PromoteVersionResponse:
         name, version, stage, reason, request_id = validate.validate_promote(request)
-        actor = principal(context)
+        who = deployer_of(name)
         done = await asyncio.to_thread(
             lambda: self.registry.promote(
-                name, version, stage, reason=reason, actor=actor, request_id=request_id
+                name, version, stage, reason=reason, who=who, request_id=request_id
             )
         )
         return pb.PromoteVersionResponse(
@@ -187,9 +196,24 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                     actor=e.actor,
                     record_id=e.record_id,
                     change_time=timestamp_us(e.created_at_us),
+                    identity=_identity(e.identity_json),
                 )
                 for e in events
             ]
+        )
+
+    async def RecordRefusal(
+        self, request: pb.RecordRefusalRequest, context: Context
+    ) -> pb.RecordRefusalResponse:
+        name, version, reasons, facts, request_id = validate.validate_refusal(request)
+        who = deployer_of(name)
+        identity, leaf = await asyncio.to_thread(
+            lambda: self.registry.record_refusal(
+                name, version, reasons, facts, who=who, request_id=request_id
+            )
+        )
+        return pb.RecordRefusalResponse(
+            record_id=request_id, leaf_index=leaf, identity=identity_pb(identity)
         )
 
     async def WatchDeployments(

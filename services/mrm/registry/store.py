@@ -132,7 +132,7 @@ class RegistryStore:
         return None
 
     def register_version(
-        self, new: NewVersion, actor: str, now_us: int
+        self, new: NewVersion, actor: str, now_us: int, identity_json: str = ""
     ) -> tuple[VersionInfo, bool]:
         """Insert a version whose MODEL_INGESTED record is already in the ledger."""
         with self._txn(new.model_name) as conn:
@@ -155,6 +155,7 @@ class RegistryStore:
                     created_by=actor,
                     created_at_us=now_us,
                     ingested_record_id=uuid.UUID(new.request_id),
+                    identity_json=identity_json,
                 )
                 .returning(versions.c.id)
             ).scalar_one()
@@ -219,6 +220,7 @@ class RegistryStore:
             sample_rate=row.sample_rate,
             facts_json=row.facts_json,
             created_by=row.created_by,
+            identity_json=row.identity_json,
             created_at_us=row.created_at_us,
             ingested_record_id=str(row.ingested_record_id),
             strict=row.strict,
@@ -253,6 +255,7 @@ class RegistryStore:
         record_id: str,
         now_us: int,
         expected_demoted: str,
+        identity_json: str = "",
     ) -> Promotion:
         """Move a version to `stage`; a new production version demotes the old to staging.
 
@@ -291,13 +294,14 @@ class RegistryStore:
                         actor=actor,
                         record_id=uuid.UUID(record_id),
                         created_at_us=now_us,
+                        identity_json=identity_json,
                     )
                 )
             return Promotion(
                 version=self._version(conn, row),
                 demoted_version=demoted,
                 events=[
-                    StageEvent(model_name, v, s, why, actor, record_id, now_us)
+                    StageEvent(model_name, v, s, why, actor, record_id, now_us, identity_json)
                     for _, v, s, why in events
                 ],
             )
@@ -320,6 +324,7 @@ class RegistryStore:
                     r.actor,
                     str(r.record_id),
                     r.created_at_us,
+                    r.identity_json,
                 )
                 for r in conn.execute(q)
             ]

@@ -39,6 +39,7 @@ versions = sa.Table(
     sa.Column("created_by", sa.String(256), nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
     sa.Column("ingested_record_id", sa.Uuid, nullable=False, unique=True),
+    sa.Column("identity_json", sa.Text, nullable=False, server_default=""),
 )
 
 version_artifacts = sa.Table(
@@ -59,4 +60,5 @@ stage_events = sa.Table(
     sa.Column("actor", sa.String(256), nullable=False),
     sa.Column("record_id", sa.Uuid, nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("identity_json", sa.Text, nullable=False, server_default=""),
 )

@@ -121,7 +121,8 @@ def validate_register(req: registry_pb2.RegisterVersionRequest) -> NewVersion:
         facts = canonicalize_json_object(facts)
     except CanonicalJSONError as e:
         raise InvalidArgument("version.facts_json", f"is not a JSON object: {e}") from None
-    if v.stage or v.created_by or v.ingested_record_id or v.HasField("create_time"):
+    output_only = v.HasField("create_time") or v.HasField("created_by_identity")
+    if v.stage or v.created_by or v.ingested_record_id or output_only:
         raise InvalidArgument("version", "has output-only fields set (stage, created_by, …)")
     linked: list[LinkedRecord] = []
     for i, r in enumerate(req.linked_records):
@@ -155,3 +156,26 @@ def validate_promote(req: registry_pb2.PromoteVersionRequest) -> tuple[str, str,
         raise InvalidArgument("stage", "must be STAGING, PRODUCTION or ARCHIVED")
     request_id = str(parse_record_id(req.request_id, "request_id"))
     return name, req.version, stage, _text(req.reason, "reason"), request_id
+
+
+_MAX_REASONS = 100
+
+
+def validate_refusal(
+    req: registry_pb2.RecordRefusalRequest,
+) -> tuple[str, str, list[str], str, str]:
+    """(model name, version, reasons, canonical facts, request id)."""
+    name = model_name(req.model_name, "model_name")
+    semver(req.version, "version")
+    if not 0 < len(req.reasons) <= _MAX_REASONS:
+        raise InvalidArgument("reasons", f"has {len(req.reasons)} (want 1 to {_MAX_REASONS})")
+    reasons = [_text(r, f"reasons[{i}]") for i, r in enumerate(req.reasons)]
+    facts = req.facts_json or "{}"
+    if len(facts) > _MAX_FACTS:
+        raise InvalidArgument("facts_json", f"is over {_MAX_FACTS} characters")
+    try:
+        facts = canonicalize_json_object(facts)
+    except CanonicalJSONError as e:
+        raise InvalidArgument("facts_json", f"is not a JSON object: {e}") from None
+    request_id = str(parse_record_id(req.request_id, "request_id"))
+    return name, req.version, reasons, facts, request_id

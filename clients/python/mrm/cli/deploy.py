@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from mrm.cli.errors import EXIT_OK
+from mrm.cli.errors import EXIT_OK, EXIT_UNAVAILABLE, CliError
 from mrm.cli.output import console, emit_json, err_console, output_option
 from mrm.cli.session import Settings, registry_session
 from mrm.cli.why import explain_options, explain_session
-from mrm.client.errors import Unavailable
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import role_name, stage_name
 from mrm.deploy.config import find_config, load_config
@@ -118,11 +117,13 @@ def deploy(
     if dry_run:
         return _summary(output, cfg.name, cfg.version, prepared, None, reasons, started)
     if reasons:
-        with LedgerClient(settings.ledger_addr, timeout=settings.timeout) as ledger:
-            try:
-                record_id = record_refusal(ledger, cfg, prepared, reasons)
-            except Unavailable:
-                record_id = None
+        try:
+            with registry_session(ctx) as registry:
+                record_id = record_refusal(registry, cfg, prepared, reasons)
+        except CliError as e:
+            if e.exit_code != EXIT_UNAVAILABLE:
+                raise
+            record_id = None
         raise refuse(reasons, record_id)
     with registry_session(ctx) as registry, explain_session(ctx, explain_addr) as explain:
         published = publish(cfg, prepared, registry, progress, explain)
@@ -164,7 +165,9 @@ def _summary(
         doc["records"] = published.records
         doc["leaf_indexes"] = published.leaf_indexes
         doc["already_registered"] = published.already_registered
-        with LedgerClient(settings.ledger_addr, timeout=settings.timeout) as ledger:
+        with LedgerClient(
+            settings.ledger_addr, timeout=settings.timeout, auth=settings.client_auth()
+        ) as ledger:
             cp = ledger.checkpoint(refresh=True)
         doc["checkpoint"] = {"origin": cp.origin, "tree_size": cp.tree_size, "note": cp.note}
     if output == "json":

@@ -1,7 +1,9 @@
 """Exit codes and the one-line error report every mrmctl failure goes through.
 
 ARCHITECTURE.md fixes the codes scripts rely on: 0 success, 1 a check failed,
-2 usage or input error, 3 a service is unreachable.
+2 usage or input error, 3 a service is unreachable; authentication adds 4, the
+server accepted no credential (missing, malformed, wrong, expired, revoked: the
+line says which), and 5, the credential is valid but its roles do not allow it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import traceback
 
 import click
 
+from mrm.client.credentials import CredentialsError
 from mrm.client.errors import (
     AlreadyExists,
     DataLoss,
@@ -20,6 +23,7 @@ from mrm.client.errors import (
     MrmRpcError,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
 )
 from mrm.client.trust import TrustConfigError, TrustError
 from mrm.deploy.errors import DeployError
@@ -28,6 +32,14 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_UNAUTHENTICATED = 4
+EXIT_FORBIDDEN = 5
+
+_REMEDY = {
+    "CREDENTIALS_MISSING": "set MRM_TOKEN (or MRM_TOKEN_FILE, --token-file) to a token "
+    "from `mrm auth issue`",
+    "TOKEN_UNKNOWN": "check that it is this installation's token, copied whole",
+}
 
 
 class CliError(Exception):
@@ -48,11 +60,28 @@ def _rpc_exit_code(e: MrmRpcError) -> int:
     # (down, timed out, failed on its side) is the service's problem.
     if isinstance(e, InvalidArgument | NotFound | AlreadyExists | FailedPrecondition):
         return EXIT_USAGE
+    if isinstance(e, Unauthenticated):
+        return EXIT_UNAUTHENTICATED
     if isinstance(e, PermissionDenied):
-        return EXIT_USAGE
+        return EXIT_FORBIDDEN
     if isinstance(e, DataLoss):  # the ledger found evidence of tampering: a failed check
         return EXIT_CHECK_FAILED
     return EXIT_UNAVAILABLE
+
+
+def _credential_source() -> str:
+    ctx = click.get_current_context(silent=True)
+    settings = getattr(ctx, "obj", None) if ctx is not None else None
+    auth = getattr(settings, "_auth", None)
+    return auth[0].source if auth else ""
+
+
+def _unauthenticated(e: Unauthenticated) -> str:
+    """Which credential failed and why, in one line (the server said why)."""
+    source = _credential_source()
+    used = f" (credential from {source})" if source and source != "no credentials" else ""
+    remedy = _REMEDY.get(e.reason, "")
+    return f"not authenticated: {e.summary()}{used}" + (f"; {remedy}" if remedy else "")
 
 
 def report(e: BaseException) -> int:
@@ -71,6 +100,10 @@ def report(e: BaseException) -> int:
         code, message, details = EXIT_CHECK_FAILED, str(e), e.details
     elif isinstance(e, TrustConfigError):
         code, message = EXIT_USAGE, str(e)
+    elif isinstance(e, CredentialsError):
+        code, message = EXIT_UNAUTHENTICATED, str(e)
+    elif isinstance(e, Unauthenticated):
+        code, message = EXIT_UNAUTHENTICATED, _unauthenticated(e)
     elif isinstance(e, MrmRpcError):
         code, message = _rpc_exit_code(e), e.summary()
     elif isinstance(e, KeyboardInterrupt):

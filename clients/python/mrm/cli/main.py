@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from mrm.cli import models, records, verify
+from mrm.cli import auth, models, records, verify
 from mrm.cli.deploy import deploy
 from mrm.cli.errors import EXIT_CHECK_FAILED, report
 from mrm.cli.ledger import ledger
 from mrm.cli.predictions import predictions
 from mrm.cli.session import Settings
 from mrm.cli.why import why
+from mrm.client.credentials import ClientTls
 
 # These modules add their commands to `ledger` when imported.
 _COMMAND_MODULES = (records, verify)
@@ -80,19 +82,72 @@ class MrmctlGroup(click.Group):
     show_default=True,
     help="Seconds to wait for each call.",
 )
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A file holding the token to present (else MRM_TOKEN, a CI id-token, …).",
+)
+@click.option(
+    "--tls-ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MRM_TLS_CA_FILE",
+    help="Use TLS, trusting this CA (env MRM_TLS_CA_FILE).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MRM_TLS_CLIENT_CERT_FILE",
+    help="Client certificate for mTLS (env MRM_TLS_CLIENT_CERT_FILE).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MRM_TLS_CLIENT_KEY_FILE",
+    help="Its private key (env MRM_TLS_CLIENT_KEY_FILE).",
+)
 @click.version_option(package_name="mrm", prog_name="mrmctl")
 @click.pass_context
-def mrmctl(ctx: click.Context, ledger_addr: str, registry_addr: str, timeout: float) -> None:
+def mrmctl(
+    ctx: click.Context,
+    ledger_addr: str,
+    registry_addr: str,
+    timeout: float,
+    token_file: Path | None,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
     """MRM: a tamper-evident audit trail for machine-learning models.
 
+    Credentials, first found wins: --token-file; a CI job's OIDC id-token
+    (MRM_OIDC_TOKEN, or GitHub Actions with `id-token: write`); MRM_TOKEN;
+    MRM_TOKEN_FILE; the file `mrmctl login` writes; the local `mrm up`'s admin
+    token (MRM_HOME/admin.token).
+
     Exit codes: 0 success, 1 a check failed, 2 usage or input error,
-    3 a service is unreachable.
+    3 a service is unreachable, 4 not authenticated, 5 not allowed.
     """
-    ctx.obj = Settings(ledger_addr=ledger_addr, timeout=timeout, registry_addr=registry_addr)
+    tls = ClientTls(tls_ca, tls_cert, tls_key) if (tls_ca or tls_cert or tls_key) else None
+    ctx.obj = Settings(
+        ledger_addr=ledger_addr,
+        timeout=timeout,
+        registry_addr=registry_addr,
+        token_file=token_file,
+        tls=tls,
+    )
 
 
 mrmctl.add_command(ledger)
-for command in (models.models, models.promote, models.rollback, deploy, why, predictions):
+for command in (
+    models.models,
+    models.promote,
+    models.rollback,
+    deploy,
+    why,
+    predictions,
+    auth.whoami,
+    auth.login,
+):
     mrmctl.add_command(command)
 
 

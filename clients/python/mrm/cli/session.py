@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 
 from mrm.cli.errors import EXIT_UNAVAILABLE, CliError
 from mrm.cli.output import rfc3339
+from mrm.client.credentials import ClientAuth, ClientTls
 from mrm.client.errors import Unavailable
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
@@ -23,6 +25,21 @@ class Settings:
     ledger_addr: str
     timeout: float
     registry_addr: str = "localhost:50051"
+    token_file: Path | None = None
+    tls: ClientTls | None = None
+    _auth: list[ClientAuth] = field(default_factory=list, compare=False, repr=False)
+
+    def client_auth(self) -> ClientAuth:
+        """The credential every call of this invocation presents, found once on first
+        use (a CI job's id-token is requested then, not for --help)."""
+        if not self._auth:
+            self._auth.append(ClientAuth.from_env(token_file=self.token_file, tls=self.tls))
+        return self._auth[0]
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The root command's settings (defaults when a subcommand runs on its own)."""
+    return ctx.find_object(Settings) or Settings("localhost:50052", 30.0)
 
 
 class LedgerSession:
@@ -48,11 +65,11 @@ class LedgerSession:
 
 @contextlib.contextmanager
 def ledger_session(ctx: click.Context) -> Iterator[LedgerSession]:
-    settings = ctx.find_object(Settings)
-    if settings is None:  # only when a subcommand is invoked without the root group
-        settings = Settings("localhost:50052", 30.0)
+    settings = settings_of(ctx)
     trust = TrustStore.from_env(announce=lambda line: click.echo(line, err=True))
-    client = LedgerClient(settings.ledger_addr, timeout=settings.timeout)
+    client = LedgerClient(
+        settings.ledger_addr, timeout=settings.timeout, auth=settings.client_auth()
+    )
     try:
         yield LedgerSession(client, trust)
     except Unavailable as e:
@@ -68,8 +85,10 @@ def ledger_session(ctx: click.Context) -> Iterator[LedgerSession]:
 @contextlib.contextmanager
 def registry_session(ctx: click.Context) -> Iterator[RegistryClient]:
     """A registry client; an unreachable registry is exit 3 with a hint."""
-    settings = ctx.find_object(Settings) or Settings("localhost:50052", 30.0)
-    client = RegistryClient(settings.registry_addr, timeout=settings.timeout)
+    settings = settings_of(ctx)
+    client = RegistryClient(
+        settings.registry_addr, timeout=settings.timeout, auth=settings.client_auth()
+    )
     try:
         yield client
     except Unavailable as e:

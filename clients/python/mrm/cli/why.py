@@ -24,7 +24,7 @@ import click
 from mrm.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE, CliError
 from mrm.cli.output import console, emit_json, output_option, rfc3339
 from mrm.cli.params import IsoTime, RecordId
-from mrm.cli.session import LedgerSession, Settings, ledger_session
+from mrm.cli.session import LedgerSession, ledger_session, settings_of
 from mrm.client.errors import NotFound, Unavailable
 from mrm.client.explain import ExplainClient, Explanation, feature_value, sentence
 from mrm.client.trust import TrustedCheckpoint
@@ -48,8 +48,8 @@ def explain_options(f: Any) -> Any:
 @contextlib.contextmanager
 def explain_session(ctx: click.Context, addr: str) -> Iterator[ExplainClient]:
     """An Explain client; an unreachable service is exit 3 with a hint."""
-    settings = ctx.find_object(Settings)
-    client = ExplainClient(addr, timeout=max(settings.timeout if settings else 30.0, 60.0))
+    settings = settings_of(ctx)
+    client = ExplainClient(addr, timeout=max(settings.timeout, 60.0), auth=settings.client_auth())
     try:
         yield client
     except Unavailable as e:

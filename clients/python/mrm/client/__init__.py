@@ -5,11 +5,14 @@
     with LedgerClient("localhost:50052") as ledger:
         (result,) = ledger.append([new_record("PREDICTION", {"score": 0.7})])
 
-Failed calls raise subclasses of `MrmRpcError` (mrm.client.errors).
+Clients present the credential `ClientAuth.from_env()` finds (MRM_TOKEN, a CI
+job's id-token, …; mrm.client.credentials) unless given `auth=`. Failed calls
+raise subclasses of `MrmRpcError` (mrm.client.errors).
 """
 
 from __future__ import annotations
 
+from mrm.client.credentials import ClientAuth, ClientTls, CredentialsError
 from mrm.client.errors import (
     AlreadyExists,
     DataLoss,
@@ -19,6 +22,7 @@ from mrm.client.errors import (
     MrmRpcError,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 from mrm.client.ids import new_record_id
@@ -26,6 +30,9 @@ from mrm.client.ledger import LedgerClient, new_record
 
 __all__ = [
     "AlreadyExists",
+    "ClientAuth",
+    "ClientTls",
+    "CredentialsError",
     "DataLoss",
     "FailedPrecondition",
     "InternalError",
@@ -34,6 +41,7 @@ __all__ = [
     "MrmRpcError",
     "NotFound",
     "PermissionDenied",
+    "Unauthenticated",
     "Unavailable",
     "new_record",
     "new_record_id",

@@ -1,12 +1,13 @@
-"""What every MRM service client shares: one channel, a timeout, typed errors."""
+"""What every MRM service client shares: one channel, credentials, a timeout, typed errors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Self, TypeVar
 
 import grpc
 
+from mrm.client.credentials import ClientAuth
 from mrm.client.errors import from_rpc_error
 
 _Resp = TypeVar("_Resp")
@@ -26,22 +27,82 @@ _CHANNEL_OPTIONS = [
 ]
 
 
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Sequence[tuple[str, str]] | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+class _Credentials(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds the credential's metadata to every call, whatever stub method makes it."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: Any) -> _CallDetails:
+        given = tuple(details.metadata or ())
+        ours = {k for k, _ in self._metadata}
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            tuple(kv for kv in given if kv[0] not in ours) + self._metadata,
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def open_channel(
+    target: str, auth: ClientAuth, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.Channel:
+    """A channel to `target` (TLS when `auth` says so) that sends `auth`'s metadata."""
+    opts = [*_CHANNEL_OPTIONS, *options]
+    if auth.tls is None:
+        channel = grpc.insecure_channel(target, options=opts)
+    else:
+        channel = grpc.secure_channel(target, auth.tls.channel_credentials(), options=opts)
+    metadata = auth.metadata()
+    return grpc.intercept_channel(channel, _Credentials(metadata)) if metadata else channel
+
+
 class ServiceClient:
-    """One channel to one service. Use as a context manager or call close()."""
+    """One channel to one service. Use as a context manager or call close().
+
+    `auth` is the credential to present; by default, the one `mrmctl` would
+    find (`ClientAuth.from_env()`: MRM_TOKEN, a CI job's id-token, …).
+    """
 
     def __init__(
         self,
         target: str,
         *,
         timeout: float = 30.0,
-        credentials: grpc.ChannelCredentials | None = None,
+        auth: ClientAuth | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+        self.auth = ClientAuth.from_env() if auth is None else auth
+        self._channel = open_channel(target, self.auth)
 
     def close(self) -> None:
         self._channel.close()
@@ -52,8 +113,21 @@ class ServiceClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., _Resp], request: Any) -> _Resp:
+    def _call(
+        self,
+        method: Callable[..., _Resp],
+        request: Any,
+        metadata: Sequence[tuple[str, str]] | None = None,
+    ) -> _Resp:
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=metadata)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
+
+
+def open_aio_channel(target: str, auth: ClientAuth) -> grpc.aio.Channel:
+    """An asyncio channel to `target`, TLS when `auth` says so. Calls on it must pass
+    `metadata=auth.metadata()` themselves (asyncio channels take no interceptor here)."""
+    if auth.tls is None:
+        return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(target, auth.tls.channel_credentials(), options=_CHANNEL_OPTIONS)

@@ -27,7 +27,8 @@ class MrmRpcError(Exception):
         self.message = message
         self.field_violations: list[tuple[str, str]] = list(field_violations or [])
         self.info: dict[str, str] = dict(info or {})
-        """google.rpc.ErrorInfo metadata, e.g. the leaf a DATA_LOSS error is about."""
+        """google.rpc.ErrorInfo metadata, e.g. the leaf a DATA_LOSS error is about, and
+        its reason under "reason"."""
         super().__init__(self.summary())
 
     def summary(self) -> str:
@@ -58,7 +59,20 @@ class Unavailable(MrmRpcError):
 
 
 class PermissionDenied(MrmRpcError):
-    """The caller is not allowed to do this (PERMISSION_DENIED, UNAUTHENTICATED)."""
+    """The caller is verified but its roles do not allow this (PERMISSION_DENIED)."""
+
+
+class Unauthenticated(MrmRpcError):
+    """The server accepted no credential of the call (UNAUTHENTICATED).
+
+    `reason` says which case: CREDENTIALS_MISSING, TOKEN_MALFORMED,
+    TOKEN_UNKNOWN, TOKEN_EXPIRED, TOKEN_REVOKED or ID_TOKEN_INVALID ("" when
+    the server did not say).
+    """
+
+    @property
+    def reason(self) -> str:
+        return self.info.get("reason", "")
 
 
 class InternalError(MrmRpcError):
@@ -81,7 +95,7 @@ _BY_CODE: dict[grpc.StatusCode, type[MrmRpcError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.INTERNAL: InternalError,
     grpc.StatusCode.UNKNOWN: InternalError,
     grpc.StatusCode.DATA_LOSS: DataLoss,
@@ -110,6 +124,8 @@ def _details(call: grpc.Call) -> tuple[list[tuple[str, str]], dict[str, str]]:
             error_info = error_details_pb2.ErrorInfo()
             if detail.Unpack(error_info):
                 info.update(error_info.metadata)
+                if error_info.reason:
+                    info["reason"] = error_info.reason
     return violations, info
 
 

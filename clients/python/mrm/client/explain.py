@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mrm.client.channel import ServiceClient
+from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import Record
 from mrm.client.timestamps import timestamp
 from mrm.v1 import explain_pb2, explain_pb2_grpc
@@ -26,8 +27,10 @@ MAIN_FACTORS = 3
 class ExplainClient(ServiceClient):
     """ExplainService over one channel. Use as a context manager or call close()."""
 
-    def __init__(self, target: str, *, timeout: float = 60.0) -> None:
-        super().__init__(target, timeout=timeout)
+    def __init__(
+        self, target: str, *, timeout: float = 60.0, auth: ClientAuth | None = None
+    ) -> None:
+        super().__init__(target, timeout=timeout, auth=auth)
         self._stub = explain_pb2_grpc.ExplainServiceStub(self._channel)
 
     def compute_baseline(

@@ -9,6 +9,7 @@ the clock stalls or steps back.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -39,3 +40,13 @@ def new_record_id() -> str:
 def is_uuid7(text: str) -> bool:
     """Whether `text` is a canonical lowercase UUIDv7, the form the ledger accepts."""
     return UUID7_RE.fullmatch(text) is not None
+
+
+def derived_record_id(at_ms: int, name: str) -> str:
+    """A UUIDv7 that is the same for the same (time, name): for a record that more
+    than one writer may append for one event (the ledger then keeps one)."""
+    digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:10])
+    rand_a, rand_b = digest >> 68 & 0xFFF, digest & ((1 << 62) - 1)
+    value = (at_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -14,6 +14,7 @@ from typing import Any, TypedDict, Unpack
 import grpc
 
 from mrm.client.channel import ServiceClient
+from mrm.client.credentials import ClientAuth
 from mrm.client.errors import from_rpc_error
 from mrm.client.ids import new_record_id
 from mrm.client.timestamps import timestamp
@@ -96,15 +97,20 @@ class LedgerClient(ServiceClient):
         target: str,
         *,
         timeout: float = 30.0,
-        credentials: grpc.ChannelCredentials | None = None,
+        auth: ClientAuth | None = None,
     ) -> None:
-        super().__init__(target, timeout=timeout, credentials=credentials)
+        super().__init__(target, timeout=timeout, auth=auth)
         self._stub = ledger_pb2_grpc.LedgerServiceStub(self._channel)
 
-    def append(self, records: Sequence[Record]) -> list[AppendResult]:
-        """Append a batch atomically; results are in request order."""
+    def append(self, records: Sequence[Record], *, on_behalf_of: str = "") -> list[AppendResult]:
+        """Append a batch atomically; results are in request order.
+
+        `on_behalf_of` (the registry and the Explain service only) names the
+        principal they verified, whom the ledger then records as the actor.
+        """
         req = ledger_pb2.AppendRecordsRequest(records=records)
-        return list(self._call(self._stub.AppendRecords, req).results)
+        metadata = (("mrm-on-behalf-of", on_behalf_of),) if on_behalf_of else None
+        return list(self._call(self._stub.AppendRecords, req, metadata).results)
 
     def get_record(self, record_id: str) -> Record:
         req = ledger_pb2.GetRecordRequest(record_id=record_id)

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.client.channel import ServiceClient
+from mrm.client.credentials import ClientAuth
 from mrm.client.registry import stage_name
 from mrm.v1 import proxy_pb2, proxy_pb2_grpc
 
@@ -115,9 +115,9 @@ class ProxyClient(ServiceClient):
         target: str,
         *,
         timeout: float = 10.0,
-        credentials: grpc.ChannelCredentials | None = None,
+        auth: ClientAuth | None = None,
     ) -> None:
-        super().__init__(target, timeout=timeout, credentials=credentials)
+        super().__init__(target, timeout=timeout, auth=auth)
         self._stub = proxy_pb2_grpc.ProxyServiceStub(self._channel)
 
     def status(self) -> ProxyStatus:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from mrm.client.channel import ServiceClient
+from mrm.client.credentials import ClientAuth
 from mrm.client.errors import from_rpc_error
 from mrm.client.ids import new_record_id
 from mrm.v1 import ledger_pb2, registry_pb2, registry_pb2_grpc
@@ -32,8 +35,10 @@ def role_name(value: int) -> str:
 class RegistryClient(ServiceClient):
     """RegistryService over one channel. Use as a context manager or call close()."""
 
-    def __init__(self, target: str, *, timeout: float = 30.0) -> None:
-        super().__init__(target, timeout=timeout)
+    def __init__(
+        self, target: str, *, timeout: float = 30.0, auth: ClientAuth | None = None
+    ) -> None:
+        super().__init__(target, timeout=timeout, auth=auth)
         self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
 
     def create_model(self, name: str, description: str = "") -> registry_pb2.Model:
@@ -137,3 +142,22 @@ class RegistryClient(ServiceClient):
             request_id=new_record_id(),
         )
         return self._call(self._stub.PromoteVersion, req)
+
+    def record_refusal(
+        self,
+        model_name: str,
+        version: str,
+        reasons: Sequence[str],
+        facts: Mapping[str, Any],
+        *,
+        request_id: str | None = None,
+    ) -> registry_pb2.RecordRefusalResponse:
+        """Record a deploy a gate refused (a DEPLOYMENT "refused" record)."""
+        req = registry_pb2.RecordRefusalRequest(
+            model_name=model_name,
+            version=version,
+            reasons=list(reasons),
+            facts_json=json.dumps(facts, sort_keys=True),
+            request_id=request_id or new_record_id(),
+        )
+        return self._call(self._stub.RecordRefusal, req)

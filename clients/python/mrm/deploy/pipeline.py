@@ -22,7 +22,7 @@ from typing import Any
 
 from mrm.client.explain import ExplainClient
 from mrm.client.ids import new_record_id
-from mrm.client.ledger import LedgerClient, new_record
+from mrm.client.ledger import new_record
 from mrm.client.registry import RegistryClient
 from mrm.deploy.config import GATEABLE, LOWER_IS_BETTER, DeployConfig
 from mrm.deploy.convert import Converted, convert
@@ -277,26 +277,19 @@ def publish(
 
 
 def record_refusal(
-    ledger: LedgerClient, cfg: DeployConfig, prepared: Prepared, reasons: list[str]
+    registry: RegistryClient, cfg: DeployConfig, prepared: Prepared, reasons: list[str]
 ) -> str:
-    """Write the refused deployment to the ledger; its record id."""
-    record = new_record(
-        "DEPLOYMENT",
-        {
-            "action": "refused",
-            "reasons": reasons,
-            "onnx_sha256": prepared.converted.sha256,
-            "model_file_sha256": prepared.loaded.sha256,
-            "fidelity": asdict(prepared.fidelity),
-            "performance": prepared.metrics,
-            "source_commit": prepared.commit.sha,
-            "deployed_by": asdict(prepared.who),
-        },
-        model_name=cfg.name,
-        model_version=cfg.version,
-    )
-    ledger.append([record])
-    return record.record_id
+    """Have the registry record the refused deployment (with our verified identity);
+    its record id."""
+    facts = {
+        "onnx_sha256": prepared.converted.sha256,
+        "model_file_sha256": prepared.loaded.sha256,
+        "fidelity": asdict(prepared.fidelity),
+        "performance": prepared.metrics,
+        "source_commit": asdict(prepared.commit),
+        "deployed_by": asdict(prepared.who),
+    }
+    return registry.record_refusal(cfg.name, cfg.version, reasons, facts).record_id
 
 
 def refuse(reasons: list[str], record_id: str | None) -> GateFailed:

@@ -34,6 +34,12 @@ class ExplainServiceStub:
     artifact no longer matches its sha256 (evidence of tampering) or a model
     has no background sample; UNAVAILABLE when the ledger or the registry is
     down.
+
+    Access (see mrm.v1.AuthService): ComputeBaseline needs the deployer role
+    for the model, or admin; the other calls the auditor, deployer,
+    explainer or admin role. Records the service appends for a call
+    (EXPLAINABILITY_BASELINE, EXPLANATION) carry the caller's principal as
+    their actor: an explanation given out is recorded with whom it was given.
     """
 
     def __init__(self, channel):
@@ -73,6 +79,12 @@ class ExplainServiceServicer:
     artifact no longer matches its sha256 (evidence of tampering) or a model
     has no background sample; UNAVAILABLE when the ledger or the registry is
     down.
+
+    Access (see mrm.v1.AuthService): ComputeBaseline needs the deployer role
+    for the model, or admin; the other calls the auditor, deployer,
+    explainer or admin role. Records the service appends for a call
+    (EXPLAINABILITY_BASELINE, EXPLANATION) carry the caller's principal as
+    their actor: an explanation given out is recorded with whom it was given.
     """
 
     def ComputeBaseline(self, request, context):
@@ -164,6 +176,12 @@ class ExplainService:
     artifact no longer matches its sha256 (evidence of tampering) or a model
     has no background sample; UNAVAILABLE when the ledger or the registry is
     down.
+
+    Access (see mrm.v1.AuthService): ComputeBaseline needs the deployer role
+    for the model, or admin; the other calls the auditor, deployer,
+    explainer or admin role. Records the service appends for a call
+    (EXPLAINABILITY_BASELINE, EXPLANATION) carry the caller's principal as
+    their actor: an explanation given out is recorded with whom it was given.
     """
 
     @staticmethod

@@ -40,6 +40,12 @@ class ExplainServiceStub:
     artifact no longer matches its sha256 (evidence of tampering) or a model
     has no background sample; UNAVAILABLE when the ledger or the registry is
     down.
+
+    Access (see mrm.v1.AuthService): ComputeBaseline needs the deployer role
+    for the model, or admin; the other calls the auditor, deployer,
+    explainer or admin role. Records the service appends for a call
+    (EXPLAINABILITY_BASELINE, EXPLANATION) carry the caller's principal as
+    their actor: an explanation given out is recorded with whom it was given.
     """
 
     @_typing.overload
@@ -90,6 +96,12 @@ class ExplainServiceAsyncStub(ExplainServiceStub):
     artifact no longer matches its sha256 (evidence of tampering) or a model
     has no background sample; UNAVAILABLE when the ledger or the registry is
     down.
+
+    Access (see mrm.v1.AuthService): ComputeBaseline needs the deployer role
+    for the model, or admin; the other calls the auditor, deployer,
+    explainer or admin role. Records the service appends for a call
+    (EXPLAINABILITY_BASELINE, EXPLANATION) carry the caller's principal as
+    their actor: an explanation given out is recorded with whom it was given.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -136,6 +148,12 @@ class ExplainServiceServicer(metaclass=_abc_1.ABCMeta):
     artifact no longer matches its sha256 (evidence of tampering) or a model
     has no background sample; UNAVAILABLE when the ledger or the registry is
     down.
+
+    Access (see mrm.v1.AuthService): ComputeBaseline needs the deployer role
+    for the model, or admin; the other calls the auditor, deployer,
+    explainer or admin role. Records the service appends for a call
+    (EXPLAINABILITY_BASELINE, EXPLANATION) carry the caller's principal as
+    their actor: an explanation given out is recorded with whom it was given.
     """
 
     @_abc_1.abstractmethod

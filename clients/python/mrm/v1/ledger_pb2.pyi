@@ -58,6 +58,11 @@ class _RecordKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecordKind
     """A per-decision explanation that was given out."""
     RECORD_KIND_GAP: _RecordKind.ValueType  # 8
     """Samples the proxy could not deliver, with counts and reasons."""
+    RECORD_KIND_ACCESS: _RecordKind.ValueType  # 9
+    """A credential was issued or revoked (`mrm auth issue`, `mrm auth
+    revoke`, or found in the tokens file): its public id, principal, roles
+    and who did it. Never the token itself.
+    """
 
 class RecordKind(_RecordKind, metaclass=_RecordKindEnumTypeWrapper):
     """The kind of an audit record. The leaf JSON spells it without the
@@ -88,6 +93,11 @@ RECORD_KIND_EXPLANATION: RecordKind.ValueType  # 7
 """A per-decision explanation that was given out."""
 RECORD_KIND_GAP: RecordKind.ValueType  # 8
 """Samples the proxy could not deliver, with counts and reasons."""
+RECORD_KIND_ACCESS: RecordKind.ValueType  # 9
+"""A credential was issued or revoked (`mrm auth issue`, `mrm auth
+revoke`, or found in the tokens file): its public id, principal, roles
+and who did it. Never the token itself.
+"""
 Global___RecordKind: _TypeAlias = RecordKind  # noqa: Y015
 
 @_typing.final
@@ -147,8 +157,11 @@ class Record(_message.Message):
     leaf_index: _builtins.int
     """Output only. The record's position in the log (0, 1, 2, … with no gaps)."""
     actor: _builtins.str
-    """Output only. Who appended the record, as the ledger authenticated them
-    (the mTLS identity, or "anonymous@<peer address>").
+    """Output only. Who made the record, as authenticated (see
+    mrm.v1.AuthService): the caller's principal, or, for a record the
+    registry or the Explain service writes on a caller's behalf (they alone
+    may), the principal that service verified. Never a name the caller
+    typed; "anonymous" only on a server run with authentication off.
     """
     leaf_hash: _builtins.bytes
     """Output only. The stored RFC 6962 leaf hash (32 bytes). An auditor

@@ -96,6 +96,14 @@ class LedgerServiceServicer:
         concurrent batches. The same id with different content answers
         ALREADY_EXISTS and nothing of the batch is appended. The ledger assigns
         `leaf_index` (dense, from 0, no gaps), `recorded_at` and `actor`.
+
+        Each kind has its writers: PREDICTION and GAP the proxy role;
+        EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
+        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT and DEPLOYMENT the
+        registry role (deployers go through the registry); ACCESS the admin
+        role. A batch with any other kind answers PERMISSION_DENIED and appends
+        nothing. Only the registry and explainer roles may send
+        `mrm-on-behalf-of` metadata naming the principal they verified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

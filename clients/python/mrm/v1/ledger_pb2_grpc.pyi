@@ -57,6 +57,14 @@ class LedgerServiceStub:
     concurrent batches. The same id with different content answers
     ALREADY_EXISTS and nothing of the batch is appended. The ledger assigns
     `leaf_index` (dense, from 0, no gaps), `recorded_at` and `actor`.
+
+    Each kind has its writers: PREDICTION and GAP the proxy role;
+    EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
+    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT and DEPLOYMENT the
+    registry role (deployers go through the registry); ACCESS the admin
+    role. A batch with any other kind answers PERMISSION_DENIED and appends
+    nothing. Only the registry and explainer roles may send
+    `mrm-on-behalf-of` metadata naming the principal they verified.
     """
     GetRecord: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetRecordRequest, _ledger_pb2.GetRecordResponse]
     """Returns one record by its id. NOT_FOUND if the ledger has no such record."""
@@ -105,6 +113,14 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     concurrent batches. The same id with different content answers
     ALREADY_EXISTS and nothing of the batch is appended. The ledger assigns
     `leaf_index` (dense, from 0, no gaps), `recorded_at` and `actor`.
+
+    Each kind has its writers: PREDICTION and GAP the proxy role;
+    EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
+    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT and DEPLOYMENT the
+    registry role (deployers go through the registry); ACCESS the admin
+    role. A batch with any other kind answers PERMISSION_DENIED and appends
+    nothing. Only the registry and explainer roles may send
+    `mrm-on-behalf-of` metadata naming the principal they verified.
     """
     GetRecord: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetRecordRequest, _ledger_pb2.GetRecordResponse]  # type: ignore[assignment]
     """Returns one record by its id. NOT_FOUND if the ledger has no such record."""
@@ -156,6 +172,14 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         concurrent batches. The same id with different content answers
         ALREADY_EXISTS and nothing of the batch is appended. The ledger assigns
         `leaf_index` (dense, from 0, no gaps), `recorded_at` and `actor`.
+
+        Each kind has its writers: PREDICTION and GAP the proxy role;
+        EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
+        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT and DEPLOYMENT the
+        registry role (deployers go through the registry); ACCESS the admin
+        role. A batch with any other kind answers PERMISSION_DENIED and appends
+        nothing. Only the registry and explainer roles may send
+        `mrm-on-behalf-of` metadata naming the principal they verified.
         """
 
     @_abc_1.abstractmethod

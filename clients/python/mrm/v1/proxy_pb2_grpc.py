@@ -59,7 +59,10 @@ class ProxyServiceServicer:
     def GetProxyStatus(self, request, context):
         """Returns the delivery counters, the queue and spool depths, the models
         loaded and whether the ledger is reachable right now. It never fails
-        because the ledger is down: it reports it unreachable instead.
+        because the ledger is down: it reports it unreachable instead. Needs
+        credentials of the admin, auditor or deployer role (see
+        mrm.v1.AuthService); the inference RPCs need none unless the proxy is
+        configured to check tokens, and its health checks never do.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,7 +51,10 @@ class ProxyServiceStub:
     GetProxyStatus: _grpc.UnaryUnaryMultiCallable[_proxy_pb2.GetProxyStatusRequest, _proxy_pb2.GetProxyStatusResponse]
     """Returns the delivery counters, the queue and spool depths, the models
     loaded and whether the ledger is reachable right now. It never fails
-    because the ledger is down: it reports it unreachable instead.
+    because the ledger is down: it reports it unreachable instead. Needs
+    credentials of the admin, auditor or deployer role (see
+    mrm.v1.AuthService); the inference RPCs need none unless the proxy is
+    configured to check tokens, and its health checks never do.
     """
 
 @_typing.type_check_only
@@ -68,7 +71,10 @@ class ProxyServiceAsyncStub(ProxyServiceStub):
     GetProxyStatus: _aio.UnaryUnaryMultiCallable[_proxy_pb2.GetProxyStatusRequest, _proxy_pb2.GetProxyStatusResponse]  # type: ignore[assignment]
     """Returns the delivery counters, the queue and spool depths, the models
     loaded and whether the ledger is reachable right now. It never fails
-    because the ledger is down: it reports it unreachable instead.
+    because the ledger is down: it reports it unreachable instead. Needs
+    credentials of the admin, auditor or deployer role (see
+    mrm.v1.AuthService); the inference RPCs need none unless the proxy is
+    configured to check tokens, and its health checks never do.
     """
 
 class ProxyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -88,7 +94,10 @@ class ProxyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_proxy_pb2.GetProxyStatusResponse, _abc.Awaitable[_proxy_pb2.GetProxyStatusResponse]]:
         """Returns the delivery counters, the queue and spool depths, the models
         loaded and whether the ledger is reachable right now. It never fails
-        because the ledger is down: it reports it unreachable instead.
+        because the ledger is down: it reports it unreachable instead. Needs
+        credentials of the admin, auditor or deployer role (see
+        mrm.v1.AuthService); the inference RPCs need none unless the proxy is
+        configured to check tokens, and its health checks never do.
         """
 
 def add_ProxyServiceServicer_to_server(servicer: ProxyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

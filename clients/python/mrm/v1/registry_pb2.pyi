@@ -16,6 +16,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from mrm.v1 import auth_pb2 as _auth_pb2
 from mrm.v1 import ledger_pb2 as _ledger_pb2
 import builtins as _builtins
 import sys
@@ -184,6 +185,7 @@ class ModelVersion(_message.Message):
     INGESTED_RECORD_ID_FIELD_NUMBER: _builtins.int
     FACTS_JSON_FIELD_NUMBER: _builtins.int
     STRICT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_IDENTITY_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """The model's name."""
     version: _builtins.str
@@ -193,7 +195,9 @@ class ModelVersion(_message.Message):
     sample_rate: _builtins.float
     """The proxy's sampling rate for this version's decisions, 0 to 1."""
     created_by: _builtins.str
-    """Who registered it, as the registry authenticated them."""
+    """Output only. Who registered it: the principal the registry
+    authenticated (see `created_by_identity`).
+    """
     ingested_record_id: _builtins.str
     """The MODEL_INGESTED record of this version in the ledger."""
     facts_json: _builtins.str
@@ -214,6 +218,13 @@ class ModelVersion(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the version was registered."""
 
+    @_builtins.property
+    def created_by_identity(self) -> _auth_pb2.Identity:
+        """Output only. The verified identity that registered the version, with
+        the CI claims nothing verified kept apart as unverified. Unset for a
+        version registered before identities were recorded.
+        """
+
     def __init__(
         self,
         *,
@@ -227,10 +238,11 @@ class ModelVersion(_message.Message):
         ingested_record_id: _builtins.str = ...,
         facts_json: _builtins.str = ...,
         strict: _builtins.bool = ...,
+        created_by_identity: _auth_pb2.Identity | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by_identity", b"created_by_identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "create_time", b"create_time", "created_by", b"created_by", "facts_json", b"facts_json", "ingested_record_id", b"ingested_record_id", "model_name", b"model_name", "sample_rate", b"sample_rate", "stage", b"stage", "strict", b"strict", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "create_time", b"create_time", "created_by", b"created_by", "created_by_identity", b"created_by_identity", "facts_json", b"facts_json", "ingested_record_id", b"ingested_record_id", "model_name", b"model_name", "sample_rate", b"sample_rate", "stage", b"stage", "strict", b"strict", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -831,6 +843,7 @@ class StageChange(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     RECORD_ID_FIELD_NUMBER: _builtins.int
     CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """The version that changed stage."""
     stage: Global___Stage.ValueType
@@ -845,6 +858,12 @@ class StageChange(_message.Message):
     def change_time(self) -> _timestamp_pb2.Timestamp:
         """When the change was made."""
 
+    @_builtins.property
+    def identity(self) -> _auth_pb2.Identity:
+        """The verified identity behind `actor`; unset for changes recorded before
+        identities were.
+        """
+
     def __init__(
         self,
         *,
@@ -854,10 +873,11 @@ class StageChange(_message.Message):
         actor: _builtins.str = ...,
         record_id: _builtins.str = ...,
         change_time: _timestamp_pb2.Timestamp | None = ...,
+        identity: _auth_pb2.Identity | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "change_time", b"change_time", "reason", b"reason", "record_id", b"record_id", "stage", b"stage", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "change_time", b"change_time", "identity", b"identity", "reason", b"reason", "record_id", b"record_id", "stage", b"stage", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -886,3 +906,80 @@ class ListStageChangesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListStageChangesResponse: _TypeAlias = ListStageChangesResponse  # noqa: Y015
+
+@_typing.final
+class RecordRefusalRequest(_message.Message):
+    """A deployment a gate refused, to be recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    FACTS_JSON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    model_name: _builtins.str
+    """The model the deploy was for (it need not exist in the registry)."""
+    version: _builtins.str
+    """The version the deploy would have registered (semver)."""
+    facts_json: _builtins.str
+    """What the deploy measured and computed (hashes, metrics, fidelity,
+    source commit, CI claims), as a JSON object; recorded as given, beside
+    the verified identity.
+    """
+    request_id: _builtins.str
+    """Client-chosen UUIDv7: the DEPLOYMENT record's id. A replay with the
+    same content returns the original.
+    """
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why it was refused, one line each; 1 to 100 of them."""
+
+    def __init__(
+        self,
+        *,
+        model_name: _builtins.str = ...,
+        version: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        facts_json: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facts_json", b"facts_json", "model_name", b"model_name", "reasons", b"reasons", "request_id", b"request_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRefusalRequest: _TypeAlias = RecordRefusalRequest  # noqa: Y015
+
+@_typing.final
+class RecordRefusalResponse(_message.Message):
+    """Where the refusal was recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    """The DEPLOYMENT record's id (the request_id)."""
+    leaf_index: _builtins.int
+    """Its leaf index in the ledger."""
+    @_builtins.property
+    def identity(self) -> _auth_pb2.Identity:
+        """The identity the refusal was recorded with."""
+
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+        leaf_index: _builtins.int = ...,
+        identity: _auth_pb2.Identity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "leaf_index", b"leaf_index", "record_id", b"record_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRefusalResponse: _TypeAlias = RecordRefusalResponse  # noqa: Y015

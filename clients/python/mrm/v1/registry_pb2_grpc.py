@@ -33,6 +33,14 @@ class RegistryServiceStub:
     registered before with other artifacts; FAILED_PRECONDITION for an
     artifact that was never uploaded; UNAVAILABLE when the ledger or the
     database is down.
+
+    Access (see mrm.v1.AuthService): every call needs credentials. Changes
+    (CreateModel, UploadArtifact, RegisterVersion, PromoteVersion,
+    RecordRefusal) need the deployer role for a model the principal may
+    deploy, or admin; reads any role. The registry records the verified
+    identity of whoever made a change on its ledger records; with an OIDC
+    id-token, a `source_commit` that is not the token's verified `sha` is
+    refused with PERMISSION_DENIED.
     """
 
     def __init__(self, channel):
@@ -96,6 +104,11 @@ class RegistryServiceStub:
                 request_serializer=mrm_dot_v1_dot_registry__pb2.WatchDeploymentsRequest.SerializeToString,
                 response_deserializer=mrm_dot_v1_dot_registry__pb2.WatchDeploymentsResponse.FromString,
                 _registered_method=True)
+        self.RecordRefusal = channel.unary_unary(
+                '/mrm.v1.RegistryService/RecordRefusal',
+                request_serializer=mrm_dot_v1_dot_registry__pb2.RecordRefusalRequest.SerializeToString,
+                response_deserializer=mrm_dot_v1_dot_registry__pb2.RecordRefusalResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -106,6 +119,14 @@ class RegistryServiceServicer:
     registered before with other artifacts; FAILED_PRECONDITION for an
     artifact that was never uploaded; UNAVAILABLE when the ledger or the
     database is down.
+
+    Access (see mrm.v1.AuthService): every call needs credentials. Changes
+    (CreateModel, UploadArtifact, RegisterVersion, PromoteVersion,
+    RecordRefusal) need the deployer role for a model the principal may
+    deploy, or admin; reads any role. The registry records the verified
+    identity of whoever made a change on its ledger records; with an OIDC
+    id-token, a `source_commit` that is not the token's verified `sha` is
+    refused with PERMISSION_DENIED.
     """
 
     def CreateModel(self, request, context):
@@ -200,6 +221,16 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRefusal(self, request, context):
+        """Records a deployment that a gate refused (`mrmctl deploy` when the
+        model fails fidelity or a metric gate) as a DEPLOYMENT record with
+        action "refused", the reasons and the caller's verified identity.
+        Nothing is registered. Idempotent by `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +289,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=mrm_dot_v1_dot_registry__pb2.WatchDeploymentsRequest.FromString,
                     response_serializer=mrm_dot_v1_dot_registry__pb2.WatchDeploymentsResponse.SerializeToString,
             ),
+            'RecordRefusal': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRefusal,
+                    request_deserializer=mrm_dot_v1_dot_registry__pb2.RecordRefusalRequest.FromString,
+                    response_serializer=mrm_dot_v1_dot_registry__pb2.RecordRefusalResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'mrm.v1.RegistryService', rpc_method_handlers)
@@ -274,6 +310,14 @@ class RegistryService:
     registered before with other artifacts; FAILED_PRECONDITION for an
     artifact that was never uploaded; UNAVAILABLE when the ledger or the
     database is down.
+
+    Access (see mrm.v1.AuthService): every call needs credentials. Changes
+    (CreateModel, UploadArtifact, RegisterVersion, PromoteVersion,
+    RecordRefusal) need the deployer role for a model the principal may
+    deploy, or admin; reads any role. The registry records the verified
+    identity of whoever made a change on its ledger records; with an OIDC
+    id-token, a `source_commit` that is not the token's verified `sha` is
+    refused with PERMISSION_DENIED.
     """
 
     @staticmethod
@@ -563,6 +607,33 @@ class RegistryService:
             '/mrm.v1.RegistryService/WatchDeployments',
             mrm_dot_v1_dot_registry__pb2.WatchDeploymentsRequest.SerializeToString,
             mrm_dot_v1_dot_registry__pb2.WatchDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRefusal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mrm.v1.RegistryService/RecordRefusal',
+            mrm_dot_v1_dot_registry__pb2.RecordRefusalRequest.SerializeToString,
+            mrm_dot_v1_dot_registry__pb2.RecordRefusalResponse.FromString,
             options,
             channel_credentials,
             insecure,

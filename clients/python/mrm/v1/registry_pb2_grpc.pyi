@@ -41,6 +41,14 @@ class RegistryServiceStub:
     registered before with other artifacts; FAILED_PRECONDITION for an
     artifact that was never uploaded; UNAVAILABLE when the ledger or the
     database is down.
+
+    Access (see mrm.v1.AuthService): every call needs credentials. Changes
+    (CreateModel, UploadArtifact, RegisterVersion, PromoteVersion,
+    RecordRefusal) need the deployer role for a model the principal may
+    deploy, or admin; reads any role. The registry records the verified
+    identity of whoever made a change on its ledger records; with an OIDC
+    id-token, a `source_commit` that is not the token's verified `sha` is
+    refused with PERMISSION_DENIED.
     """
 
     @_typing.overload
@@ -91,6 +99,12 @@ class RegistryServiceStub:
     """Streams the current deployments, then every later stage change, until
     the client cancels. The inference proxy follows it.
     """
+    RecordRefusal: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RecordRefusalRequest, _registry_pb2.RecordRefusalResponse]
+    """Records a deployment that a gate refused (`mrmctl deploy` when the
+    model fails fidelity or a metric gate) as a DEPLOYMENT record with
+    action "refused", the reasons and the caller's verified identity.
+    Nothing is registered. Idempotent by `request_id`.
+    """
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -101,6 +115,14 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     registered before with other artifacts; FAILED_PRECONDITION for an
     artifact that was never uploaded; UNAVAILABLE when the ledger or the
     database is down.
+
+    Access (see mrm.v1.AuthService): every call needs credentials. Changes
+    (CreateModel, UploadArtifact, RegisterVersion, PromoteVersion,
+    RecordRefusal) need the deployer role for a model the principal may
+    deploy, or admin; reads any role. The registry records the verified
+    identity of whoever made a change on its ledger records; with an OIDC
+    id-token, a `source_commit` that is not the token's verified `sha` is
+    refused with PERMISSION_DENIED.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -148,6 +170,12 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """Streams the current deployments, then every later stage change, until
     the client cancels. The inference proxy follows it.
     """
+    RecordRefusal: _aio.UnaryUnaryMultiCallable[_registry_pb2.RecordRefusalRequest, _registry_pb2.RecordRefusalResponse]  # type: ignore[assignment]
+    """Records a deployment that a gate refused (`mrmctl deploy` when the
+    model fails fidelity or a metric gate) as a DEPLOYMENT record with
+    action "refused", the reasons and the caller's verified identity.
+    Nothing is registered. Idempotent by `request_id`.
+    """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """RegistryService versions models and tracks their deployments.
@@ -157,6 +185,14 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     registered before with other artifacts; FAILED_PRECONDITION for an
     artifact that was never uploaded; UNAVAILABLE when the ledger or the
     database is down.
+
+    Access (see mrm.v1.AuthService): every call needs credentials. Changes
+    (CreateModel, UploadArtifact, RegisterVersion, PromoteVersion,
+    RecordRefusal) need the deployer role for a model the principal may
+    deploy, or admin; reads any role. The registry records the verified
+    identity of whoever made a change on its ledger records; with an OIDC
+    id-token, a `source_commit` that is not the token's verified `sha` is
+    refused with PERMISSION_DENIED.
     """
 
     @_abc_1.abstractmethod
@@ -267,6 +303,18 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_registry_pb2.WatchDeploymentsResponse], _abc.AsyncIterator[_registry_pb2.WatchDeploymentsResponse]]:
         """Streams the current deployments, then every later stage change, until
         the client cancels. The inference proxy follows it.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordRefusal(
+        self,
+        request: _registry_pb2.RecordRefusalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.RecordRefusalResponse, _abc.Awaitable[_registry_pb2.RecordRefusalResponse]]:
+        """Records a deployment that a gate refused (`mrmctl deploy` when the
+        model fails fidelity or a metric gate) as a DEPLOYMENT record with
+        action "refused", the reasons and the caller's verified identity.
+        Nothing is registered. Idempotent by `request_id`.
         """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
