@@ -31,6 +31,14 @@ for _ in $(seq 1 600); do
 done
 grep '^mrm:' "$MRM_HOME/server.log"
 
+step "1b. The platform admin issues the data scientist a deployer token (recorded in the ledger)"
+echo "\$ mrm auth issue --principal devin@credit-team.example --role deployer --model 'credit-*'"
+"$BIN/mrm" auth issue --principal devin@credit-team.example --role deployer \
+  --model 'credit-*' --expires-in 1d >"$MRM_HOME/devin.token"
+chmod 600 "$MRM_HOME/devin.token"
+export MRM_TOKEN_FILE="$MRM_HOME/devin.token"   # CI would hold it as a secret, or send its OIDC token
+"$BIN/mrmctl" whoami
+
 step "2. A data scientist trains a credit-application model (examples/credit/train.py)"
 cd examples/credit
 "$BIN/python" train.py
@@ -43,6 +51,7 @@ echo "\$ mrmctl deploy model.pkl --version 1.2.4"
 step "4. 2,000 applications are decided through the inference proxy (Triton's own client)"
 "$BIN/python" send_applications.py --addr "$MRM_PROXY_ADDR"
 cd "$ROOT"
+unset MRM_TOKEN_FILE   # from here on: the admin (legal's and the auditor's questions)
 applicant=$("$BIN/python" -c '
 import csv, sys
 rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["decision"] == "rejected"]

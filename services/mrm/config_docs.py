@@ -28,6 +28,26 @@ CLIENT_ONLY_ENV = {
         "Where mrmctl keeps the checkpoints and keys it trusts.",
     ),
     "MRM_DEBUG": ("", "Set to 1 to print a traceback along with an error (mrm and mrmctl)."),
+    "MRM_TOKEN": (
+        "",
+        "A bearer token for the services (never logged). Ignored when --token-file is given.",
+    ),
+    "MRM_TOKEN_FILE": ("", "A file holding the bearer token (0600); read after MRM_TOKEN."),
+    "MRM_OIDC_TOKEN": (
+        "",
+        "An OIDC id-token (a CI job's) to present instead of a bearer token; the "
+        "registry verifies it against its configured issuers.",
+    ),
+    "MRM_OIDC_TOKEN_FILE": ("", "A file holding the OIDC id-token (e.g. GitLab's)."),
+    "MRM_OIDC_AUDIENCE": (
+        "mrm",
+        "The audience mrmctl asks GitHub Actions for when it requests the job's id-token "
+        "(ACTIONS_ID_TOKEN_REQUEST_URL); must match the server's [[oidc]] audience.",
+    ),
+    "MRM_AUTH": (
+        "",
+        "Set to `none` to send no credentials at all (for a server started with --insecure).",
+    ),
 }
 _TOML_LINE = re.compile(r"^(?P<key>[A-Za-z_]+)\s*=\s*(?P<value>.+?)\s*(#\s*(?P<note>.*))?$")
 

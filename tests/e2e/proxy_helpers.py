@@ -26,7 +26,7 @@ from tests.conftest import RunningLedger
 from tests.e2e.test_deploy import tree_model
 from tests.e2e.test_proxy import deployed, infer_request
 from tests.integration.test_proxy_shipper import free_port, wait_until
-from tests.support.auth import seed_test_token
+from tests.support.auth import seed_service_home, seed_test_token
 
 __all__ = ["free_port", "wait_until"]
 MODEL = "gbt"
@@ -172,6 +172,7 @@ class ProxyProcess:
     pointed at a registry and a ledger. Its spool lives in `home`."""
 
     def __init__(self, home: Path, registry: str, ledger: str, env: dict[str, str] | None = None):
+        seed_service_home(home, "proxy")
         variables = {
             "MRM_HOME": str(home),
             "MRM_PROXY_ADDR": "127.0.0.1:0",

@@ -144,6 +144,11 @@ def test_a_port_in_use_names_the_port_and_the_variable(
 
 def test_serve_runs_one_service_that_reaches_the_others(tmp_path: Path) -> None:
     env = _env(tmp_path / "home")
+    # `mrm serve` (one service, as in Kubernetes) never makes credentials itself:
+    error = _one_error(_run(["serve", "ledger"], env))
+    assert "no tokens file" in error
+    assert "mrm auth init" in error
+    assert "written to" in _run(["auth", "init"], env).stdout
     ledger = _start(["serve", "ledger"], env)
     try:
         registry = _start(["serve", "registry"], env)

@@ -20,6 +20,8 @@ from mrm.client.registry import RegistryClient
 from mrm.tlog.note import generate_signer
 from tests.conftest import RunningLedger
 from tests.e2e.test_ledger_cli_support import ok_json
+from tests.integration.test_proxy_shipper import wait_until
+from tests.support.auth import issue
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_CLIENT = ROOT / "clients" / "node"
@@ -198,3 +200,29 @@ def test_bad_input_and_unreachable_services_exit_with_mrmctl_codes(tmp_path: Pat
     assert down.stderr.startswith("audit: GetCheckpoint: UNAVAILABLE")
     for result in (usage, missing_key, unknown, bad_key, down):
         assert "    at " not in result.stderr  # no JavaScript stack trace
+
+
+def test_audit_presents_its_token_and_says_which_credential_failed(
+    populated: tuple[RunningLedger, str, str], tmp_path: Path
+) -> None:
+    stack, record_id, vkey = populated
+    env = {"MRM_LEDGER_ADDR": stack.addr, "MRM_REGISTRY_ADDR": stack.registry_addr}
+    auditor = issue(stack.settings.resolved_tokens_file(), "audit@example.com", "auditor")
+    token_file = tmp_path / "auditor.token"
+    token_file.write_text(auditor + "\n")
+    as_auditor = {**env, "MRM_TOKEN": "", "MRM_TOKEN_FILE": str(token_file)}
+    wait_until(
+        lambda: audit(record_id, "--vkey", vkey, **as_auditor).returncode == 0,
+        "the auditor's token is read by the servers",
+    )
+    wrong = audit(record_id, "--vkey", vkey, MRM_TOKEN="mrm_" + "0" * 43, **env)
+    assert wrong.returncode == 4, wrong.stderr
+    assert "UNAUTHENTICATED" in wrong.stderr
+    assert "not one this server issued" in wrong.stderr
+    assert "0" * 43 not in wrong.stderr  # the token itself is never echoed
+    none = audit(record_id, "--vkey", vkey, MRM_TOKEN="", **env)
+    assert none.returncode == 4
+    assert "no credentials" in none.stderr
+    missing = audit(record_id, MRM_TOKEN="", MRM_TOKEN_FILE=str(tmp_path / "nope"), **env)
+    assert missing.returncode == 2
+    assert "MRM_TOKEN_FILE" in missing.stderr

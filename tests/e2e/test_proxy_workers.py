@@ -13,8 +13,10 @@ from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mrm.v1 import proxy_pb2, proxy_pb2_grpc
 from tests.e2e.proxy_helpers import MODEL, deploy_gbt, free_port, stack_with_ledger_on, wait_until
 from tests.e2e.test_proxy import infer_request
+from tests.support.auth import TEST_TOKEN
 
 LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own per channel
+BEARER = (("authorization", f"Bearer {TEST_TOKEN}"),)
 
 
 def workers_of(pid: int) -> list[int]:
@@ -61,7 +63,7 @@ def test_two_processes_share_the_port_and_both_record(tmp_path: Path, pg_url: st
         for _ in range(60):
             with grpc.insecure_channel(proxy_addr, options=LOCAL) as channel:
                 status = proxy_pb2_grpc.ProxyServiceStub(channel).GetProxyStatus(
-                    proxy_pb2.GetProxyStatusRequest(), timeout=30
+                    proxy_pb2.GetProxyStatusRequest(), timeout=30, metadata=BEARER
                 )
                 sampled[status.instance] = status.counters.sampled
             if len(sampled) == 2:

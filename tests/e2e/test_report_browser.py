@@ -21,6 +21,7 @@ import pytest
 from mrm.client.explain import ExplainClient, main_factors
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_why_support import decide, deploy_explained
+from tests.support.auth import TEST_TOKEN
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -64,10 +65,16 @@ class Browser:
         assert self.proc.stderr is not None
         self.proc.stderr.close()
 
-    def render(self, url: str, expressions: dict[str, str]) -> dict[str, Any]:
-        return asyncio.run(self._render(url, expressions))
+    def render(
+        self, url: str, expressions: dict[str, str], token: str | None = None
+    ) -> dict[str, Any]:
+        """Open `url`; sent to the sign-in page, type `token` into its form as a person
+        would, and come back. `login_text` is what the sign-in page said ("" if none)."""
+        return asyncio.run(self._render(url, expressions, token))
 
-    async def _render(self, url: str, expressions: dict[str, str]) -> dict[str, Any]:
+    async def _render(
+        self, url: str, expressions: dict[str, str], token: str | None
+    ) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{self.port}/json/list") as resp:
                 targets = await resp.json(content_type=None)
@@ -89,15 +96,33 @@ class Browser:
                     got = await call("Runtime.evaluate", expression=expression, returnByValue=True)
                     return got["result"].get("value")
 
+                async def settle(done: Any) -> None:
+                    for _ in range(600):
+                        if await value("document.readyState") == "complete" and await done():
+                            return
+                        await asyncio.sleep(0.05)
+
+                async def arrived() -> bool:
+                    return await value("location.href") in (url,) or (
+                        await value("location.pathname") == "/login"
+                    )
+
                 await call("Page.navigate", url=url)
-                for _ in range(600):
-                    if (
-                        await value("document.readyState") == "complete"
-                        and await value("location.href") == url
-                    ):
-                        break
-                    await asyncio.sleep(0.05)
-                return {name: await value(expr) for name, expr in expressions.items()}
+                await settle(arrived)
+                login_text = ""
+                if await value("location.pathname") == "/login" and token is not None:
+                    login_text = await value("document.body.innerText")
+                    await value(
+                        f"document.getElementById('token').value = {json.dumps(token)};"
+                        "document.querySelector('form').submit()"
+                    )
+
+                    async def back() -> bool:
+                        return bool(await value("location.href") == url)
+
+                    await settle(back)
+                seen = {name: await value(expr) for name, expr in expressions.items()}
+                return seen | {"login_text": login_text}
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +161,14 @@ def test_the_report_renders_in_chromium(
             ".map(r => r.getBoundingClientRect().width)",
             "resources": "performance.getEntriesByType('resource').length",
             "decision_box": "document.getElementById('decision').getBoundingClientRect().height",
+            "cookie_js": "document.cookie",
         },
+        token=TEST_TOKEN,
     )
+    # A browser without a session is sent to the sign-in page first; after it the
+    # session cookie is HttpOnly (scripts on the page cannot read it).
+    assert "Sign in to MRM" in seen["login_text"]
+    assert seen["cookie_js"] == ""
     text = seen["text"]
     assert "Rejected by credit-risk 1.2.4 on" in text
     assert "(probability of default" in text
@@ -148,6 +179,8 @@ def test_the_report_renders_in_chromium(
         assert feature in text
     assert "Compared with the model's global baseline" in text
     assert "Metrics at deploy time" in text
+    assert "registered by\ttest-suite verified (token tok_" in text
+    assert TEST_TOKEN not in text
     assert "accuracy" in text
     assert exp.trace_id in text
     assert "Signed checkpoint" in text

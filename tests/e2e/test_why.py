@@ -32,6 +32,7 @@ KEYS = {
     "report_url",
     "trace_url",
     "proof_verified",
+    "registered_by",
 }
 
 
@@ -125,6 +126,9 @@ def test_why_json_has_exactly_the_issue_keys(journey: Journey) -> None:
     for doc in docs:
         assert set(doc) == KEYS
         assert doc["proof_verified"] is True
+        # who registered the version, as the registry verified it (the suite's token)
+        assert doc["registered_by"]["principal"] == "test-suite"
+        assert doc["registered_by"]["method"] == "token"
         assert (doc["model"], doc["version"], doc["decision"]) == (
             "credit-risk",
             "1.2.4",

@@ -49,3 +49,15 @@ def issue(tokens_file: Path, principal: str, *roles: str, models: tuple[str, ...
             entries, principal, roles, models=models, issued_by="system:test-suite"
         )
     return token
+
+
+def seed_service_home(home: Path, *names: str) -> None:
+    """A service process's own MRM_HOME: its tokens file holding TEST_TOKEN (so the
+    suite can call it), and TEST_TOKEN as the token of each of `names` (e.g. "proxy")
+    it presents to the other services."""
+    home.mkdir(parents=True, exist_ok=True)
+    seed_test_token(home / "tokens.json")
+    for name in names:
+        path = home / f"{name}.token"
+        path.write_text(TEST_TOKEN + "\n")
+        path.chmod(0o600)

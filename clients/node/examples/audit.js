@@ -8,8 +8,11 @@
 //
 // Addresses come from MRM_LEDGER_ADDR (default localhost:50052) and
 // MRM_REGISTRY_ADDR (default localhost:50051); the log's key from --vkey or
-// MRM_LEDGER_VKEY. Exit codes as mrmctl's: 0 verified, 1 a check failed,
-// 2 usage or input error, 3 a service is unreachable.
+// MRM_LEDGER_VKEY; the credential from MRM_TOKEN or MRM_TOKEN_FILE (an auditor's
+// token is enough), TLS from MRM_TLS_CA_FILE (and MRM_TLS_CLIENT_CERT_FILE /
+// MRM_TLS_CLIENT_KEY_FILE for mTLS). Exit codes as mrmctl's: 0 verified, 1 a
+// check failed, 2 usage or input error, 3 a service is unreachable,
+// 4 unauthenticated (no, a wrong, expired or revoked credential), 5 forbidden.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -121,7 +124,8 @@ try {
   if (err instanceof ProofError || err instanceof NoteError) fail(1, `verification failed: ${err.message}`);
   if (err instanceof RpcError) {
     const unreachable = err.code === 'UNAVAILABLE' || err.code === 'DEADLINE_EXCEEDED';
-    fail(unreachable ? 3 : err.code === 'INVALID_ARGUMENT' ? 2 : 1, err.message);
+    const codes = { INVALID_ARGUMENT: 2, UNAUTHENTICATED: 4, PERMISSION_DENIED: 5 };
+    fail(unreachable ? 3 : codes[err.code] ?? 1, err.message);
   }
-  throw err;
+  fail(2, err.message); // e.g. an unreadable token or certificate file
 }

@@ -1,4 +1,5 @@
 // gRPC clients for the ledger and the registry, loaded from proto/ at run time.
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import * as grpc from '@grpc/grpc-js';
@@ -45,18 +46,52 @@ export class RpcError extends Error {
   }
 }
 
+/**
+ * The bearer token to send, as mrmctl finds it: the `token` option, else
+ * MRM_TOKEN, else the file MRM_TOKEN_FILE names. Empty: send none.
+ */
+export function tokenFromEnv(env = process.env) {
+  if (env.MRM_TOKEN) return env.MRM_TOKEN.trim();
+  if (env.MRM_TOKEN_FILE) {
+    try {
+      return readFileSync(env.MRM_TOKEN_FILE, 'utf8').trim();
+    } catch (err) {
+      throw new Error(`cannot read the token file MRM_TOKEN_FILE=${env.MRM_TOKEN_FILE}: ${err.code ?? err.message}`);
+    }
+  }
+  return '';
+}
+
+/**
+ * Channel credentials from MRM_TLS_CA_FILE (and, for mTLS, MRM_TLS_CLIENT_CERT_FILE
+ * and MRM_TLS_CLIENT_KEY_FILE); plaintext when no CA is set.
+ */
+export function channelCredentialsFromEnv(env = process.env) {
+  if (!env.MRM_TLS_CA_FILE) return grpc.credentials.createInsecure();
+  const read = (name) => (env[name] ? readFileSync(env[name]) : null);
+  return grpc.credentials.createSsl(
+    read('MRM_TLS_CA_FILE'),
+    read('MRM_TLS_CLIENT_KEY_FILE'),
+    read('MRM_TLS_CLIENT_CERT_FILE'),
+  );
+}
+
 class ServiceClient {
-  constructor(serviceName, target, { protoDir, timeoutMs = 30_000, credentials } = {}) {
+  constructor(serviceName, target, { protoDir, timeoutMs = 30_000, credentials, token } = {}) {
     const dir = protoDir ?? process.env.MRM_PROTO_DIR ?? DEFAULT_PROTO_DIR;
     const Service = loadPackage(dir)[serviceName];
-    this.stub = new Service(target, credentials ?? grpc.credentials.createInsecure());
+    this.stub = new Service(target, credentials ?? channelCredentialsFromEnv());
     this.timeoutMs = timeoutMs;
+    // The token travels as call metadata; it is never part of an error message.
+    this.metadata = new grpc.Metadata();
+    const bearer = token ?? tokenFromEnv();
+    if (bearer) this.metadata.set('authorization', `Bearer ${bearer}`);
   }
 
   call(method, request) {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.timeoutMs);
-      this.stub[method](request, { deadline }, (err, response) => {
+      this.stub[method](request, this.metadata, { deadline }, (err, response) => {
         if (err) reject(new RpcError(method, err));
         else resolve(response);
       });

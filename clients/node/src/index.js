@@ -1,6 +1,13 @@
 // MRM's Node.js client: the ledger and registry over gRPC, and an offline
 // verifier (RFC 6962 Merkle proofs, C2SP signed checkpoints with Ed25519).
-export { DEFAULT_PROTO_DIR, LedgerClient, RegistryClient, RpcError } from './client.js';
+export {
+  DEFAULT_PROTO_DIR,
+  LedgerClient,
+  RegistryClient,
+  RpcError,
+  channelCredentialsFromEnv,
+  tokenFromEnv,
+} from './client.js';
 export { formatTimestamp, leafBytes, recordLeafHash } from './leaf.js';
 export {
   EMPTY_ROOT,

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from mrm.client.explain import feature_value, format_shap, format_value, sentence
+from mrm.client.identity import identity_json
 from mrm.client.ledger import InclusionProof, Record
 from mrm.client.registry import stage_name
 from mrm.explain.records import explanation_pb
@@ -131,6 +132,7 @@ class ReportRenderer:
             "version": version,
             "stage": stage_name(version.stage),
             "facts": facts,
+            "registered_by": identity_json(version.created_by_identity),
             "deploy_records": [
                 (kind_name(r.kind), r.record_id, _when(r), r.actor, json.loads(r.body_json))
                 for kind in ("MODEL_INGESTED", "DEPLOYMENT")

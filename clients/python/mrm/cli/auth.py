@@ -12,6 +12,7 @@ import sys
 import click
 
 from mrm.cli.errors import EXIT_OK, CliError
+from mrm.cli.identity import identity_json
 from mrm.cli.output import console, emit_json, output_option
 from mrm.cli.session import settings_of
 from mrm.client.auth import AuthClient
@@ -19,21 +20,6 @@ from mrm.client.configdir import write_atomic
 from mrm.client.credentials import ClientAuth, credentials_file
 from mrm.client.errors import Unavailable
 from mrm.v1 import auth_pb2
-
-
-def _describe(identity: auth_pb2.Identity) -> dict[str, object]:
-    return {
-        "principal": identity.principal,
-        "method": auth_pb2.AuthMethod.Name(identity.method).removeprefix("AUTH_METHOD_").lower(),
-        "roles": list(identity.roles),
-        "models": list(identity.models),
-        "token_id": identity.token_id,
-        "issuer": identity.issuer,
-        "verified_claims": dict(identity.verified_claims),
-        "expires_at": identity.expire_time.ToJsonString()
-        if identity.HasField("expire_time")
-        else "",
-    }
 
 
 def _whoami(ctx: click.Context, auth: ClientAuth) -> auth_pb2.Identity:
@@ -54,15 +40,15 @@ def _whoami(ctx: click.Context, auth: ClientAuth) -> auth_pb2.Identity:
 @click.pass_context
 def whoami(ctx: click.Context, output: str) -> int:
     """The identity the servers verify for your credential (asks the registry)."""
-    doc = _describe(_whoami(ctx, settings_of(ctx).client_auth()))
+    doc = identity_json(_whoami(ctx, settings_of(ctx).client_auth()))
     if output == "json":
         emit_json(doc)
         return EXIT_OK
     out = console()
-    out.print(f"{doc['principal']} ({doc['method']}; roles {', '.join(doc['roles'])})")  # type: ignore[arg-type]
+    out.print(f"{doc['principal']} ({doc['method']}; roles {', '.join(doc['roles'])})")
     if doc["models"] != ["*"]:
-        out.print(f"  may deploy: {', '.join(doc['models'])}")  # type: ignore[arg-type]
-    for key, value in dict(doc["verified_claims"]).items():  # type: ignore[call-overload]
+        out.print(f"  may deploy: {', '.join(doc['models'])}")
+    for key, value in dict(doc["verified_claims"]).items():
         out.print(f"  verified {key}: {value}")
     if doc["expires_at"]:
         out.print(f"  expires {doc['expires_at']}")

@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from mrm.cli.errors import EXIT_OK, CliError
+from mrm.cli.identity import by_cell, identity_json, identity_lines
 from mrm.cli.output import console, emit_json, output_option, rfc3339
 from mrm.cli.session import registry_session
 from mrm.client.registry import STAGES, role_name, stage_name
@@ -23,6 +24,7 @@ def version_json(v: registry_pb2.ModelVersion) -> dict[str, Any]:
         "strict": v.strict,
         "created_at": rfc3339(v.create_time),
         "created_by": v.created_by,
+        "created_by_identity": identity_json(v.created_by_identity),
         "ingested_record_id": v.ingested_record_id,
         "artifacts": {role_name(a.role): {"sha256": a.sha256, "size": a.size} for a in v.artifacts},
     }
@@ -86,6 +88,7 @@ def show(ctx: click.Context, name: str, version: str, output: str) -> int:
                 "stage": stage_name(c.stage),
                 "reason": c.reason,
                 "actor": c.actor,
+                "identity": identity_json(c.identity),
                 "record_id": c.record_id,
                 "at": rfc3339(c.change_time),
             }
@@ -103,13 +106,20 @@ def show(ctx: click.Context, name: str, version: str, output: str) -> int:
             f"{v['sample_rate']:g}",
             "yes" if v["strict"] else "no",
             v["created_at"],
-            v["created_by"],
+            by_cell(v["created_by_identity"], v["created_by"]),
         )
     out.print(table)
     history = Table("when", "version", "stage", "reason", "by", title="stage history")
     for c in model["history"]:
-        history.add_row(c["at"], c["version"], c["stage"], c["reason"], c["actor"])
+        history.add_row(
+            c["at"], c["version"], c["stage"], c["reason"], by_cell(c["identity"], c["actor"])
+        )
     out.print(history)
+    latest = model["versions"][-1] if model["versions"] else None
+    if latest and latest["created_by_identity"]:
+        out.print(f"version {latest['version']} registered by:")
+        for line in identity_lines(latest["created_by_identity"]):
+            out.print(f"  {line}", highlight=False)
     return EXIT_OK
 
 

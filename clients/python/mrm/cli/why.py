@@ -22,11 +22,13 @@ from typing import Any
 import click
 
 from mrm.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE, CliError
+from mrm.cli.identity import identity_json, identity_lines
 from mrm.cli.output import console, emit_json, output_option, rfc3339
 from mrm.cli.params import IsoTime, RecordId
 from mrm.cli.session import LedgerSession, ledger_session, settings_of
-from mrm.client.errors import NotFound, Unavailable
+from mrm.client.errors import MrmRpcError, NotFound, Unavailable
 from mrm.client.explain import ExplainClient, Explanation, feature_value, sentence
+from mrm.client.registry import RegistryClient
 from mrm.client.trust import TrustedCheckpoint
 from mrm.tlog.leaf import leaf_bytes_from_proto
 from mrm.tlog.merkle import ProofError, leaf_hash, verify_inclusion
@@ -97,7 +99,33 @@ def _shows(exp: Explanation, body: dict[str, Any]) -> bool:
     )
 
 
-def as_json(exp: Explanation, report_url: str, trace_url: str, verified: bool) -> dict[str, Any]:
+def registered_by(ctx: click.Context, explained: list[Explanation]) -> dict[str, Any]:
+    """Who registered each decision's model version, as the registry verified it
+    (`{}` per version the registry cannot tell: recorded before authentication, or
+    the registry unreachable)."""
+    settings = settings_of(ctx)
+    found: dict[str, Any] = {}
+    with RegistryClient(
+        settings.registry_addr, timeout=settings.timeout, auth=settings.client_auth()
+    ) as reg:
+        for exp in explained:
+            key = f"{exp.model_name}@{exp.model_version}"
+            if key not in found:
+                try:
+                    v = reg.get_version(exp.model_name, exp.model_version)
+                    found[key] = identity_json(v.created_by_identity) or {"claimed": v.created_by}
+                except MrmRpcError:
+                    found[key] = {}
+    return found
+
+
+def as_json(
+    exp: Explanation,
+    report_url: str,
+    trace_url: str,
+    verified: bool,
+    deployed_by: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "record_id": exp.prediction_record_id,
         "model": exp.model_name,
@@ -114,7 +142,23 @@ def as_json(exp: Explanation, report_url: str, trace_url: str, verified: bool) -
         "report_url": report_url,
         "trace_url": trace_url,
         "proof_verified": verified,
+        "registered_by": deployed_by or {},
     }
+
+
+def _print_registered_by(doc: dict[str, Any]) -> None:
+    out = console()
+    if "principal" in doc:
+        first, *rest = identity_lines(doc)
+        out.print(f"  model version registered by {first}", markup=False)
+        for line in rest:
+            out.print(f"  {line}", markup=False)
+    elif doc.get("claimed"):
+        out.print(
+            f"  model version registered by {doc['claimed']} (unverified: recorded before "
+            "authentication)",
+            markup=False,
+        )
 
 
 def _http_base() -> str:
@@ -223,10 +267,12 @@ def why(
         if report_file is not None:
             report_file.write_text(ex.report(explained[0].record_id).html, encoding="utf-8")
     base = (report_base_url or _http_base()).rstrip("/")
+    who = registered_by(ctx, explained)
     rows = []
     for exp, ok in zip(explained, checks, strict=True):
         trace = trace_url_template.replace("{trace_id}", exp.trace_id) if exp.trace_id else ""
-        rows.append((exp, as_json(exp, base + exp.report_path, trace, ok)))
+        by = who[f"{exp.model_name}@{exp.model_version}"]
+        rows.append((exp, as_json(exp, base + exp.report_path, trace, ok, by)))
     failed = not all(checks) or any(not exp.reproduction.matches for exp in explained)
     if output == "json":
         emit_json(rows[0][1] if record_id is not None else [doc for _, doc in rows])
@@ -246,6 +292,7 @@ def why(
         if exp.fallback_reason:
             out.print(f"  note: approximate explainer ({exp.method}): ", end="", markup=False)
             out.print(exp.fallback_reason, markup=False)
+        _print_registered_by(doc["registered_by"])
         out.print(f"  report: {doc['report_url']}", markup=False)
         out.print(f"  trace:  {doc['trace_url'] or '(none recorded)'}", markup=False)
         if doc["proof_verified"]:
