@@ -41,6 +41,7 @@ class Issuer:
     url: str = ""  # the HTTP endpoint's base, once `serving()` runs
     request_token: str = field(default_factory=lambda: uuid.uuid4().hex)
     claims_for_job: dict[str, Any] = field(default_factory=dict)
+    minted: list[str] = field(default_factory=list)  # every token handed out, to scan for
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -74,12 +75,14 @@ class Issuer:
         self, key: rsa.RSAPrivateKey | None = None, kid: str | None = None, **claims: Any
     ) -> str:
         """A signed id-token; claims given override (None removes one)."""
-        return jwt.encode(
+        token = jwt.encode(
             self.claims(**claims),
             key or self.key,
             algorithm="RS256",
             headers={"kid": kid or self.kid},
         )
+        self.minted.append(token)
+        return token
 
     def config_toml(self, *, jwks: str = "file", models: str = "credit-*") -> str:
         """The server's [[oidc]] block for this issuer: repository and ref to deployer."""

@@ -145,7 +145,12 @@ class Settings(BaseSettings):
     auth_record_tokens: bool = True
     """The ledger records an ACCESS record for every credential in the tokens file that
     has none (made by `mrm up`, edited in by hand, or revoked while the ledger was
-    down), at start and every 30 s. Off only for test stacks that count leaves."""
+    down), at start and every MRM_AUTH_RECONCILE_INTERVAL. Off only for test stacks that
+    count leaves."""
+
+    auth_reconcile_interval: float = Field(default=30.0, gt=0)
+    """Seconds between the ledger's passes over the tokens file (see
+    MRM_AUTH_RECORD_TOKENS)."""
 
     admin_token_file: Path | None = None
     """Where `mrm up` writes the admin token that `mrmctl` and `mrm status` pick up on

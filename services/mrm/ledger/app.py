@@ -21,7 +21,6 @@ from mrm.ledger.store import LedgerStore
 from mrm.ledger.validate import Limits, validate_append
 from mrm.v1 import ledger_pb2
 
-_RECONCILE_EVERY = 30.0
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
@@ -80,7 +79,7 @@ def ledger_service(
                 await asyncio.to_thread(reconciler.run, entries, now_us())
             except Exception:
                 log.exception("recording the tokens file's credentials failed; will retry")
-            await wait_either(asyncio.Event(), stopping, _RECONCILE_EVERY)
+            await wait_either(asyncio.Event(), stopping, settings.auth_reconcile_interval)
 
     return Service(
         name=SERVICE_NAME,

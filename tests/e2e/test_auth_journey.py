@@ -1,0 +1,241 @@
+"""Credentials as a user meets them: `mrm up` makes them, `mrm auth` issues and revokes
+them (each an ACCESS record), `mrmctl` says in one line which credential failed,
+and not one secret of the whole run shows up in any log, output or ledger record."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mrm.client.credentials import ClientAuth
+from mrm.client.ledger import LedgerClient
+from mrm.core.auth import tokens
+from tests.e2e.test_mrm_up import _env
+
+MRMCTL = str(Path(sys.executable).with_name("mrmctl"))
+MRM = str(Path(sys.executable).with_name("mrm"))
+
+
+@dataclass
+class Run:
+    """One `mrm up` and everything said during it (scanned for secrets at the end)."""
+
+    home: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[str]
+    said: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def run(self, tool: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [tool, *args],
+            env=self.env | env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        # `mrm auth issue` prints the new token on stdout, once, by design: that output
+        # is the hand-over, not a log. Everything else anyone sees is scanned.
+        handing_over = tool == MRM and args[:2] == ("auth", "issue")
+        self.said += [done.stderr] if handing_over else [done.stdout, done.stderr]
+        return done
+
+    def mrm(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run(MRM, *args, **env)
+
+    def mrmctl(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run(MRMCTL, *args, **env)
+
+    def admin(self) -> ClientAuth:
+        return ClientAuth((self.home / "admin.token").read_text().strip(), None, "admin")
+
+    def access_records(self) -> list[dict[str, object]]:
+        with LedgerClient(self.env["MRM_LEDGER_ADDR"], auth=self.admin()) as ledger:
+            return [
+                json.loads(r.body_json) | {"actor": r.actor} for r in ledger.query(kind="ACCESS")
+            ]
+
+
+def _one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def _wait(condition: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    home = tmp_path_factory.mktemp("auth") / "home"
+    env = _env(home, MRM_LOG_LEVEL="DEBUG", MRM_AUTH_RECONCILE_INTERVAL="1")
+    env["MRM_CONFIG_DIR"] = str(home.parent / "mrmctl")
+    home.mkdir(parents=True)
+    log = home.parent / "server.stderr"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [MRM, "up"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        assert proc.stdout is not None
+        printed = []
+        deadline = time.monotonic() + 120
+        while not (printed and printed[-1].startswith("mrm: ready")):
+            line = proc.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("mrm up did not start: " + "".join(printed) + log.read_text())
+            printed.append(line)
+        run = Run(home, env, proc, ["".join(printed)])
+        run.stderr_file = log  # type: ignore[attr-defined]
+        yield run
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(60)
+
+
+def test_mrm_up_makes_the_local_credentials_private(up: Run) -> None:
+    for name in ("admin", "registry", "explain", "proxy"):
+        path = up.home / f"{name}.token"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+        token = path.read_text().strip()
+        assert token.startswith("mrm_")
+        up.secrets[f"{name} token"] = token
+    assert stat.S_IMODE((up.home / "tokens.json").stat().st_mode) == 0o600
+    assert str(up.home / "admin.token") in up.said[0]
+    for path in up.home.glob("*.key"):
+        up.secrets[path.name] = path.read_text().strip()
+    # mrmctl and mrm status need no step by hand: they find the admin token
+    who = up.mrmctl("whoami", "--output", "json")
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout)["principal"] == "local-admin"
+    assert up.mrm("status").returncode == 0
+    # the local credentials are recorded in the ledger, by MRM itself
+    _wait(lambda: len(up.access_records()) >= 4, "the bootstrap tokens are recorded")
+    issued = {r["principal"] for r in up.access_records() if r["action"] == "issued"}
+    assert {"local-admin", "mrm-registry", "mrm-explain", "mrm-proxy"} <= issued
+
+
+def test_issue_then_revoke_is_recorded_and_takes_effect(up: Run) -> None:
+    done = up.mrm(
+        "auth", "issue", "--principal", "devin@example.com", "--role", "deployer",
+        "--model", "credit-*", "--output", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    token = doc["token"]
+    up.secrets["devin's token"] = token
+    who = up.mrmctl("whoami", "--output", "json", MRM_TOKEN=token)
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout)["roles"] == ["deployer"]
+    [issued] = [r for r in up.access_records() if r.get("token_id") == doc["token_id"]]
+    assert issued["action"] == "issued"
+    assert issued["by"] == "local-admin"
+    assert issued["actor"] == "local-admin"
+    listed = up.mrm("auth", "list")
+    assert doc["token_id"] in listed.stdout
+    assert token not in listed.stdout
+
+    revoked = up.mrm("auth", "revoke", "devin@example.com")
+    assert revoked.returncode == 0, revoked.stderr
+    _wait(
+        lambda: up.mrmctl("whoami", MRM_TOKEN=token).returncode == 4,
+        "a revoked token stops working within a second or two",
+        timeout=5,
+    )
+    line = _one_line(up.mrmctl("whoami", MRM_TOKEN=token), 4)
+    assert "revoked" in line
+    assert doc["token_id"] in line
+    actions = [r["action"] for r in up.access_records() if r.get("token_id") == doc["token_id"]]
+    assert actions == ["issued", "revoked"]
+
+
+def test_each_bad_credential_is_one_line_with_its_own_exit_code(up: Run, tmp_path: Path) -> None:
+    wrong = _one_line(up.mrmctl("models", "list", MRM_TOKEN=tokens.new_token()), 4)
+    assert "not one this server issued" in wrong
+    garbage = _one_line(up.mrmctl("models", "list", MRM_TOKEN="hunter2"), 4)
+    assert "neither an MRM token" in garbage
+    missing = _one_line(up.mrmctl("--token-file", str(tmp_path / "nope"), "models", "list"), 4)
+    assert "nope" in missing
+    expired = up.mrm(
+        "auth", "issue", "--principal", "late@example.com", "--role", "auditor", "--output", "json"
+    )
+    late = json.loads(expired.stdout)
+    up.secrets["late token"] = late["token"]
+    with tokens.editing(up.home / "tokens.json") as entries:
+        entries[:] = [
+            tokens.TokenEntry(**{**e.__dict__, "expires_at": "2026-01-01T00:00:00Z"})
+            if e.id == late["token_id"]
+            else e
+            for e in entries
+        ]
+    _wait(
+        lambda: up.mrmctl("models", "list", MRM_TOKEN=late["token"]).returncode == 4,
+        "an expired token is refused",
+        timeout=5,
+    )
+    assert "expired" in _one_line(up.mrmctl("models", "list", MRM_TOKEN=late["token"]), 4)
+    # forbidden (exit 5): a valid auditor cannot promote
+    auditor = json.loads(
+        up.mrm(
+            "auth", "issue", "--principal", "audit@example.com", "--role", "auditor",
+            "--output", "json",
+        ).stdout
+    )  # fmt: skip
+    up.secrets["auditor token"] = auditor["token"]
+    forbidden = up.mrmctl(
+        "promote", "credit-risk", "1.0.0", "--stage", "staging", MRM_TOKEN=auditor["token"]
+    )
+    line = _one_line(forbidden, 5)
+    assert "audit@example.com" in line
+    assert "PromoteVersion" in line
+
+
+def test_a_hand_edit_of_the_tokens_file_is_recorded_by_the_ledger(up: Run) -> None:
+    with tokens.editing(up.home / "tokens.json") as entries:
+        token, entry = tokens.issue(
+            entries, "ops@example.com", ("auditor",), issued_by="vi /etc/mrm/tokens.json"
+        )
+        # an edit made a minute ago, past the grace left to `mrm auth`
+        entries[-1] = tokens.TokenEntry(**{**entry.__dict__, "issued_at": "2026-01-01T00:00:00Z"})
+    up.secrets["hand-made token"] = token
+    _wait(
+        lambda: any(r.get("principal") == "ops@example.com" for r in up.access_records()),
+        "the ledger records a credential nobody recorded",
+    )
+    [record] = [r for r in up.access_records() if r.get("principal") == "ops@example.com"]
+    assert record["by"] == "vi /etc/mrm/tokens.json"
+    assert record["actor"] == "system:tokens-file"
+
+
+def test_no_secret_appears_in_any_log_output_or_record(up: Run) -> None:
+    assert len(up.secrets) >= 8, sorted(up.secrets)  # the tests above ran and used them
+    with LedgerClient(up.env["MRM_LEDGER_ADDR"], auth=up.admin()) as ledger:
+        bodies = [r.body_json + r.actor for r in ledger.query()]
+    up.proc.terminate()
+    out, _ = up.proc.communicate(timeout=60)
+    assert up.proc.returncode == 0
+    logs = [*up.said, out, up.stderr_file.read_text()]  # type: ignore[attr-defined]
+    logs += [p.read_text(errors="replace") for p in up.home.rglob("*.log")]
+    assert sum(len(t) for t in logs) > 10_000  # DEBUG logs of a whole run were captured
+    for name, secret in up.secrets.items():
+        for text in logs:
+            assert secret not in text, f"the {name} appears in a log or an output"
+        for body in bodies:
+            assert secret not in body, f"the {name} appears in a ledger record"
+        digest = tokens.token_sha256(secret)
+        assert not any(digest in body for body in bodies), f"the {name}'s hash is in the ledger"
