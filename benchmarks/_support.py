@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -60,13 +61,36 @@ class Server:
         return sum(cpu_seconds(pid) for pid in self.pids)
 
 
+def seed_benchmark_token(home: Path) -> str:
+    """A token of every role in `home`'s tokens file (before `mrm up` adds its own), put
+    in this process's MRM_TOKEN so the SDK clients and `channel()` present it."""
+    from mrm.core.auth import tokens
+    from mrm.core.auth.principal import ROLES
+
+    home.mkdir(parents=True, exist_ok=True)
+    with tokens.editing(home / "tokens.json") as entries:
+        token, _ = tokens.issue(entries, "benchmark", ROLES, issued_by="system:benchmark")
+    os.environ["MRM_TOKEN"] = token
+    return token
+
+
+def channel(addr: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+    """A channel that presents MRM_TOKEN (see seed_benchmark_token) with every call."""
+    from mrm.client.channel import open_channel
+    from mrm.client.credentials import ClientAuth
+
+    return open_channel(addr, ClientAuth.from_env(), options)
+
+
 @contextmanager
 def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iterator[Server]:
-    """`mrm up` in subprocesses, as a user runs it.
+    """`mrm up` in subprocesses, as a user runs it (authentication on: the benchmark
+    presents a token of every role, as a CI job or the proxy would present theirs).
 
     With replicas > 1, several processes share the database and the port
     (SO_REUSEPORT spreads connections), as replicas behind a Service would.
     """
+    seed_benchmark_token(home)
     port = free_port()
     addr = f"127.0.0.1:{port}"
     registry_addr = f"127.0.0.1:{free_port()}"

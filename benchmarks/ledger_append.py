@@ -14,10 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import psycopg
 
 from benchmarks._support import (
+    channel,
     cpu_seconds,
     free_port,
     fresh_pg_database,
@@ -63,8 +63,8 @@ def grpc_append(addr: str, batches: list[pb.AppendRecordsRequest], streams: int)
     lock = threading.Lock()
 
     def worker() -> None:
-        with grpc.insecure_channel(addr) as channel:
-            stub = pbg.LedgerServiceStub(channel)
+        with channel(addr) as ch:
+            stub = pbg.LedgerServiceStub(ch)
             while True:
                 with lock:
                     if not queue:

@@ -37,10 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
 
-from benchmarks._support import fresh_pg_database, mrm_up, prediction_body, save, uuid7
+from benchmarks._support import (
+    channel,
+    fresh_pg_database,
+    mrm_up,
+    prediction_body,
+    save,
+    uuid7,
+)
 from mrm.client.ledger import LedgerClient
 from mrm.client.trust import open_checkpoint
 from mrm.core import db
@@ -301,8 +307,8 @@ def grpc_proofs(
     old_sizes: Sequence[int],
 ) -> dict[str, object]:
     """Client-observed latency of proofs against the latest checkpoint; each one verified."""
-    with grpc.insecure_channel(addr, options=GRPC_OPTIONS) as channel:
-        stub = pbg.LedgerServiceStub(channel)
+    with channel(addr, GRPC_OPTIONS) as ch:
+        stub = pbg.LedgerServiceStub(ch)
         responses: list[pb.GetInclusionProofResponse] = []
         cons: list[pb.GetConsistencyProofResponse] = []
 

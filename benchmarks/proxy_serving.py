@@ -194,6 +194,9 @@ def main() -> None:
             "MRM_LOG_LEVEL": "WARNING",
             "MRM_REUSE_PORT": "1",
             "MRM_SUBJECT_KEY_FILE": str(tmp / "subject.key"),
+            # the stack's credentials: its tokens file, and the proxy's own token
+            "MRM_AUTH_TOKENS_FILE": str(tmp / "home" / "tokens.json"),
+            "MRM_PROXY_TOKEN_FILE": str(tmp / "home" / "proxy.token"),
         }
         proxy_pids = []
         for i in range(WORKERS):

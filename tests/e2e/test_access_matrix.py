@@ -199,6 +199,16 @@ def _infer(w: World, md: Any) -> Any:
     return reply
 
 
+def _on(where: str, call: Callable[[grpc.Channel, Any], Any]) -> Callable[[World, Any], Any]:
+    """`call` on the server of `where` (ledger, registry, explain or proxy)."""
+
+    def probe(w: World, md: Any) -> Any:
+        addr = w.stack.addr if where == "ledger" else getattr(w.stack, f"{where}_addr")
+        return call(w.channel(addr), md)
+
+    return probe
+
+
 PROBES = [
     # ledger
     Probe("LedgerService/AppendRecords(PREDICTION)", frozenset({"proxy"}), _append, writes=True),
@@ -379,9 +389,12 @@ PROBES = [
         Probe(
             f"AuthService/WhoAmI@{where}",
             ALL,
-            lambda w, md, where=where: auth_pb2_grpc.AuthServiceStub(
-                w.channel(getattr(w.stack, f"{where}_addr" if where != "ledger" else "addr"))
-            ).WhoAmI(auth_pb2.WhoAmIRequest(), metadata=md),
+            _on(
+                where,
+                lambda ch, md: auth_pb2_grpc.AuthServiceStub(ch).WhoAmI(
+                    auth_pb2.WhoAmIRequest(), metadata=md
+                ),
+            ),
         )
         for where in ("ledger", "registry", "explain", "proxy")
     ],
@@ -389,9 +402,12 @@ PROBES = [
         Probe(
             f"Health/Check@{where}",
             PUBLIC,
-            lambda w, md, where=where: health_pb2_grpc.HealthStub(
-                w.channel(getattr(w.stack, f"{where}_addr" if where != "ledger" else "addr"))
-            ).Check(health_pb2.HealthCheckRequest(), metadata=md),
+            _on(
+                where,
+                lambda ch, md: health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(), metadata=md
+                ),
+            ),
         )
         for where in ("ledger", "registry", "explain", "proxy")
     ],
@@ -410,6 +426,10 @@ def _bearer(value: str) -> str:
     return f"Bearer {value}"
 
 
+def _token_of(name: str) -> Callable[[World], str]:
+    return lambda w: _bearer(w.tokens[name])
+
+
 _STRANGER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 CREDENTIALS = [
     Credential("no credentials", lambda w: None, None),
@@ -419,9 +439,7 @@ CREDENTIALS = [
     Credential("revoked token", lambda w: _bearer(w.tokens["revoked"]), None),
     Credential("expired token", lambda w: _bearer(w.tokens["expired"]), None),
     *[
-        Credential(
-            f"token of role {role}", lambda w, r=role: _bearer(w.tokens[r]), frozenset({role})
-        )
+        Credential(f"token of role {role}", _token_of(role), frozenset({role}))
         for role in sorted(ALL)
     ],
     Credential(

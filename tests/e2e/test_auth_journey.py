@@ -86,22 +86,19 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     env = _env(home, MRM_LOG_LEVEL="DEBUG", MRM_AUTH_RECONCILE_INTERVAL="1")
     env["MRM_CONFIG_DIR"] = str(home.parent / "mrmctl")
     home.mkdir(parents=True)
-    log = home.parent / "server.stderr"
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(
-            [MRM, "up"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        assert proc.stdout is not None
-        printed = []
+    # every span the run makes is printed too (the console exporter), and scanned
+    env |= {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none"}
+    out_file, err_file = home.parent / "server.stdout", home.parent / "server.stderr"
+    with out_file.open("w") as stdout, err_file.open("w") as stderr:
+        proc = subprocess.Popen([MRM, "up"], env=env, stdout=stdout, stderr=stderr, text=True)
         deadline = time.monotonic() + 120
-        while not (printed and printed[-1].startswith("mrm: ready")):
-            line = proc.stdout.readline()
-            if not line or time.monotonic() > deadline:
+        while "mrm: ready" not in out_file.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail("mrm up did not start: " + "".join(printed) + log.read_text())
-            printed.append(line)
-        run = Run(home, env, proc, ["".join(printed)])
-        run.stderr_file = log  # type: ignore[attr-defined]
+                pytest.fail("mrm up did not start: " + out_file.read_text() + err_file.read_text())
+            time.sleep(0.2)
+        run = Run(home, env, proc, [])
+        run.logs = (out_file, err_file)  # type: ignore[attr-defined]
         yield run
         if proc.poll() is None:
             proc.terminate()
@@ -116,7 +113,7 @@ def test_mrm_up_makes_the_local_credentials_private(up: Run) -> None:
         assert token.startswith("mrm_")
         up.secrets[f"{name} token"] = token
     assert stat.S_IMODE((up.home / "tokens.json").stat().st_mode) == 0o600
-    assert str(up.home / "admin.token") in up.said[0]
+    assert str(up.home / "admin.token") in up.logs[0].read_text()  # type: ignore[attr-defined]
     for path in up.home.glob("*.key"):
         up.secrets[path.name] = path.read_text().strip()
     # mrmctl and mrm status need no step by hand: they find the admin token
@@ -227,9 +224,9 @@ def test_no_secret_appears_in_any_log_output_or_record(up: Run) -> None:
     with LedgerClient(up.env["MRM_LEDGER_ADDR"], auth=up.admin()) as ledger:
         bodies = [r.body_json + r.actor for r in ledger.query()]
     up.proc.terminate()
-    out, _ = up.proc.communicate(timeout=60)
-    assert up.proc.returncode == 0
-    logs = [*up.said, out, up.stderr_file.read_text()]  # type: ignore[attr-defined]
+    assert up.proc.wait(60) == 0
+    logs = [*up.said, *(p.read_text() for p in up.logs)]  # type: ignore[attr-defined]
+    assert '"trace_id"' in logs[-2]  # the spans were printed (and are scanned)
     logs += [p.read_text(errors="replace") for p in up.home.rglob("*.log")]
     assert sum(len(t) for t in logs) > 10_000  # DEBUG logs of a whole run were captured
     for name, secret in up.secrets.items():

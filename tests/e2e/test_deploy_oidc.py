@@ -50,7 +50,7 @@ def _job(
     *,
     sha: str = SHA,
     id_token: bool = True,
-    **env: str,
+    env: dict[str, str] | None = None,
 ) -> Result:
     """What the job's `mrmctl deploy` step runs, with the runner's environment."""
     project(tmp, tree_model)
@@ -65,7 +65,7 @@ def _job(
         "MRM_EXPLAIN_ADDR": stack.explain_addr,
         "MRM_HOME": str(tmp / "runner-home"),  # no local admin token to fall back on
         **(issuer.actions_env() if id_token else {}),
-        **env,
+        **(env or {}),
     }
     for k, v in runner_env.items():
         monkeypatch.setenv(k, v)
@@ -144,7 +144,9 @@ def test_without_an_id_token_the_ci_actor_is_only_a_claim(
     stack, issuer = ci
     token = issue(stack.settings.resolved_tokens_file(), "ci-bot@acme.example", "deployer")
     time.sleep(1.2)  # the servers re-read the tokens file every second
-    done = _job(stack, issuer, tmp_path, monkeypatch, "2.0.2", id_token=False, MRM_TOKEN=token)
+    done = _job(
+        stack, issuer, tmp_path, monkeypatch, "2.0.2", id_token=False, env={"MRM_TOKEN": token}
+    )
     assert done.exit_code == 0, done.output
     with LedgerClient(stack.addr, auth=SUITE) as ledger:
         ingested = ledger.get_record(json.loads(done.stdout)["records"]["model_ingested"])
@@ -174,7 +176,7 @@ def test_a_bad_id_token_is_one_line_and_deploys_nothing(
     said: str,
 ) -> None:
     stack, issuer = ci
-    done = _job(stack, issuer, tmp_path, monkeypatch, "2.0.3", **env)
+    done = _job(stack, issuer, tmp_path, monkeypatch, "2.0.3", env=env)
     assert done.exit_code == 4, done.output
     assert said in _one_error(done)
     with RegistryClient(stack.registry_addr, auth=SUITE) as reg, pytest.raises(NotFound):
