@@ -135,13 +135,20 @@ def _upload(w: World, md: Any) -> Any:
     return _registry(w).UploadArtifact(parts, metadata=md)
 
 
-def _register(w: World, md: Any) -> Any:
-    version = registry_pb2.ModelVersion()
-    version.CopyFrom(w.version)
+def _version_like(w: World, version: str, **facts: Any) -> registry_pb2.ModelVersion:
+    """A new version of the deployed model, on the same (uploaded) artifacts."""
+    out = registry_pb2.ModelVersion()
+    out.CopyFrom(w.version)
     for output_only in ("create_time", "created_by_identity", "created_by", "stage"):
-        version.ClearField(output_only)
-    version.ClearField("ingested_record_id")
-    version.version = f"9.0.{next(w.counter)}"
+        out.ClearField(output_only)
+    out.ClearField("ingested_record_id")
+    out.version = version
+    out.facts_json = json.dumps(json.loads(out.facts_json or "{}") | facts)
+    return out
+
+
+def _register(w: World, md: Any) -> Any:
+    version = _version_like(w, f"9.0.{next(w.counter)}")
     return _registry(w).RegisterVersion(
         registry_pb2.RegisterVersionRequest(version=version, request_id=new_record_id()),
         metadata=md,
@@ -620,15 +627,8 @@ def test_the_actor_is_the_principal_whatever_the_request_claims(world: World) ->
     with LedgerClient(world.stack.addr) as ledger:
         assert ledger.get_record(record.record_id).actor == "proxy@matrix.example"
     # A deploy's own account of who ran it is kept, as unverified, beside the principal.
-    version = registry_pb2.ModelVersion()
-    version.CopyFrom(world.version)
-    for output_only in ("create_time", "created_by_identity", "created_by", "stage"):
-        version.ClearField(output_only)
-    version.ClearField("ingested_record_id")
-    version.version = "9.1.0"
-    facts = json.loads(version.facts_json or "{}")
-    facts["deployed_by"] = {"ci_actor": "ceo@bank.example", "ci_system": "github-actions"}
-    version.facts_json = json.dumps(facts)
+    said = {"ci_actor": "ceo@bank.example", "ci_system": "github-actions"}
+    version = _version_like(world, "9.1.0", deployed_by=said)
     md = (("authorization", _bearer(world.tokens["deployer"])),)
     done = _registry(world).RegisterVersion(
         registry_pb2.RegisterVersionRequest(version=version, request_id=new_record_id()),

@@ -7,6 +7,7 @@ made in a test authenticate as "test-suite". Raw gRPC stubs use `channel()`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -61,3 +62,12 @@ def seed_service_home(home: Path, *names: str) -> None:
         path = home / f"{name}.token"
         path.write_text(TEST_TOKEN + "\n")
         path.chmod(0o600)
+
+
+def status_of(call: Callable[[], object]) -> grpc.StatusCode:
+    """The status a call ends with (OK when it returns)."""
+    try:
+        call()
+    except grpc.RpcError as e:
+        return e.code()
+    return grpc.StatusCode.OK

@@ -21,6 +21,26 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def write_private(path: Path, text: str, *, exclusive: bool) -> None:
+    """`text` (and a newline) into `path`, mode 0600, never half-written: through a
+    private temporary file, then hard-linked into place (`exclusive`: FileExistsError
+    when the path exists) or renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def read_or_create(
     path: Path, what: str, generate: Callable[[], str], parse: Callable[[str], T]
 ) -> tuple[T, bool]:
@@ -31,20 +51,11 @@ def read_or_create(
     """
     if not path.exists():
         text = generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.link(tmp, path)
+            write_private(path, text, exclusive=True)
             return parse(text), True
         except FileExistsError:
             pass  # another process created it first: use theirs
-        finally:
-            tmp.unlink(missing_ok=True)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         log.warning("%s %s is readable by others (mode %o); chmod 600 it", what, path, mode)

@@ -10,11 +10,11 @@ record by "system:tokens-file") once it runs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mrm.core.auth import tokens
 from mrm.core.auth.principal import Role
+from mrm.core.keyfile import write_private
 from mrm.core.settings import Settings
 
 LOCAL = {
@@ -24,20 +24,6 @@ LOCAL = {
     "proxy": ("mrm-proxy", (Role.PROXY,)),
 }
 ISSUER = "system:mrm-up"
-
-
-def _write_secret(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _live(entries: list[tokens.TokenEntry], path: Path) -> bool:
@@ -61,6 +47,6 @@ def ensure_local_tokens(settings: Settings, names: tuple[str, ...] = tuple(LOCAL
             if _live(entries, path):
                 continue
             token, _ = tokens.issue(entries, principal, [r.value for r in roles], issued_by=ISSUER)
-            _write_secret(path, token)
+            write_private(path, token, exclusive=False)
             written.append(name)
     return written
