@@ -14,12 +14,14 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
+from mrm.core.auth.config import AuthConfig
+from mrm.core.settings import Settings
 from tests.unit.deploy_manifests.kustomize import KustomizeError, Obj, build, load_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
-SECRETS = {"mrm-database", "mrm-ledger-key", "mrm-subject-key"}
+SECRETS = {"mrm-auth", "mrm-database", "mrm-ledger-key", "mrm-subject-key"}
 SERVICES = {"ledger": 50052, "registry": 50051, "explain": 50053, "proxy": 8001}
 CUSTOM_GROUPS = ("security.istio.io/", "networking.istio.io/", "policy.linkerd.io/")
 KUSTOMIZATIONS = ["base", "overlays/istio", "overlays/linkerd"]
@@ -145,6 +147,40 @@ def test_secrets_are_referenced_never_embedded() -> None:
         assert f"kubectl -n mrm create secret generic {secret}" in readme
 
 
+def test_every_server_checks_credentials_and_presents_its_own(tmp_path: Path) -> None:
+    objects = render("base")
+    settings = {f"MRM_{name.upper()}" for name in Settings.model_fields}
+    config = of_kind(objects, "ConfigMap")
+    assert config["mrm-settings"]["data"]["MRM_AUTH_CONFIG_FILE"].startswith(
+        "/etc/mrm/auth-config/"
+    )
+    # the shipped auth.toml is one the servers load (the real loader, not a schema)
+    (tmp_path / "auth.toml").write_text(config["mrm-auth-config"]["data"]["auth.toml"])
+    loaded = AuthConfig.load(tmp_path / "auth.toml")
+    assert loaded.oidc[0].issuer == "https://token.actions.githubusercontent.com"
+    own = {"ledger": set(), "registry": {"registry.token"}, "proxy": {"proxy.token"},
+           "explain": {"explain.token", "session.key"}}  # fmt: skip
+    for service, files in own.items():
+        spec = pod_spec(of_kind(objects, "Deployment")[f"mrm-{service}"])
+        (container,) = spec["containers"]
+        env = {e["name"]: e.get("value", "") for e in container["env"]}
+        assert set(env) <= settings | {"OTEL_SERVICE_NAME"}, set(env) - settings
+        assert env["MRM_AUTH_TOKENS_FILE"] == "/etc/mrm/auth/tokens.json"
+        for name, path in env.items():
+            if name.endswith(("_TOKEN_FILE", "SESSION_KEY_FILE")):
+                assert path.removeprefix("/etc/mrm/auth/") in files, (service, name)
+        assert "MRM_INSECURE" not in env
+        (auth,) = [
+            v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == "mrm-auth"
+        ]
+        # a pod holds the tokens file and its own credentials, nobody else's
+        assert {i["key"] for i in auth["secret"]["items"]} == {"tokens.json", *files}
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts[auth["name"]]["mountPath"] == "/etc/mrm/auth"
+        assert mounts[auth["name"]]["readOnly"] is True
+        assert "subPath" not in mounts[auth["name"]]  # updates reach the pod
+
+
 def test_migration_job_pdb_hpa_and_configmap() -> None:
     objects = render("base")
     (job,) = of_kind(objects, "Job").values()
@@ -158,7 +194,7 @@ def test_migration_job_pdb_hpa_and_configmap() -> None:
     hpa = of_kind(objects, "HorizontalPodAutoscaler")["mrm-proxy"]
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
-    (config,) = of_kind(objects, "ConfigMap").values()
+    config = of_kind(objects, "ConfigMap")["mrm-settings"]
     assert all(k.startswith(("MRM_", "OTEL_")) for k in config["data"])
     assert not any(s in k for k in config["data"] for s in ("KEY", "PASSWORD", "DATABASE_URL"))
 
