@@ -21,7 +21,6 @@ from mrm.ledger.store import LedgerStore
 from mrm.ledger.validate import Limits, validate_append
 from mrm.v1 import ledger_pb2
 
-
 log = logging.getLogger(__name__)
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
 

@@ -12,8 +12,8 @@ the tokens file.
     # principal = "ci:{repository}@{ref}"  # the actor, from the token's claims
     # Which claims are recorded, under which names (GitLab: project_path, sha,
     # ref, user_login, ci_config_ref_uri, pipeline_id, jti):
-    # claims = { repository = "repository", sha = "sha", ref = "ref", actor = "actor",
-    #            workflow_ref = "workflow_ref", run_id = "run_id", jti = "jti" }
+    # claims.repository = "repository"    # (dotted keys, or one inline table)
+    # claims.actor = "actor"               # … sha, ref, workflow_ref, run_id, jti
 
     [[oidc.rule]]                           # the first rule whose every glob matches wins
     match = { repository = "acme/credit", ref = "refs/heads/main" }

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 
 from mrm.core.auth.principal import Method, Principal, parse_roles, valid_name
 from mrm.core.errors import Unauthenticated
+from mrm.core.keyfile import write_private
 
 log = logging.getLogger(__name__)
 
@@ -160,18 +160,7 @@ def read_file(path: Path) -> list[TokenEntry]:
 def write_file(path: Path, entries: Sequence[TokenEntry]) -> None:
     """Replace the file atomically, mode 0600."""
     doc = {"format": _FORMAT, "tokens": [e.to_json() for e in entries]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_private(path, json.dumps(doc, indent=2), exclusive=False)
 
 
 @contextlib.contextmanager
