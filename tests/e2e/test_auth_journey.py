@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import urllib3
 
 from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
@@ -219,8 +220,55 @@ def test_a_hand_edit_of_the_tokens_file_is_recorded_by_the_ledger(up: Run) -> No
     assert record["actor"] == "system:tokens-file"
 
 
+def test_a_browser_signs_in_with_a_token_and_is_signed_out_by_its_revocation(up: Run) -> None:
+    base = f"http://{up.env['MRM_HTTP_ADDR']}"
+    report = f"{base}/reports/01a2495b-254a-71d1-8e45-279cf4160000"
+    plain = urllib3.PoolManager(headers={"Accept": "text/html"})  # as a browser asks
+    first = plain.request("GET", report, redirect=False)
+    assert first.status in (302, 303)
+    assert first.headers["Location"].startswith("/login")
+    wrong = plain.request("POST", f"{base}/login", fields={"token": "mrm_nope", "next": "/"},
+                          encode_multipart=False, redirect=False)  # fmt: skip
+    assert wrong.status == 401
+    assert b"not one this server issued" in wrong.data
+    issued = json.loads(
+        up.mrm("auth", "issue", "--principal", "legal@example.com", "--role", "auditor",
+               "--output", "json").stdout
+    )  # fmt: skip
+    up.secrets["legal's token"] = issued["token"]
+    time.sleep(1.2)
+    signed = plain.request(
+        "POST", f"{base}/login", fields={"token": issued["token"], "next": "/reports/x"},
+        encode_multipart=False, redirect=False,
+    )  # fmt: skip
+    assert signed.status == 303
+    assert signed.headers["Location"] == "/reports/x"
+    cookie = signed.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    session = cookie.split(";", 1)[0]
+    up.secrets["legal's session cookie"] = session.split("=", 1)[1]
+    inside = plain.request(
+        "GET", report, headers={"Cookie": session, "Accept": "text/html"}, redirect=False
+    )
+    assert inside.status == 404  # signed in: the report of no such decision
+    assert up.mrm("auth", "revoke", issued["token_id"]).returncode == 0
+    _wait(
+        lambda: (
+            plain.request(
+                "GET", report, headers={"Cookie": session, "Accept": "text/html"}, redirect=False
+            ).status
+            in (302, 303)
+        ),
+        "a revoked token's browser session ends",
+        timeout=5,
+    )
+
+
 def test_no_secret_appears_in_any_log_output_or_record(up: Run) -> None:
-    assert len(up.secrets) >= 8, sorted(up.secrets)  # the tests above ran and used them
+    # the tests above ran and collected every token, key and secret of the run
+    assert {"ledger.key", "subject.key", "session.key", "admin token"} <= up.secrets.keys()
+    assert len(up.secrets) >= 13, sorted(up.secrets)
     with LedgerClient(up.env["MRM_LEDGER_ADDR"], auth=up.admin()) as ledger:
         bodies = [r.body_json + r.actor for r in ledger.query()]
     up.proc.terminate()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
@@ -21,6 +22,7 @@ from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_deploy import project, tree_model
+from tests.e2e.test_why_support import decide, wait_ready
 from tests.support.auth import TEST_TOKEN, issue
 from tests.support.issuer import REPOSITORY, SHA, Issuer
 
@@ -115,8 +117,31 @@ def test_a_ci_deploy_records_the_verified_job(
     assert f"{PRINCIPAL} (verified: oidc from {issuer.issuer})" in shown.stdout
     assert f"verified repository: {REPOSITORY}" in shown.stdout
     assert "unverified ci_actor: devin-gh (the caller's own claim)" in shown.stdout
+    # legal's question: `why` and its report name the verified job
+    rows = pd.read_csv(tmp_path / "eval.csv").drop(columns=["default"]).to_numpy()[:1]
+    wait_ready(stack, "credit-risk")
+    (decision,) = decide(stack, "credit-risk", rows, "applicant-oidc")
+    monkeypatch.setenv("MRM_TOKEN", TEST_TOKEN)  # legal asks with its own credential
+    why = CliRunner().invoke(
+        mrmctl,
+        ["--ledger-addr", stack.addr, "--registry-addr", stack.registry_addr,
+         "why", decision, "--explain-addr", stack.explain_addr,
+         "--report-file", str(tmp_path / "report.html")],
+    )  # fmt: skip
+    assert why.exit_code == 0, why.output
+    assert f"model version registered by {PRINCIPAL} (verified: oidc" in why.stdout
+    assert f"verified repository: {REPOSITORY}" in why.stdout
+    assert f"verified sha: {SHA}" in why.stdout
+    assert "verified actor: devin-gh" in why.stdout
+    report = (tmp_path / "report.html").read_text()
+    registered = report.split('id="registered-by">', 1)[1].split("</tr>", 1)[0]
+    assert PRINCIPAL in registered
+    assert "verified" in registered
+    for claim in (f"<code>{REPOSITORY}</code>", f"<code>{SHA}</code>", "<code>devin-gh</code>"):
+        assert claim in registered, claim
+    assert 'ci_actor <span class="bad">unverified</span>' in report
     for token in issuer.minted:
-        assert token not in done.output + shown.output
+        assert token not in done.output + shown.output + why.output + report
         assert token not in ingested.body_json + deployment.body_json
 
 
