@@ -60,8 +60,9 @@ class LedgerServiceStub:
 
     Each kind has its writers: PREDICTION and GAP the proxy role;
     EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
-    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT and DEPLOYMENT the
-    registry role (deployers go through the registry); ACCESS the admin
+    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT, DEPLOYMENT (and a
+    baseline registered with its version) the registry role (deployers go
+    through the registry); ACCESS the admin
     role. A batch with any other kind answers PERMISSION_DENIED and appends
     nothing. Only the registry and explainer roles may send
     `mrm-on-behalf-of` metadata naming the principal they verified.
@@ -116,8 +117,9 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
 
     Each kind has its writers: PREDICTION and GAP the proxy role;
     EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
-    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT and DEPLOYMENT the
-    registry role (deployers go through the registry); ACCESS the admin
+    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT, DEPLOYMENT (and a
+    baseline registered with its version) the registry role (deployers go
+    through the registry); ACCESS the admin
     role. A batch with any other kind answers PERMISSION_DENIED and appends
     nothing. Only the registry and explainer roles may send
     `mrm-on-behalf-of` metadata naming the principal they verified.
@@ -175,8 +177,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Each kind has its writers: PREDICTION and GAP the proxy role;
         EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
-        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT and DEPLOYMENT the
-        registry role (deployers go through the registry); ACCESS the admin
+        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT, DEPLOYMENT (and a
+        baseline registered with its version) the registry role (deployers go
+        through the registry); ACCESS the admin
         role. A batch with any other kind answers PERMISSION_DENIED and appends
         nothing. Only the registry and explainer roles may send
         `mrm-on-behalf-of` metadata naming the principal they verified.
