@@ -7,7 +7,6 @@ The CI's own variables stay beside it, marked unverified."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,7 +167,6 @@ def test_without_an_id_token_the_ci_actor_is_only_a_claim(
 ) -> None:
     stack, issuer = ci
     token = issue(stack.settings.resolved_tokens_file(), "ci-bot@acme.example", "deployer")
-    time.sleep(1.2)  # the servers re-read the tokens file every second
     done = _job(
         stack, issuer, tmp_path, monkeypatch, "2.0.2", id_token=False, env={"MRM_TOKEN": token}
     )

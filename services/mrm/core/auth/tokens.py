@@ -278,13 +278,25 @@ class TokenStore:
                     self._load()
         return self._entries
 
-    def authenticate(self, token: str) -> Principal:
-        """The principal of a live token; Unauthenticated saying why not."""
-        digest = hashlib.sha256(token.encode()).digest()
+    def _find(self, digest: bytes, entries: tuple[TokenEntry, ...]) -> TokenEntry | None:
         found = None
-        for entry in self.entries():  # every entry compared, in constant time each
+        for entry in entries:  # every entry compared, in constant time each
             if hmac.compare_digest(entry.digest, digest):
                 found = entry
+        return found
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal of a live token; Unauthenticated saying why not.
+
+        A token not yet known makes the store look at the file again at once (a
+        stat; a re-read only if it changed), so a token works the moment `mrm auth
+        issue` prints it. A revocation is seen within a second."""
+        digest = hashlib.sha256(token.encode()).digest()
+        found = self._find(digest, self.entries())
+        if found is None:
+            with self._lock:
+                self._load()
+            found = self._find(digest, self._entries)
         if found is None:
             raise Unauthenticated(
                 "TOKEN_UNKNOWN",
