@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mrm.core.auth.config import AuthConfig, MtlsIdentity
 from mrm.core.auth.oidc import OidcVerifier, looks_like_jwt
-from mrm.core.auth.principal import ANONYMOUS, Method, Principal
+from mrm.core.auth.principal import ANONYMOUS, Method, Principal, valid_name
 from mrm.core.auth.tls import ServerTls, certificate_identity
 from mrm.core.auth.tokens import PREFIX, TokenStore
 from mrm.core.errors import PermissionDenied, Unauthenticated
@@ -98,6 +98,11 @@ class Authenticator:
 
     def _certificate(self, pem: bytes) -> Principal:
         identity = certificate_identity(pem)
+        if not valid_name(identity):
+            raise PermissionDenied(
+                f"the client certificate names {identity[:80]!r}, which is not a principal "
+                "name (at most 200 of letters, digits and ._@:/+=~-)"
+            )
         for rule in self.mtls:
             if fnmatch.fnmatchcase(identity, rule.identity):
                 return Principal(

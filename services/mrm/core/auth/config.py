@@ -152,6 +152,9 @@ def _rules(doc: Mapping[str, Any], where: str) -> tuple[Rule, ...]:
     out = []
     for i, item in enumerate(_list(doc, "rule", where + ".")):
         at = f"{where}.rule[{i}]"
+        extra = set(item) - {"match", "roles", "models", "principal"}
+        if extra:  # a typo (`model = …`) must not widen a rule to every model
+            raise ValueError(f"{at}.{sorted(extra)[0]}: unknown key")
         match = item.get("match", {})
         if not isinstance(match, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in match.items()

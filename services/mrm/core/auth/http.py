@@ -112,7 +112,13 @@ def _peer_cert(request: web.Request) -> bytes | None:
 def _safe_next(value: str) -> str:
     """Only a path on this server: never an open redirect."""
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value  # browsers read "/\\host" as "//host"
+    ):
         return "/"
     return value
 

@@ -158,6 +158,9 @@ def _verified(token: str, key: Any, issuer: OidcIssuer) -> dict[str, Any]:
         raise _invalid(f"it has no {exc.claim!r} claim") from None
     except jwt.InvalidTokenError as exc:
         raise _invalid(str(exc)) from None
+    except (TypeError, ValueError, jwt.InvalidKeyError):
+        # e.g. an RS256 token naming an EC key of the issuer's JWKS
+        raise _invalid(f"its key id names a key of {issuer.issuer} of another type") from None
     return claims
 
 

@@ -148,7 +148,10 @@ def read_file(path: Path) -> list[TokenEntry]:
     items = doc.get("tokens", [])
     if not isinstance(items, list):
         raise ValueError(f"{path}: tokens: want a list")
-    entries = [TokenEntry.from_json(item, f"tokens[{i}]") for i, item in enumerate(items)]
+    try:
+        entries = [TokenEntry.from_json(item, f"tokens[{i}]") for i, item in enumerate(items)]
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     seen: set[str] = set()
     for entry in entries:
         if entry.sha256 in seen:
@@ -195,6 +198,8 @@ def issue(
             "(at most 200 characters, starting with a letter or digit)"
         )
     parse_roles(roles, "--role")
+    if not all(isinstance(m, str) and m.strip() == m and m for m in models):
+        raise ValueError("--model: want a model name or glob, e.g. 'credit-*' (not empty)")
     token = new_token()
     now = time.time_ns() // 1000 if now_us is None else now_us
     sha = token_sha256(token)
