@@ -143,6 +143,7 @@ def test_deploy_records_every_fact(
     ):
         records = {k: ledger.get_record(v) for k, v in out["records"].items()}
         onnx = reg.download(out["artifacts"]["onnx_model"])
+        profile = json.loads(reg.download(out["artifacts"]["reference_profile"]))
     ingested = json.loads(records["model_ingested"].body_json)
     assert ingested["facts"]["source_commit"]["sha"].startswith("3f2a9c1")
     assert ingested["facts"]["deployed_by"]["ci_actor"] == "devin"
@@ -175,6 +176,14 @@ def test_deploy_records_every_fact(
         assert perf["mae"] == pytest.approx(metrics.mean_absolute_error(y, pred), abs=1e-9)
         assert perf["r2"] == pytest.approx(metrics.r2_score(y, pred), abs=1e-12)
     assert hashlib.sha256(onnx).hexdigest() == out["onnx_sha256"]
+    # The reference profile the monitor measures drift against: the evaluation
+    # data's distributions, recorded by hash with the version.
+    assert profile["format"] == "mrm.reference-profile.v1"
+    assert profile["rows"] == 200
+    assert out["artifacts"]["reference_profile"] in records["model_ingested"].body_json
+    numeric = next(c for c in X.columns if pd.api.types.is_float_dtype(X[c]))
+    assert profile["features"][numeric]["mean"] == pytest.approx(float(X[numeric].mean()))
+    assert profile["monitor"]["min_rows"] == 200
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     assert session.get_inputs()  # the stored bytes are a loadable model
     assert out["stage"] == "production"
@@ -241,6 +250,21 @@ def test_bad_input_is_one_line_and_registers_nothing(
         assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1, (
             result.stderr
         )
+    # A bad [monitor] table is one line naming the key, before anything is registered.
+    config = (tmp_path / "mrm.toml").read_text()
+    for table, key in (
+        ('[monitor]\nthresholds = { psi = "high" }\n', "monitor.thresholds.psi"),
+        ("[monitor]\ncolour = 1\n", "monitor.colour"),
+        ("[[monitor.window]]\nrows = 500\nseconds = 60\n", "monitor.window"),
+    ):
+        (tmp_path / "mrm.toml").write_text(config + table)
+        result = deploy(
+            ledger_server, tmp_path, "model.pkl", "--version", "1.0.0", monkeypatch=monkeypatch
+        )
+        assert result.exit_code == 2, (table, result.output)
+        assert key in result.stderr, result.stderr
+        assert "Traceback" not in result.output
+    (tmp_path / "mrm.toml").write_text(config)
     assert not (tmp_path / "pwned").exists()  # the malicious pickle never ran
     with RegistryClient(ledger_server.registry_addr) as reg:
         assert list(reg.list_models()) == []

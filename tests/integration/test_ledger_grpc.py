@@ -271,6 +271,10 @@ def test_extreme_values_are_invalid_not_internal(stub: pbg.LedgerServiceStub) ->
             lambda: stub.QueryRecords(pb.QueryRecordsRequest(end_time=Timestamp(seconds=-(2**62)))),
             "end_time",
         ),
+        (
+            lambda: stub.QueryRecords(pb.QueryRecordsRequest(start_leaf_index=2**63)),
+            "start_leaf_index",
+        ),
         (lambda: stub.QueryRecords(pb.QueryRecordsRequest(subject="a\x00b")), "subject"),
         (lambda: stub.QueryRecords(pb.QueryRecordsRequest(model_name="m" * 500)), "model_name"),
         (

@@ -314,3 +314,25 @@ def test_replays_after_appends_without_lookups(engine: sa.Engine, tmp_path: Path
         ledger.append([new_record(7), forged], "mallory")
     assert ledger.store.size() == 7  # the refused batch added nothing
     assert [r.record.leaf_index for r in ledger.append([new_record(8)], "alice")] == [7]
+
+
+def test_query_resumes_from_a_leaf_index(engine: sa.Engine, tmp_path: Path) -> None:
+    """A follower (the monitor) reads on from the leaf after the last it saw."""
+    ledger = open_ledger(engine, tmp_path)
+    ledger.append([new_record(i) for i in range(10)], "alice")
+    page = ledger.query(RecordFilter(start_leaf=7), page_token="", page_size=2, newest_first=False)
+    assert [r.leaf_index for r in page.records] == [7, 8]
+    rest = ledger.query(
+        RecordFilter(start_leaf=7), page_token=page.next_token, page_size=2, newest_first=False
+    )
+    assert [r.leaf_index for r in rest.records] == [9]
+    assert not rest.next_token
+    with pytest.raises(InvalidArgument, match="page_token"):  # a token of another start
+        ledger.query(
+            RecordFilter(start_leaf=3), page_token=page.next_token, page_size=2, newest_first=False
+        )
+    empty = ledger.query(
+        RecordFilter(start_leaf=10), page_token="", page_size=5, newest_first=False
+    )
+    assert empty.records == []
+    assert not empty.next_token

@@ -130,6 +130,8 @@ class LedgerReader:
             q = q.where(leaves.c.recorded_at_us >= flt.start_us)
         if flt.end_us is not None:
             q = q.where(leaves.c.recorded_at_us < flt.end_us)
+        if flt.start_leaf:
+            q = q.where(leaves.c.leaf_index >= flt.start_leaf)
         if after is not None:
             q = q.where(
                 leaves.c.leaf_index < after if newest_first else leaves.c.leaf_index > after

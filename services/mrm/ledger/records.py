@@ -88,6 +88,7 @@ class RecordFilter:
     trace_id: str = ""
     start_us: int | None = None
     end_us: int | None = None
+    start_leaf: int = 0
 
     def fingerprint(self) -> str:
         return "|".join(
@@ -100,6 +101,7 @@ class RecordFilter:
                 self.trace_id,
                 self.start_us,
                 self.end_us,
+                self.start_leaf,
             )
         )
 

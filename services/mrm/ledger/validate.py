@@ -196,6 +196,7 @@ def validate_query(req: ledger_pb2.QueryRecordsRequest) -> RecordFilter:
         trace_id=_short_text(req.trace_id, "trace_id", 32),
         start_us=_time(req, "start_time"),
         end_us=_time(req, "end_time"),
+        start_leaf=tree_size(req.start_leaf_index, "start_leaf_index"),
     )
     if flt.start_us is not None and flt.end_us is not None and flt.end_us < flt.start_us:
         raise InvalidArgument("end_time", "is before start_time")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from mrm.client import naming
 
 STAGES = ("NONE", "STAGING", "PRODUCTION", "ARCHIVED")
-ROLES = ("ONNX_MODEL", "BACKGROUND_SAMPLE", "INPUT_SCHEMA", "EVALUATION")
+ROLES = ("ONNX_MODEL", "BACKGROUND_SAMPLE", "INPUT_SCHEMA", "EVALUATION", "REFERENCE_PROFILE")
 
 SEMVER, MODEL_NAME = naming.SEMVER, naming.MODEL_NAME
 

@@ -157,5 +157,17 @@ def test_every_record_kind_has_a_writer_and_every_listed_kind_exists() -> None:
     assert listed == ALL_KINDS
 
 
-def test_only_the_registry_and_explainer_may_act_on_behalf_of_another() -> None:
-    assert {Role.REGISTRY, Role.EXPLAINER} == policy.DELEGATES
+def test_only_the_registry_explainer_and_monitor_may_act_on_behalf_of_another() -> None:
+    assert {Role.REGISTRY, Role.EXPLAINER, Role.MONITOR} == policy.DELEGATES
+
+
+def test_the_monitor_appends_only_what_it_finds_and_what_it_is_given() -> None:
+    assert policy.appendable(frozenset({Role.MONITOR})) == {"DRIFT", "ALERT", "OUTCOME"}
+    for method in ("AcknowledgeAlert",):
+        assert _required(f"/mrm.v1.MonitorService/{method}") == frozenset(
+            {Role.DEPLOYER, Role.ADMIN}
+        )
+    assert _required("/mrm.v1.OutcomeService/RecordOutcomes") == frozenset(
+        {Role.DEPLOYER, Role.ADMIN}
+    )
+    assert Role.PROXY not in (_required("/mrm.v1.MonitorService/ListAlerts") or ())

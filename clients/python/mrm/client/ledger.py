@@ -87,6 +87,7 @@ class RecordQuery(TypedDict, total=False):
     until: datetime | None
     page_size: int
     newest_first: bool
+    start_leaf_index: int
 
 
 class LedgerClient(ServiceClient):
@@ -134,6 +135,7 @@ class LedgerClient(ServiceClient):
             trace_id=q.get("trace_id", ""),
             page_size=q.get("page_size", 1000),
             newest_first=q.get("newest_first", False),
+            start_leaf_index=q.get("start_leaf_index", 0),
         )
         if (since := q.get("since")) is not None:
             req.start_time.CopyFrom(timestamp(since))

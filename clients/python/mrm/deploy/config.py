@@ -41,6 +41,7 @@ from typing import Any
 
 from mrm.client.naming import MODEL_NAME, MODEL_NAME_HELP, SEMVER
 from mrm.deploy.errors import DeployError
+from mrm.drift.config import MonitorConfig
 
 GATEABLE = ("accuracy", "f1", "precision", "recall", "roc_auc", "r2", "mae", "rmse")
 LOWER_IS_BETTER = ("mae", "rmse")
@@ -68,6 +69,8 @@ class DeployConfig:
     explain: dict[str, Any] = field(default_factory=dict)
     """The [explain] table, stored in the version's facts for `mrmctl why`'s wording."""
     strict: bool = False
+    monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig.from_table({}))
+    """The [monitor] table: windows and thresholds, stored in the reference profile."""
 
 
 def find_config(explicit: Path | None, model_path: Path) -> Path | None:
@@ -170,7 +173,15 @@ def load_config(
         config_file=path,
         explain=_explain(_table(doc, "explain", where), where),
         strict=strict,
+        monitor=_monitor(_table(doc, "monitor", where), where),
     )
+
+
+def _monitor(table: dict[str, Any], where: str) -> MonitorConfig:
+    try:
+        return MonitorConfig.from_table(table)
+    except ValueError as exc:
+        raise DeployError(f"{exc} (in {where})") from None
 
 
 def _explain(table: dict[str, Any], where: str) -> dict[str, Any]:

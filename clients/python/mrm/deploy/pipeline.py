@@ -39,6 +39,7 @@ from mrm.deploy.provenance import (
     source_commit,
     training_data_id,
 )
+from mrm.deploy.reference import reference_profile
 from mrm.deploy.schema import InputSchema, infer_schema
 from mrm.v1 import registry_pb2
 
@@ -57,6 +58,7 @@ class Prepared:
     commit: SourceCommit
     who: Actor
     background: bytes
+    profile: bytes
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -95,8 +97,11 @@ def prepare(
     progress("lineage", f"{lineage.training_data_id} ({lineage.method}), commit {commit.sha[:12]}")
     with _step(t, "background"):
         background = _background_sample(X, cfg.background_rows)
+    with _step(t, "reference_profile"):
+        profile = reference_profile(loaded.estimator, X, schema, metrics, cfg.monitor)
+    progress("reference profile", f"{len(schema.features)} features, {len(y)} rows")
     return Prepared(
-        loaded, schema, converted, fidelity, metrics, lineage, commit, who, background, t
+        loaded, schema, converted, fidelity, metrics, lineage, commit, who, background, profile, t
     )
 
 
@@ -202,6 +207,7 @@ def publish(
         ),
         registry_pb2.ARTIFACT_ROLE_EVALUATION: (evaluation, "application/json"),
         registry_pb2.ARTIFACT_ROLE_BACKGROUND_SAMPLE: (prepared.background, "text/csv"),
+        registry_pb2.ARTIFACT_ROLE_REFERENCE_PROFILE: (prepared.profile, "application/json"),
     }
     refs = []
     for role, (data, media) in artifacts.items():

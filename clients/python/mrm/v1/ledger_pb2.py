@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mrm/v1/ledger.proto\x12\x06mrm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x02\n\x06Record\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.mrm.v1.RecordKind\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12\x0f\n\x07span_id\x18\x07 \x01(\t\x12\x11\n\tbody_json\x18\x08 \x01(\t\x12\x12\n\nleaf_index\x18\t \x01(\x04\x12/\n\x0brecorded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x0b \x01(\t\x12\x11\n\tleaf_hash\x18\x0c \x01(\x0c\"7\n\x14\x41ppendRecordsRequest\x12\x1f\n\x07records\x18\x01 \x03(\x0b\x32\x0e.mrm.v1.Record\">\n\x15\x41ppendRecordsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.mrm.v1.AppendResult\"\x8c\x01\n\x0c\x41ppendResult\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"%\n\x10GetRecordRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\"3\n\x11GetRecordResponse\x12\x1e\n\x06record\x18\x01 \x01(\x0b\x32\x0e.mrm.v1.Record\"\xa0\x02\n\x13QueryRecordsRequest\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.mrm.v1.RecordKind\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x12\x14\n\x0cnewest_first\x18\n \x01(\x08\"P\n\x14QueryRecordsResponse\x12\x1f\n\x07records\x18\x01 \x03(\x0b\x32\x0e.mrm.v1.Record\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x95\x01\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x0c\n\x04note\x18\x04 \x01(\t\x12-\n\tsigned_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cverifier_key\x18\x06 \x01(\t\"\'\n\x14GetCheckpointRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\x08\"?\n\x15GetCheckpointResponse\x12&\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x12.mrm.v1.Checkpoint\"?\n\x16ListCheckpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x17ListCheckpointsResponse\x12\'\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x12.mrm.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"`\n\x18GetInclusionProofRequest\x12\x13\n\trecord_id\x18\x01 \x01(\tH\x00\x12\x14\n\nleaf_index\x18\x02 \x01(\x04H\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x06\n\x04leaf\"\xc8\x01\n\x19GetInclusionProofResponse\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x16\n\x0einclusion_path\x18\x04 \x03(\x0c\x12\x11\n\troot_hash\x18\x05 \x01(\x0c\x12&\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x12.mrm.v1.Checkpoint\x12\x1e\n\x06record\x18\x07 \x01(\x0b\x32\x0e.mrm.v1.Record\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"\x7f\n\x1bGetConsistencyProofResponse\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x10\n\x08old_root\x18\x03 \x01(\x0c\x12\x10\n\x08new_root\x18\x04 \x01(\x0c\x12\x18\n\x10\x63onsistency_path\x18\x05 \x03(\x0c*\xb8\x02\n\nRecordKind\x12\x1b\n\x17RECORD_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRECORD_KIND_MODEL_INGESTED\x10\x01\x12\x1c\n\x18RECORD_KIND_DATA_LINEAGE\x10\x02\x12$\n RECORD_KIND_PERFORMANCE_SNAPSHOT\x10\x03\x12\'\n#RECORD_KIND_EXPLAINABILITY_BASELINE\x10\x04\x12\x1a\n\x16RECORD_KIND_DEPLOYMENT\x10\x05\x12\x1a\n\x16RECORD_KIND_PREDICTION\x10\x06\x12\x1b\n\x17RECORD_KIND_EXPLANATION\x10\x07\x12\x13\n\x0fRECORD_KIND_GAP\x10\x08\x12\x16\n\x12RECORD_KIND_ACCESS\x10\t2\xc6\x04\n\rLedgerService\x12L\n\rAppendRecords\x12\x1c.mrm.v1.AppendRecordsRequest\x1a\x1d.mrm.v1.AppendRecordsResponse\x12@\n\tGetRecord\x12\x18.mrm.v1.GetRecordRequest\x1a\x19.mrm.v1.GetRecordResponse\x12I\n\x0cQueryRecords\x12\x1b.mrm.v1.QueryRecordsRequest\x1a\x1c.mrm.v1.QueryRecordsResponse\x12L\n\rGetCheckpoint\x12\x1c.mrm.v1.GetCheckpointRequest\x1a\x1d.mrm.v1.GetCheckpointResponse\x12R\n\x0fListCheckpoints\x12\x1e.mrm.v1.ListCheckpointsRequest\x1a\x1f.mrm.v1.ListCheckpointsResponse\x12X\n\x11GetInclusionProof\x12 .mrm.v1.GetInclusionProofRequest\x1a!.mrm.v1.GetInclusionProofResponse\x12^\n\x13GetConsistencyProof\x12\".mrm.v1.GetConsistencyProofRequest\x1a#.mrm.v1.GetConsistencyProofResponseB7\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mrm/v1/ledger.proto\x12\x06mrm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x02\n\x06Record\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.mrm.v1.RecordKind\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12\x0f\n\x07span_id\x18\x07 \x01(\t\x12\x11\n\tbody_json\x18\x08 \x01(\t\x12\x12\n\nleaf_index\x18\t \x01(\x04\x12/\n\x0brecorded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x0b \x01(\t\x12\x11\n\tleaf_hash\x18\x0c \x01(\x0c\"7\n\x14\x41ppendRecordsRequest\x12\x1f\n\x07records\x18\x01 \x03(\x0b\x32\x0e.mrm.v1.Record\">\n\x15\x41ppendRecordsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.mrm.v1.AppendResult\"\x8c\x01\n\x0c\x41ppendResult\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"%\n\x10GetRecordRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\"3\n\x11GetRecordResponse\x12\x1e\n\x06record\x18\x01 \x01(\x0b\x32\x0e.mrm.v1.Record\"\xba\x02\n\x13QueryRecordsRequest\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.mrm.v1.RecordKind\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x12\x14\n\x0cnewest_first\x18\n \x01(\x08\x12\x18\n\x10start_leaf_index\x18\x0b \x01(\x04\"P\n\x14QueryRecordsResponse\x12\x1f\n\x07records\x18\x01 \x03(\x0b\x32\x0e.mrm.v1.Record\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x95\x01\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x0c\n\x04note\x18\x04 \x01(\t\x12-\n\tsigned_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cverifier_key\x18\x06 \x01(\t\"\'\n\x14GetCheckpointRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\x08\"?\n\x15GetCheckpointResponse\x12&\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x12.mrm.v1.Checkpoint\"?\n\x16ListCheckpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x17ListCheckpointsResponse\x12\'\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x12.mrm.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"`\n\x18GetInclusionProofRequest\x12\x13\n\trecord_id\x18\x01 \x01(\tH\x00\x12\x14\n\nleaf_index\x18\x02 \x01(\x04H\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x06\n\x04leaf\"\xc8\x01\n\x19GetInclusionProofResponse\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x16\n\x0einclusion_path\x18\x04 \x03(\x0c\x12\x11\n\troot_hash\x18\x05 \x01(\x0c\x12&\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x12.mrm.v1.Checkpoint\x12\x1e\n\x06record\x18\x07 \x01(\x0b\x32\x0e.mrm.v1.Record\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"\x7f\n\x1bGetConsistencyProofResponse\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x10\n\x08old_root\x18\x03 \x01(\x0c\x12\x10\n\x08new_root\x18\x04 \x01(\x0c\x12\x18\n\x10\x63onsistency_path\x18\x05 \x03(\x0c*\xff\x02\n\nRecordKind\x12\x1b\n\x17RECORD_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRECORD_KIND_MODEL_INGESTED\x10\x01\x12\x1c\n\x18RECORD_KIND_DATA_LINEAGE\x10\x02\x12$\n RECORD_KIND_PERFORMANCE_SNAPSHOT\x10\x03\x12\'\n#RECORD_KIND_EXPLAINABILITY_BASELINE\x10\x04\x12\x1a\n\x16RECORD_KIND_DEPLOYMENT\x10\x05\x12\x1a\n\x16RECORD_KIND_PREDICTION\x10\x06\x12\x1b\n\x17RECORD_KIND_EXPLANATION\x10\x07\x12\x13\n\x0fRECORD_KIND_GAP\x10\x08\x12\x16\n\x12RECORD_KIND_ACCESS\x10\t\x12\x17\n\x13RECORD_KIND_OUTCOME\x10\n\x12\x15\n\x11RECORD_KIND_DRIFT\x10\x0b\x12\x15\n\x11RECORD_KIND_ALERT\x10\x0c\x32\xc6\x04\n\rLedgerService\x12L\n\rAppendRecords\x12\x1c.mrm.v1.AppendRecordsRequest\x1a\x1d.mrm.v1.AppendRecordsResponse\x12@\n\tGetRecord\x12\x18.mrm.v1.GetRecordRequest\x1a\x19.mrm.v1.GetRecordResponse\x12I\n\x0cQueryRecords\x12\x1b.mrm.v1.QueryRecordsRequest\x1a\x1c.mrm.v1.QueryRecordsResponse\x12L\n\rGetCheckpoint\x12\x1c.mrm.v1.GetCheckpointRequest\x1a\x1d.mrm.v1.GetCheckpointResponse\x12R\n\x0fListCheckpoints\x12\x1e.mrm.v1.ListCheckpointsRequest\x1a\x1f.mrm.v1.ListCheckpointsResponse\x12X\n\x11GetInclusionProof\x12 .mrm.v1.GetInclusionProofRequest\x1a!.mrm.v1.GetInclusionProofResponse\x12^\n\x13GetConsistencyProof\x12\".mrm.v1.GetConsistencyProofRequest\x1a#.mrm.v1.GetConsistencyProofResponseB7\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mrm.v1.ledger_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\ndev.mrm.v1P\001Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1'
-  _globals['_RECORDKIND']._serialized_start=1987
-  _globals['_RECORDKIND']._serialized_end=2299
+  _globals['_RECORDKIND']._serialized_start=2013
+  _globals['_RECORDKIND']._serialized_end=2396
   _globals['_RECORD']._serialized_start=65
   _globals['_RECORD']._serialized_end=343
   _globals['_APPENDRECORDSREQUEST']._serialized_start=345
@@ -48,27 +48,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRECORDRESPONSE']._serialized_start=648
   _globals['_GETRECORDRESPONSE']._serialized_end=699
   _globals['_QUERYRECORDSREQUEST']._serialized_start=702
-  _globals['_QUERYRECORDSREQUEST']._serialized_end=990
-  _globals['_QUERYRECORDSRESPONSE']._serialized_start=992
-  _globals['_QUERYRECORDSRESPONSE']._serialized_end=1072
-  _globals['_CHECKPOINT']._serialized_start=1075
-  _globals['_CHECKPOINT']._serialized_end=1224
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1226
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1265
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1267
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1330
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=1332
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=1395
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=1397
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=1488
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1490
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1586
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1589
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1789
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1791
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1855
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1857
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1984
-  _globals['_LEDGERSERVICE']._serialized_start=2302
-  _globals['_LEDGERSERVICE']._serialized_end=2884
+  _globals['_QUERYRECORDSREQUEST']._serialized_end=1016
+  _globals['_QUERYRECORDSRESPONSE']._serialized_start=1018
+  _globals['_QUERYRECORDSRESPONSE']._serialized_end=1098
+  _globals['_CHECKPOINT']._serialized_start=1101
+  _globals['_CHECKPOINT']._serialized_end=1250
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1252
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1291
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1293
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1356
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=1358
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=1421
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=1423
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=1514
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1516
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1612
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1615
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1815
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1817
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1881
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1883
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=2010
+  _globals['_LEDGERSERVICE']._serialized_start=2399
+  _globals['_LEDGERSERVICE']._serialized_end=2981
 # @@protoc_insertion_point(module_scope)

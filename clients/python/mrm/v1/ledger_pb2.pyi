@@ -63,6 +63,22 @@ class _RecordKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecordKind
     revoke`, or found in the tokens file): its public id, principal, roles
     and who did it. Never the token itself.
     """
+    RECORD_KIND_OUTCOME: _RecordKind.ValueType  # 10
+    """Ground truth for a recorded decision (mrm.v1.OutcomeService): the
+    PREDICTION's record id, the observed label, when it was observed and
+    where it came from (file and line, or RPC).
+    """
+    RECORD_KIND_DRIFT: _RecordKind.ValueType  # 11
+    """One evaluated monitoring window of a model version (mrm.v1.MonitorService):
+    its bounds (first and last PREDICTION leaf, times, rows), per-feature
+    drift statistics against the deploy-time reference profile, prediction
+    drift, data quality and, when outcomes are known, live metrics.
+    """
+    RECORD_KIND_ALERT: _RecordKind.ValueType  # 12
+    """A threshold crossed ("firing", written before any notification) or an
+    acknowledgement of one ("acknowledged", naming the alert's record id and
+    who acknowledged it).
+    """
 
 class RecordKind(_RecordKind, metaclass=_RecordKindEnumTypeWrapper):
     """The kind of an audit record. The leaf JSON spells it without the
@@ -97,6 +113,22 @@ RECORD_KIND_ACCESS: RecordKind.ValueType  # 9
 """A credential was issued or revoked (`mrm auth issue`, `mrm auth
 revoke`, or found in the tokens file): its public id, principal, roles
 and who did it. Never the token itself.
+"""
+RECORD_KIND_OUTCOME: RecordKind.ValueType  # 10
+"""Ground truth for a recorded decision (mrm.v1.OutcomeService): the
+PREDICTION's record id, the observed label, when it was observed and
+where it came from (file and line, or RPC).
+"""
+RECORD_KIND_DRIFT: RecordKind.ValueType  # 11
+"""One evaluated monitoring window of a model version (mrm.v1.MonitorService):
+its bounds (first and last PREDICTION leaf, times, rows), per-feature
+drift statistics against the deploy-time reference profile, prediction
+drift, data quality and, when outcomes are known, live metrics.
+"""
+RECORD_KIND_ALERT: RecordKind.ValueType  # 12
+"""A threshold crossed ("firing", written before any notification) or an
+acknowledgement of one ("acknowledged", naming the alert's record id and
+who acknowledged it).
 """
 Global___RecordKind: _TypeAlias = RecordKind  # noqa: Y015
 
@@ -345,6 +377,7 @@ class QueryRecordsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     NEWEST_FIRST_FIELD_NUMBER: _builtins.int
+    START_LEAF_INDEX_FIELD_NUMBER: _builtins.int
     kind: Global___RecordKind.ValueType
     """Only records of this kind; UNSPECIFIED matches every kind."""
     model_name: _builtins.str
@@ -363,6 +396,10 @@ class QueryRecordsRequest(_message.Message):
     """
     newest_first: _builtins.bool
     """Newest first (descending leaf index) instead of oldest first."""
+    start_leaf_index: _builtins.int
+    """Only records at or after this leaf index; 0 means from the first. A
+    follower (the monitor) resumes from the leaf after the last it read.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Only records accepted at or after this time; unset means no lower bound."""
@@ -384,10 +421,11 @@ class QueryRecordsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         newest_first: _builtins.bool = ...,
+        start_leaf_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "kind", b"kind", "model_name", b"model_name", "model_version", b"model_version", "newest_first", b"newest_first", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "subject", b"subject", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "kind", b"kind", "model_name", b"model_name", "model_version", b"model_version", "newest_first", b"newest_first", "page_size", b"page_size", "page_token", b"page_token", "start_leaf_index", b"start_leaf_index", "start_time", b"start_time", "subject", b"subject", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -77,6 +77,12 @@ class _ArtifactRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Artifact
     """The input schema: feature names, types and order (JSON)."""
     ARTIFACT_ROLE_EVALUATION: _ArtifactRole.ValueType  # 4
     """The evaluation summary: metrics and fidelity report (JSON)."""
+    ARTIFACT_ROLE_REFERENCE_PROFILE: _ArtifactRole.ValueType  # 5
+    """The reference profile drift is measured against: per-feature bins and
+    frequencies of the evaluation data, the prediction and score
+    distributions, the deploy-time metrics and the model's `[monitor]`
+    settings (JSON, format "mrm.reference-profile.v1").
+    """
 
 class ArtifactRole(_ArtifactRole, metaclass=_ArtifactRoleEnumTypeWrapper):
     """The kind of an artifact of a version."""
@@ -91,6 +97,12 @@ ARTIFACT_ROLE_INPUT_SCHEMA: ArtifactRole.ValueType  # 3
 """The input schema: feature names, types and order (JSON)."""
 ARTIFACT_ROLE_EVALUATION: ArtifactRole.ValueType  # 4
 """The evaluation summary: metrics and fidelity report (JSON)."""
+ARTIFACT_ROLE_REFERENCE_PROFILE: ArtifactRole.ValueType  # 5
+"""The reference profile drift is measured against: per-feature bins and
+frequencies of the evaluation data, the prediction and score
+distributions, the deploy-time metrics and the model's `[monitor]`
+settings (JSON, format "mrm.reference-profile.v1").
+"""
 Global___ArtifactRole: _TypeAlias = ArtifactRole  # noqa: Y015
 
 @_typing.final

@@ -21,7 +21,7 @@ _CHANGE = frozenset({_DEPLOYER, _ADMIN})
 _EXPLAIN_READ = frozenset({_AUDITOR, _DEPLOYER, Role.EXPLAINER, _ADMIN})
 
 _LEDGER = {
-    "AppendRecords": frozenset({Role.PROXY, Role.EXPLAINER, Role.REGISTRY, _ADMIN}),
+    "AppendRecords": frozenset({Role.PROXY, Role.EXPLAINER, Role.REGISTRY, Role.MONITOR, _ADMIN}),
     "GetRecord": ANY,
     "QueryRecords": ANY,
     "GetCheckpoint": ANY,
@@ -49,6 +49,13 @@ _EXPLAIN = {
     "GetReport": _EXPLAIN_READ,
     "ListDecisions": _EXPLAIN_READ,
 }
+_MONITOR_READ = frozenset({_AUDITOR, _DEPLOYER, Role.MONITOR, _ADMIN})
+_MONITOR = {
+    "GetDrift": _MONITOR_READ,
+    "ListAlerts": _MONITOR_READ,
+    "AcknowledgeAlert": _CHANGE,  # and the deployer's globs cover the alert's model
+}
+_OUTCOME = {"RecordOutcomes": _CHANGE}  # and the globs cover every outcome's model
 _PROXY = {"GetProxyStatus": frozenset({_ADMIN, _AUDITOR, _DEPLOYER})}
 _INFERENCE_HEALTH = {"ServerLive", "ServerReady", "ModelReady"}
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
@@ -58,6 +65,8 @@ TABLE: Mapping[str, frozenset[Role]] = {
     **{f"/mrm.v1.RegistryService/{m}": r for m, r in _REGISTRY.items()},
     **{f"/mrm.v1.ExplainService/{m}": r for m, r in _EXPLAIN.items()},
     **{f"/mrm.v1.ProxyService/{m}": r for m, r in _PROXY.items()},
+    **{f"/mrm.v1.MonitorService/{m}": r for m, r in _MONITOR.items()},
+    **{f"/mrm.v1.OutcomeService/{m}": r for m, r in _OUTCOME.items()},
     "/mrm.v1.AuthService/WhoAmI": ANY,
 }
 _PUBLIC_SERVICES = (
@@ -78,12 +87,13 @@ APPEND_KINDS: Mapping[Role, frozenset[str]] = {
             "DEPLOYMENT",
         }
     ),
+    Role.MONITOR: frozenset({"DRIFT", "ALERT", "OUTCOME"}),
     Role.ADMIN: frozenset({"ACCESS"}),
 }
 """The record kinds each role may append. Deployers append nothing directly: the
 registry records their changes, with their verified identity as the actor."""
 
-DELEGATES = frozenset({Role.REGISTRY, Role.EXPLAINER})
+DELEGATES = frozenset({Role.REGISTRY, Role.EXPLAINER, Role.MONITOR})
 """Roles that may name, in `mrm-on-behalf-of`, the principal they verified."""
 
 

@@ -24,6 +24,9 @@ class Role(StrEnum):
     """The Explain service: appends EXPLANATION and EXPLAINABILITY_BASELINE records."""
     REGISTRY = "registry"
     """The registry service: appends the records of the changes it makes."""
+    MONITOR = "monitor"
+    """The monitor: appends DRIFT and ALERT records, and OUTCOME records and
+    acknowledgements on behalf of the deployers it verified."""
 
 
 ROLES = tuple(r.value for r in Role)
