@@ -17,6 +17,9 @@ RECORD_KINDS = (
     "EXPLANATION",
     "GAP",
     "ACCESS",
+    "OUTCOME",
+    "DRIFT",
+    "ALERT",
 )
 
 

@@ -1,0 +1,1 @@
+"""The monitor: drift, outcomes and alerts on the recorded decisions."""
