@@ -126,7 +126,10 @@ def start_ledger(home: Path, database_url: str | None = None, **overrides: objec
         ledger_addr="127.0.0.1:0",
         registry_addr="127.0.0.1:0",
         proxy_addr="127.0.0.1:0",
+        proxy_metrics_addr="127.0.0.1:0",
         explain_addr="127.0.0.1:0",
+        monitor_addr="127.0.0.1:0",
+        monitor_metrics_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
         # Tests count leaves from 0; the ACCESS records of the stack's own tokens
         # are tested where they are the subject (tests/e2e/test_auth_*).

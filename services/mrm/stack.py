@@ -28,6 +28,7 @@ from mrm.core.settings import SERVICES, Settings
 from mrm.explain.app import explain_service
 from mrm.ledger.app import ledger_service, open_ledger
 from mrm.ledger.service import Ledger
+from mrm.monitor.app import monitor_service
 from mrm.proxy.app import proxy_service
 from mrm.registry.app import registry_service
 
@@ -38,6 +39,7 @@ ADDR_VARIABLES = {
     "registry": "MRM_REGISTRY_ADDR",
     "explain": "MRM_EXPLAIN_ADDR",
     "proxy": "MRM_PROXY_ADDR",
+    "monitor": "MRM_MONITOR_ADDR",
     "http": "MRM_HTTP_ADDR",
 }
 
@@ -63,6 +65,8 @@ class Stack:
     engine: sa.Engine | None = None
     closers: list[Callable[[], object]] = field(default_factory=list)
     http_port: int = 0
+    monitor_metrics_port: int = 0
+    """The bound port of the monitor's /metrics, when this process runs the monitor."""
     """The bound port of the explanation reports' HTTP server, when this process runs it."""
 
     def target(self, name: str) -> str:
@@ -90,6 +94,10 @@ class Stack:
     @property
     def registry_addr(self) -> str:
         return self.target("registry")
+
+    @property
+    def monitor_addr(self) -> str:
+        return self.target("monitor")
 
     @property
     def explain_addr(self) -> str:
@@ -163,6 +171,21 @@ class Stack:
             self.http_port = explain.http_port
             self.closers.append(explain.http.close)
             service = explain.service
+        elif name == "monitor":
+            try:
+                monitor = monitor_service(
+                    settings,
+                    self.target("registry"),
+                    self.target("ledger"),
+                    self._credential("monitor"),
+                )
+            except OSError as exc:
+                raise BindError(
+                    f"the monitor's /metrics cannot listen on {settings.monitor_metrics_addr} "
+                    "(is the port in use?); set MRM_MONITOR_METRICS_ADDR to a free host:port"
+                ) from exc
+            self.monitor_metrics_port = monitor.metrics_port
+            service = monitor.service
         else:
             service = proxy_service(
                 settings, self.target("registry"), self.target("ledger"), self._credential("proxy")

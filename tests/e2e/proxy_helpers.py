@@ -42,6 +42,7 @@ def stack_with_ledger_on(
         "ledger_addr": f"127.0.0.1:{port}",
         "registry_addr": "127.0.0.1:0",
         "proxy_addr": "127.0.0.1:0",
+        "proxy_metrics_addr": "127.0.0.1:0",
         "shutdown_grace": 1.0,
         "health_interval": 0.2,
         "auth_record_tokens": False,
@@ -176,6 +177,7 @@ class ProxyProcess:
         variables = {
             "MRM_HOME": str(home),
             "MRM_PROXY_ADDR": "127.0.0.1:0",
+            "MRM_PROXY_METRICS_ADDR": "127.0.0.1:0",
             "MRM_SHUTDOWN_GRACE": "2",
             "MRM_LOG_LEVEL": "WARNING",
         }

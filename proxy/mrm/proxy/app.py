@@ -7,12 +7,13 @@ import asyncio
 import grpc
 
 from mrm.client.credentials import ClientAuth
+from mrm.core.prometheus import start_metrics_server
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.core.telemetry import setup_metrics
 from mrm.oip.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from mrm.proxy.audit import Stamper, load_or_create_subject_key, prediction_records
-from mrm.proxy.metrics import ProxyMetrics
+from mrm.proxy.metrics import ProxyMetrics, prometheus_registry
 from mrm.proxy.server import InferenceServicer
 from mrm.proxy.shipper import Shipper
 from mrm.proxy.spool import Spool
@@ -27,7 +28,8 @@ SERVICE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceSer
 def proxy_service(
     settings: Settings, registry_target: str, ledger_target: str, auth: ClientAuth
 ) -> Service:
-    """`auth` is the proxy's own credential (role proxy) for the registry and the ledger."""
+    """`auth` is the proxy's own credential (role proxy) for the registry and the ledger.
+    `/metrics` is served from here on, on MRM_PROXY_METRICS_ADDR (when set)."""
     watcher = DeploymentWatcher(
         registry_target,
         threads=settings.proxy_threads,
@@ -44,13 +46,30 @@ def proxy_service(
         build=prediction_records,
         auth=auth,
     )
+    registry, inference = prometheus_registry(shipper.snapshot)
     servicer = InferenceServicer(
-        watcher, Stamper(key), shipper, strict_timeout=settings.proxy_strict_timeout
+        watcher,
+        Stamper(key),
+        shipper,
+        strict_timeout=settings.proxy_strict_timeout,
+        metrics=inference,
     )
     status = ProxyStatusServicer(shipper.snapshot, lambda: watcher.table, ledger_target, auth=auth)
     ProxyMetrics.register(setup_metrics("mrm").get_meter("mrm.proxy"), shipper.snapshot)
+    try:
+        metrics = start_metrics_server(settings.proxy_metrics_addr, registry)
+    except (OSError, ValueError) as exc:
+        servicer.close()
+        shipper.close(timeout=0)
+        watcher.close()
+        raise OSError(
+            f"the proxy's /metrics cannot listen on {settings.proxy_metrics_addr!r} ({exc}); "
+            "set MRM_PROXY_METRICS_ADDR to a free host:port, or to '' to switch it off"
+        ) from exc
 
     def close() -> None:
+        if metrics is not None:
+            metrics.close()
         servicer.close()
         shipper.close(timeout=settings.shutdown_grace)
         watcher.close()

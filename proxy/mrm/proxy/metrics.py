@@ -1,4 +1,5 @@
-"""The proxy's delivery counters, kept exactly, and their OpenTelemetry instruments.
+"""The proxy's delivery counters, kept exactly, and their OpenTelemetry and Prometheus
+metrics.
 
 The shipper counts every sampled record once in `Tally` as it moves (sampled,
 then shipped, spooled, dropped or strict_failed), per model and version,
@@ -26,6 +27,9 @@ from datetime import datetime
 from typing import ClassVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from mrm.v1.ledger_pb2 import Record
 
@@ -189,3 +193,104 @@ class ProxyMetrics:
                 yield Observation(getattr(snap, attr))
 
         return observe
+
+
+# Prometheus (`/metrics`, mrm.core.prometheus). The delivery counts are read from the
+# same Snapshot at scrape time; only the per-request metrics below touch the hot path.
+#
+#   mrm_proxy_inference_requests_total{model,version,outcome}   counter (success|failure)
+#   mrm_proxy_inference_duration_seconds{model,version}          histogram
+#   mrm_proxy_samples_<sampled|shipped|...>_total{model,version}  counters (Tally)
+#   mrm_proxy_queue_depth, mrm_proxy_queue_capacity,
+#   mrm_proxy_spool_depth, mrm_proxy_spool_capacity              gauges
+#   mrm_proxy_gap_records_written_total, mrm_proxy_ledger_failures_total  counters
+
+# From a small tree ensemble's tens of microseconds to a large batch's seconds.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class InferenceMetrics:
+    """Requests and their latency per model and version, on one registry.
+
+    The labelled children are looked up once per (model, version) and kept, so a
+    request costs one counter increment and one histogram observation. Requests for
+    a model or version that does not resolve are not counted here: their names come
+    from the caller, and counting them would let any caller add series.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._requests = Counter(
+            "mrm_proxy_inference_requests",
+            "ModelInfer calls by model, version and outcome (success or failure)",
+            ["model", "version", "outcome"],
+            registry=registry,
+        )
+        self._duration = Histogram(
+            "mrm_proxy_inference_duration_seconds",
+            "Seconds from receiving a ModelInfer call to its response, strict writes included",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str], tuple[Counter, Counter, Histogram]] = {}
+
+    def observe(self, model: str, version: str, ok: bool, seconds: float) -> None:
+        children = self._children.get((model, version))
+        if children is None:
+            children = self._children[model, version] = (
+                self._requests.labels(model, version, "success"),
+                self._requests.labels(model, version, "failure"),
+                self._duration.labels(model, version),
+            )
+        success, failure, duration = children
+        (success if ok else failure).inc()
+        duration.observe(seconds)
+
+
+class DeliveryCollector(Collector):
+    """The shipper's Snapshot as Prometheus metrics, read when scraped."""
+
+    def __init__(self, source: Callable[[], Snapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._source()
+        for name in COUNTERS:
+            family = CounterMetricFamily(
+                f"mrm_proxy_samples_{name}", _DESCRIPTIONS[name], labels=["model", "version"]
+            )
+            for (model, version), counts in sorted(snap.by_model.items()):
+                family.add_metric([model, version], getattr(counts, name))
+            yield family
+        gauges = {
+            "queue_depth": "Audit records waiting in memory",
+            "queue_capacity": "Audit records the in-memory queue holds (MRM_PROXY_QUEUE_MAX)",
+            "spool_depth": "Audit records waiting in the spool",
+            "spool_capacity": "Audit records the spool holds (MRM_PROXY_SPOOL_MAX_RECORDS)",
+        }
+        for attr, text in gauges.items():
+            yield GaugeMetricFamily(f"mrm_proxy_{attr}", text, value=getattr(snap, attr))
+        yield CounterMetricFamily(
+            "mrm_proxy_gap_records_written",
+            "GAP records the ledger acknowledged",
+            value=snap.gap_records_written,
+        )
+        yield CounterMetricFamily(
+            "mrm_proxy_ledger_failures",
+            "Deliveries that failed because the ledger was unreachable",
+            value=snap.ledger_failures,
+        )
+
+
+def prometheus_registry(
+    source: Callable[[], Snapshot],
+) -> tuple[CollectorRegistry, InferenceMetrics]:
+    """A registry of this proxy's own: its requests, its deliveries, its process."""
+    registry = CollectorRegistry()
+    inference = InferenceMetrics(registry)
+    registry.register(DeliveryCollector(source))
+    ProcessCollector(registry=registry)
+    return registry, inference

@@ -18,6 +18,7 @@ from mrm.core.errors import InvalidArgument, Unavailable
 from mrm.oip.v2 import grpc_predict_v2_pb2 as pb
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as pbg
 from mrm.proxy.audit import PendingPrediction, Stamper
+from mrm.proxy.metrics import InferenceMetrics
 from mrm.proxy.models import ServingModel
 from mrm.proxy.shipper import AuditUnavailable
 from mrm.proxy.spans import InferenceSpan, InferenceSpans
@@ -70,8 +71,10 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         *,
         strict_timeout: float = 0.5,
         tracer: trace.Tracer | None = None,
+        metrics: InferenceMetrics | None = None,
     ) -> None:
         self.watcher = watcher
+        self._metrics = metrics
         self.stamper = stamper
         self.sink = sink
         self.strict_timeout = strict_timeout
@@ -126,6 +129,7 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
+        started = time.perf_counter()
         model = self._model(request.model_name, request.model_version)
         span = self._spans.start(
             _parent(context),
@@ -133,12 +137,17 @@ class InferenceServicer(pbg.GRPCInferenceServiceServicer):
         )
         extra: dict[str, str] = {}
         error = ""
+        ok = False  # a cancelled call (BaseException) is a failure too
         try:
-            return await self._infer(request, model, span, extra)
+            response = await self._infer(request, model, span, extra)
+            ok = True
+            return response
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:  # the span is finished once the response is on its way
+            if self._metrics is not None:
+                self._metrics.observe(model.name, model.version, ok, time.perf_counter() - started)
             asyncio.get_running_loop().call_soon(
                 self._spans.end, span, extra, error, time.time_ns()
             )

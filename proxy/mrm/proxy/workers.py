@@ -7,7 +7,8 @@ sessions, registry watch, shipper and spool (`MRM_HOME/proxy-worker-<i>/`), all
 with the same subject key, so a subject's keyed hash is the same whichever
 process served it. The kernel spreads connections over them (SO_REUSEPORT), so
 this needs `MRM_REUSE_PORT=1` and a fixed port. A worker that dies is started
-again; all stop with the proxy. Counters (`mrm status`, metrics) are per process.
+again; all stop with the proxy. Counters (`mrm status`, metrics) are per process;
+worker i serves its `/metrics` on MRM_PROXY_METRICS_ADDR's port + i.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from mrm.core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def metrics_addr(addr: str, index: int) -> str:
+    """Worker `index`'s /metrics: the next port up, since its counts are its own (two
+    processes on one port would answer scrapes in turn, and the counters would jump)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or port == "0":
+        return addr  # off, a free port each, or invalid (the worker reports it)
+    return f"{host}:{int(port) + index}"
+
+
 def worker_env(settings: Settings, index: int, key_file: Path) -> dict[str, str]:
     # The worker's own home holds its spool; what it shares with this proxy (the
     # subject key, its credential, the tokens and auth configuration its status
@@ -40,6 +50,7 @@ def worker_env(settings: Settings, index: int, key_file: Path) -> dict[str, str]
         "MRM_HOME": str(settings.home / f"proxy-worker-{index}"),
         "MRM_SUBJECT_KEY_FILE": str(key_file),
         "MRM_PROXY_ADDR": settings.proxy_addr,
+        "MRM_PROXY_METRICS_ADDR": metrics_addr(settings.proxy_metrics_addr, index),
         "MRM_PROXY_WORKERS": "1",
         "MRM_REUSE_PORT": "1",
     }

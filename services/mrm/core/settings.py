@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The services of an installation, in start order (each needs only those before
 # it); `mrm serve NAME` takes these names, and each listens on its `<name>_addr`.
-SERVICES = ("ledger", "registry", "proxy", "explain")
+SERVICES = ("ledger", "registry", "proxy", "explain", "monitor")
 
 
 class Settings(BaseSettings):
@@ -44,8 +44,29 @@ class Settings(BaseSettings):
     proxy_addr: str = "localhost:8001"
     """Where the inference proxy (Open Inference Protocol v2 over gRPC) listens."""
 
+    proxy_metrics_addr: str = ":8002"
+    """Where the proxy serves `/metrics` (Prometheus text format, plain HTTP, no
+    authentication, as Triton's port 8002); empty switches it off. Counts are per
+    process: with MRM_PROXY_WORKERS=N, worker i serves its own on this port + i
+    (scrape every port and sum; port 0 gives each a free port)."""
+
     explain_addr: str = "localhost:50053"
     """Where the Explain service's gRPC server listens."""
+
+    monitor_addr: str = "localhost:50054"
+    """Where the monitor's gRPC server (mrm.v1.MonitorService, OutcomeService) listens."""
+
+    monitor_metrics_addr: str = "localhost:8103"
+    """Where the monitor serves `/metrics` (Prometheus text format, plain HTTP): drift
+    scores per feature, windows, alerts, webhook deliveries; empty switches it off.
+    (Not 8003: proxy workers take 8002, 8003, ... for their own /metrics.)"""
+
+    monitor_poll_interval: float = Field(default=0.2, gt=0)
+    """Seconds the monitor waits before asking the ledger again when it has caught up."""
+
+    monitor_webhooks: str = ""
+    """Where alerts are sent after they are recorded: a JSON list of
+    {"url": ..., "format": "slack" | "alertmanager"}. Empty: alerts are only recorded."""
 
     http_addr: str = "localhost:8000"
     """Where the HTTP server of the explanation reports listens (GET /reports/<record id>)."""
@@ -163,6 +184,10 @@ class Settings(BaseSettings):
     """The token the Explain service presents to the ledger and the registry.
     Default: `home`/explain.token."""
 
+    monitor_token_file: Path | None = None
+    """The token the monitor presents to the ledger and the registry. Default:
+    `home`/monitor.token."""
+
     proxy_token_file: Path | None = None
     """The token the proxy presents to the ledger and the registry. Default:
     `home`/proxy.token."""
@@ -218,6 +243,6 @@ class Settings(BaseSettings):
         return default if default.exists() else None
 
     def token_file(self, name: str) -> Path:
-        """The token file of `name` (admin, registry, explain or proxy)."""
+        """The token file of `name` (admin, registry, explain, proxy or monitor)."""
         configured: Path | None = getattr(self, f"{name}_token_file")
         return configured or self.home / f"{name}.token"

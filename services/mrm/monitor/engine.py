@@ -26,7 +26,7 @@ import orjson
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
 from mrm.deploy.schema import InputSchema
-from mrm.drift.compare import Breach, compare
+from mrm.drift.compare import Breach, DriftReport, compare
 from mrm.drift.config import MonitorConfig, WindowSpec
 from mrm.drift.decisions import DecisionWindow
 from mrm.drift.profile import ReferenceProfile
@@ -77,6 +77,8 @@ class Monitor:
     references: dict[Key, Reference | None] = field(default_factory=dict)
     evaluated: int = 0
     processed: int = 0
+    latest: dict[Key, DriftReport] = field(default_factory=dict)
+    """Per version, the report of its latest evaluated window (for /metrics)."""
 
     # -- position ----------------------------------------------------------------
 
@@ -120,9 +122,9 @@ class Monitor:
 
     def acknowledged(self, alert_record_id: str) -> None:
         """An acknowledgement was recorded: the next breach of that key alerts again."""
-        for key, rid in list(self.firing.items()):
+        for akey, rid in list(self.firing.items()):
             if rid == alert_record_id:
-                del self.firing[key]
+                del self.firing[akey]
 
     def _add(self, rec: ledger_pb2.Record) -> None:
         key = (rec.model_name, rec.model_version)
@@ -228,6 +230,7 @@ class Monitor:
             alerts.append((alert_id, body))
         self.ledger.append(records)  # raises: the window is read again on the next resume
         self.done_until[key] = win.last_leaf
+        self.latest[key] = report
         for alert_id, body in alerts:
             self.firing[_alert_key(model, version, body)] = alert_id
         self.evaluated += 1

@@ -1,9 +1,9 @@
 """deploy/k8s: every object validates against Kubernetes 1.30's schemas (offline),
 and the pieces fit together: probes, Services, Secrets, policies, overlays.
 
-Istio's and Linkerd's custom resources are not in kubernetes-validate's schemas;
-they are checked structurally here (apiVersion, kind, metadata, spec, and the
-fields MRM relies on).
+Istio's, Linkerd's and the Prometheus Operator's custom resources are not in
+kubernetes-validate's schemas; they are checked structurally here (apiVersion,
+kind, metadata, spec, and the fields MRM relies on).
 """
 
 from __future__ import annotations
@@ -23,8 +23,13 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
 SECRETS = {"mrm-auth", "mrm-database", "mrm-ledger-key", "mrm-subject-key"}
 SERVICES = {"ledger": 50052, "registry": 50051, "explain": 50053, "proxy": 8001}
-CUSTOM_GROUPS = ("security.istio.io/", "networking.istio.io/", "policy.linkerd.io/")
-KUSTOMIZATIONS = ["base", "overlays/istio", "overlays/linkerd"]
+CUSTOM_GROUPS = (
+    "security.istio.io/",
+    "networking.istio.io/",
+    "policy.linkerd.io/",
+    "monitoring.coreos.com/",
+)
+KUSTOMIZATIONS = ["base", "overlays/istio", "overlays/linkerd", "overlays/prometheus-operator"]
 
 
 def render(name: str) -> list[Obj]:
@@ -265,3 +270,44 @@ def test_the_kustomize_subset_refuses_what_it_does_not_understand(tmp_path: Path
     )
     with pytest.raises(KustomizeError, match="which is not a resource"):
         build(tmp_path)
+
+
+def test_proxy_metrics_are_scraped_and_the_rules_name_real_metrics() -> None:
+    import re
+
+    from prometheus_client import generate_latest
+
+    from mrm.proxy.metrics import Counts, Snapshot, prometheus_registry
+
+    objects = render("overlays/prometheus-operator")
+    proxy = of_kind(objects, "Deployment")["mrm-proxy"]
+    annotations = proxy["spec"]["template"]["metadata"]["annotations"]
+    ports = {p["name"]: p["containerPort"] for p in pod_spec(proxy)["containers"][0]["ports"]}
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+    assert Settings.model_fields["proxy_metrics_addr"].default == f":{ports['metrics']}"
+    proxy_in = of_kind(objects, "NetworkPolicy")["mrm-proxy"]["spec"]["ingress"]
+    assert {"protocol": "TCP", "port": ports["metrics"]} in [
+        p for r in proxy_in for p in r["ports"]
+    ]
+    (monitor,) = of_kind(objects, "PodMonitor").values()
+    assert monitor["spec"]["selector"] == proxy["spec"]["selector"]
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    # every mrm_proxy_* series a rule uses is one the proxy exports
+    snapshot = Snapshot(Counts(1), {("m", "1"): Counts(1)}, 0, 1, 0, 1, 0, 0)
+    registry, inference = prometheus_registry(lambda: snapshot)
+    inference.observe("m", "1", True, 0.001)
+    exported = set(re.findall(r"^(mrm_proxy_\w+)", generate_latest(registry).decode(), re.M))
+    (rule,) = of_kind(objects, "PrometheusRule").values()
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    used = {name for e in exprs for name in re.findall(r"\b(mrm_proxy_\w+)", e)}
+    assert used
+    assert used <= exported, used - exported
+    monitor_metrics = {name for e in exprs for name in re.findall(r"\b(mrm_monitor_\w+)", e)}
+    assert monitor_metrics == {
+        "mrm_monitor_alerts_total",
+        "mrm_monitor_webhook_failures_total",
+        "mrm_monitor_lag_records",
+        "mrm_monitor_feature_drift_psi",
+    }

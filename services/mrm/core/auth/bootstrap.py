@@ -1,6 +1,6 @@
 """Credentials of a local installation, made by `mrm up` (or `mrm auth init`) once.
 
-Each of the four gets a token file in MRM_HOME (mode 0600) and an entry in the
+Each of the five gets a token file in MRM_HOME (mode 0600) and an entry in the
 tokens file: the admin token that `mrmctl` and `mrm status` on this machine pick
 up, and one token per service for calling the others. A token file that is
 missing, or whose token is no longer live, is replaced by a new token; nothing
@@ -22,6 +22,7 @@ LOCAL = {
     "registry": ("mrm-registry", (Role.REGISTRY,)),
     "explain": ("mrm-explain", (Role.EXPLAINER,)),
     "proxy": ("mrm-proxy", (Role.PROXY,)),
+    "monitor": ("mrm-monitor", (Role.MONITOR,)),
 }
 ISSUER = "system:mrm-up"
 
