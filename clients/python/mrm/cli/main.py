@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from mrm.cli import auth, models, records, verify
+from mrm.cli import monitor as monitor_cli
 from mrm.cli.deploy import deploy
 from mrm.cli.errors import EXIT_CHECK_FAILED, report
 from mrm.cli.ledger import ledger
@@ -76,6 +77,13 @@ class MrmctlGroup(click.Group):
     help="The registry's gRPC address (env MRM_REGISTRY_ADDR).",
 )
 @click.option(
+    "--monitor-addr",
+    envvar="MRM_MONITOR_ADDR",
+    default="localhost:50054",
+    show_default=True,
+    help="The monitor's gRPC address (env MRM_MONITOR_ADDR).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
@@ -111,6 +119,7 @@ def mrmctl(
     ctx: click.Context,
     ledger_addr: str,
     registry_addr: str,
+    monitor_addr: str,
     timeout: float,
     token_file: Path | None,
     tls_ca: Path | None,
@@ -132,6 +141,7 @@ def mrmctl(
         ledger_addr=ledger_addr,
         timeout=timeout,
         registry_addr=registry_addr,
+        monitor_addr=monitor_addr,
         token_file=token_file,
         tls=tls,
     )
@@ -147,6 +157,8 @@ for command in (
     predictions,
     auth.whoami,
     auth.login,
+    monitor_cli.drift,
+    monitor_cli.alerts,
 ):
     mrmctl.add_command(command)
 

@@ -14,6 +14,7 @@ from mrm.cli.output import rfc3339
 from mrm.client.credentials import ClientAuth, ClientTls
 from mrm.client.errors import Unavailable
 from mrm.client.ledger import LedgerClient
+from mrm.client.monitor import MonitorClient
 from mrm.client.registry import RegistryClient
 from mrm.client.trust import TrustedCheckpoint, TrustStore
 
@@ -25,6 +26,7 @@ class Settings:
     ledger_addr: str
     timeout: float
     registry_addr: str = "localhost:50051"
+    monitor_addr: str = "localhost:50054"
     token_file: Path | None = None
     tls: ClientTls | None = None
     _auth: list[ClientAuth] = field(default_factory=list, compare=False, repr=False)
@@ -95,6 +97,25 @@ def registry_session(ctx: click.Context) -> Iterator[RegistryClient]:
         raise CliError(
             f"cannot reach the registry at {settings.registry_addr}: {e.summary()} "
             "(is it running? point --registry-addr or MRM_REGISTRY_ADDR at it)",
+            EXIT_UNAVAILABLE,
+        ) from None
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def monitor_session(ctx: click.Context) -> Iterator[MonitorClient]:
+    """A monitor client (MonitorService and OutcomeService); unreachable is exit 3."""
+    settings = settings_of(ctx)
+    client = MonitorClient(
+        settings.monitor_addr, timeout=settings.timeout, auth=settings.client_auth()
+    )
+    try:
+        yield client
+    except Unavailable as e:
+        raise CliError(
+            f"cannot reach the monitor at {settings.monitor_addr}: {e.summary()} "
+            "(is it running? point --monitor-addr or MRM_MONITOR_ADDR at it)",
             EXIT_UNAVAILABLE,
         ) from None
     finally:
