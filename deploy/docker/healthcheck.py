@@ -3,7 +3,7 @@
     python healthcheck.py [HOST:PORT ...]
 
 With no address it checks the service named by the container's command
-(`mrm serve NAME`, from /proc/1/cmdline) at its MRM_*_ADDR, or all four for
+(`mrm serve NAME`, from /proc/1/cmdline) at its MRM_*_ADDR, or every service for
 `mrm up`. Uses grpc.health.v1 from the image's own grpcio-health-checking, so
 no grpc_health_probe binary is needed.
 """
@@ -17,7 +17,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-DEFAULT_PORTS = {"registry": 50051, "ledger": 50052, "explain": 50053, "proxy": 8001}
+DEFAULT_PORTS = {
+    "registry": 50051,
+    "ledger": 50052,
+    "explain": 50053,
+    "proxy": 8001,
+    "monitor": 50054,
+}
 TIMEOUT = 4.0
 
 

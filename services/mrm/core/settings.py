@@ -44,10 +44,11 @@ class Settings(BaseSettings):
     proxy_addr: str = "localhost:8001"
     """Where the inference proxy (Open Inference Protocol v2 over gRPC) listens."""
 
-    proxy_metrics_addr: str = ":8002"
+    proxy_metrics_addr: str = "localhost:8002"
     """Where the proxy serves `/metrics` (Prometheus text format, plain HTTP, no
-    authentication, as Triton's port 8002); empty switches it off. Counts are per
-    process: with MRM_PROXY_WORKERS=N, worker i serves its own on this port + i
+    authentication, as Triton's port 8002); empty switches it off. Loopback by
+    default: set `0.0.0.0:8002` where Prometheus scrapes it (deploy/ does). Counts are
+    per process: with MRM_PROXY_WORKERS=N, worker i serves its own on this port + i
     (scrape every port and sum; port 0 gives each a free port)."""
 
     explain_addr: str = "localhost:50053"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 import shlex
 import tomllib
 from importlib import resources
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
-SERVICES = {"ledger", "registry", "explain", "proxy"}
+SERVICES = {"ledger", "registry", "explain", "proxy", "monitor"}
 
 
 def compose() -> Any:
@@ -122,6 +123,36 @@ def test_compose_settings_are_real_and_secrets_come_from_files() -> None:
     volumes = {v.split(":")[0] for svc in spec["services"].values() for v in svc.get("volumes", [])}
     for volume in volumes:
         assert volume in spec["volumes"] or (DEPLOY / volume).is_file(), volume
+
+
+def test_compose_metrics_listen_on_every_interface_at_the_published_port() -> None:
+    services = compose()["services"]
+    for name, var in (("proxy", "MRM_PROXY_METRICS_ADDR"), ("monitor", "MRM_MONITOR_METRICS_ADDR")):
+        svc = services[name]
+        host, _, port = svc["environment"][var].rpartition(":")
+        assert host == "0.0.0.0", name  # the setting's default is loopback
+        assert f"{port}:{port}" in svc["ports"], name
+        default = Settings.model_fields[var.removeprefix("MRM_").lower()].default
+        assert default.startswith("localhost:"), var
+    monitor = services["monitor"]
+    assert "50054:50054" in monitor["ports"]
+    assert monitor["environment"]["MRM_MONITOR_TOKEN_FILE"] == "/run/secrets/mrm-monitor-token"
+    assert set(monitor["depends_on"]) == {"ledger", "registry"}
+    assert monitor["environment"]["MRM_MONITOR_WEBHOOKS"] == "${MRM_MONITOR_WEBHOOKS:-}"
+    assert any(v.endswith(":/var/lib/mrm") for v in monitor["volumes"])  # the webhook outbox
+    # make-secrets.sh issues the monitor's token and hands it to the container's user
+    script = (DEPLOY / "compose" / "make-secrets.sh").read_text()
+    assert '"$dir/auth/monitor.token"' in script
+
+
+def test_every_service_the_image_runs_listens_everywhere_and_is_health_checked() -> None:
+    env = " ".join(rest for word, rest in dockerfile_instructions() if word == "ENV")
+    addrs = dict(re.findall(r"(MRM_\w+_ADDR)=(\S+)", env))
+    default_ports = runpy.run_path(str(DEPLOY / "docker" / "healthcheck.py"))["DEFAULT_PORTS"]
+    for name in serve_choices():
+        port = int(Settings.model_fields[f"{name}_addr"].default.rpartition(":")[2])
+        assert addrs[f"MRM_{name.upper()}_ADDR"] == f"0.0.0.0:{port}", name
+        assert default_ports[name] == port, name
 
 
 def test_every_path_the_dockerfile_copies_exists() -> None:

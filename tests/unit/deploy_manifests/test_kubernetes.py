@@ -8,6 +8,7 @@ kind, metadata, spec, and the fields MRM relies on).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from tests.unit.deploy_manifests.kustomize import KustomizeError, Obj, build, lo
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
-SECRETS = {"mrm-auth", "mrm-database", "mrm-ledger-key", "mrm-subject-key"}
-SERVICES = {"ledger": 50052, "registry": 50051, "explain": 50053, "proxy": 8001}
+SECRETS = {"mrm-auth", "mrm-database", "mrm-ledger-key", "mrm-subject-key", "mrm-monitor-webhooks"}
+SERVICES = {"ledger": 50052, "registry": 50051, "explain": 50053, "proxy": 8001, "monitor": 50054}
 CUSTOM_GROUPS = (
     "security.istio.io/",
     "networking.istio.io/",
@@ -164,7 +165,7 @@ def test_every_server_checks_credentials_and_presents_its_own(tmp_path: Path) ->
     loaded = AuthConfig.load(tmp_path / "auth.toml")
     assert loaded.oidc[0].issuer == "https://token.actions.githubusercontent.com"
     own = {"ledger": set(), "registry": {"registry.token"}, "proxy": {"proxy.token"},
-           "explain": {"explain.token", "session.key"}}  # fmt: skip
+           "explain": {"explain.token", "session.key"}, "monitor": {"monitor.token"}}  # fmt: skip
     for service, files in own.items():
         spec = pod_spec(of_kind(objects, "Deployment")[f"mrm-{service}"])
         (container,) = spec["containers"]
@@ -243,7 +244,7 @@ def test_linkerd_overlay_injects_proxies_and_admits_only_mtls() -> None:
     assert annotations["config.linkerd.io/default-inbound-policy"] == "all-authenticated"
     deployments = of_kind(objects, "Deployment")
     servers = of_kind(objects, "Server")
-    assert len(servers) == 5
+    assert len(servers) == 6
     for server in servers.values():
         target = deployments[server["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]]
         ports = {p["name"] for p in pod_spec(target)["containers"][0]["ports"]}
@@ -272,9 +273,19 @@ def test_the_kustomize_subset_refuses_what_it_does_not_understand(tmp_path: Path
         build(tmp_path)
 
 
-def test_proxy_metrics_are_scraped_and_the_rules_name_real_metrics() -> None:
-    import re
+def exported_monitor_metrics() -> set[str]:
+    """The series names the monitor's code defines, as Prometheus sees them (a
+    Counter named x is exported as x_total; prometheus_client drops a given _total)."""
+    suffixes = {"Counter": ["_total"], "Gauge": [""], "Histogram": ["_bucket", "_sum", "_count"]}
+    names: set[str] = set()
+    for path in (ROOT / "services" / "mrm" / "monitor").glob("*.py"):
+        found = re.findall(r'\b(Counter|Gauge|Histogram)\(\s*"(mrm_monitor_\w+)"', path.read_text())
+        for kind, name in found:
+            names |= {name.removesuffix("_total") + s for s in suffixes[kind]}
+    return names
 
+
+def test_proxy_metrics_are_scraped_and_the_rules_name_real_metrics() -> None:
     from prometheus_client import generate_latest
 
     from mrm.proxy.metrics import Counts, Snapshot, prometheus_registry
@@ -282,18 +293,22 @@ def test_proxy_metrics_are_scraped_and_the_rules_name_real_metrics() -> None:
     objects = render("overlays/prometheus-operator")
     proxy = of_kind(objects, "Deployment")["mrm-proxy"]
     annotations = proxy["spec"]["template"]["metadata"]["annotations"]
-    ports = {p["name"]: p["containerPort"] for p in pod_spec(proxy)["containers"][0]["ports"]}
+    (container,) = pod_spec(proxy)["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/path"] == "/metrics"
     assert int(annotations["prometheus.io/port"]) == ports["metrics"]
-    assert Settings.model_fields["proxy_metrics_addr"].default == f":{ports['metrics']}"
+    # loopback unless told otherwise; the pod says every interface on the declared port
+    assert Settings.model_fields["proxy_metrics_addr"].default == f"localhost:{ports['metrics']}"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MRM_PROXY_METRICS_ADDR"] == f"0.0.0.0:{ports['metrics']}"
     proxy_in = of_kind(objects, "NetworkPolicy")["mrm-proxy"]["spec"]["ingress"]
     assert {"protocol": "TCP", "port": ports["metrics"]} in [
         p for r in proxy_in for p in r["ports"]
     ]
-    (monitor,) = of_kind(objects, "PodMonitor").values()
-    assert monitor["spec"]["selector"] == proxy["spec"]["selector"]
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    monitors = of_kind(objects, "PodMonitor")
+    assert monitors["mrm-proxy"]["spec"]["selector"] == proxy["spec"]["selector"]
+    assert monitors["mrm-proxy"]["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     # every mrm_proxy_* series a rule uses is one the proxy exports
     snapshot = Snapshot(Counts(1), {("m", "1"): Counts(1)}, 0, 1, 0, 1, 0, 0)
     registry, inference = prometheus_registry(lambda: snapshot)
@@ -304,10 +319,70 @@ def test_proxy_metrics_are_scraped_and_the_rules_name_real_metrics() -> None:
     used = {name for e in exprs for name in re.findall(r"\b(mrm_proxy_\w+)", e)}
     assert used
     assert used <= exported, used - exported
-    monitor_metrics = {name for e in exprs for name in re.findall(r"\b(mrm_monitor_\w+)", e)}
-    assert monitor_metrics == {
+
+
+def test_the_monitor_runs_once_is_scraped_and_reaches_what_it_needs() -> None:
+    objects = render("overlays/prometheus-operator")
+    deployment = of_kind(objects, "Deployment")["mrm-monitor"]
+    # a single follower, never two at once (each would send every webhook)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "mrm-monitor" not in of_kind(objects, "HorizontalPodAutoscaler")
+    (container,) = pod_spec(deployment)["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["grpc"] == int(Settings.model_fields["monitor_addr"].default.rpartition(":")[2])
+    metrics_port = int(Settings.model_fields["monitor_metrics_addr"].default.rpartition(":")[2])
+    assert ports["metrics"] == metrics_port
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MRM_MONITOR_METRICS_ADDR"]["value"] == f"0.0.0.0:{metrics_port}"
+    assert env["MRM_MONITOR_TOKEN_FILE"]["value"] == "/etc/mrm/auth/monitor.token"
+    # webhook URLs are credentials: from a Secret, and the pod starts without it
+    webhooks = env["MRM_MONITOR_WEBHOOKS"]["valueFrom"]["secretKeyRef"]
+    assert webhooks == {"name": "mrm-monitor-webhooks", "key": "webhooks.json", "optional": True}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == metrics_port
+    podmonitor = of_kind(objects, "PodMonitor")["mrm-monitor"]
+    assert podmonitor["spec"]["selector"] == deployment["spec"]["selector"]
+    assert podmonitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+    policies = of_kind(objects, "NetworkPolicy")
+    spec = policies["mrm-monitor"]["spec"]
+    inbound = {p["port"] for r in spec["ingress"] for p in r["ports"]}
+    assert inbound == {ports["grpc"], metrics_port}
+    outbound = {p["port"] for r in spec["egress"] for p in r["ports"]}
+    assert {SERVICES["ledger"], SERVICES["registry"], 443} <= outbound
+    for callee in ("mrm-ledger", "mrm-registry"):
+        (expr,) = policies[callee]["spec"]["ingress"][0]["from"][0]["podSelector"][
+            "matchExpressions"
+        ]
+        assert "mrm-monitor" in expr["values"], callee
+
+
+def test_the_monitor_rules_name_metrics_the_monitor_exports() -> None:
+    exported = exported_monitor_metrics()
+    # the grep finds what it should (a guard against the pattern silently matching nothing)
+    assert {"mrm_monitor_records_total", "mrm_monitor_lag_records"} <= exported
+    assert "mrm_monitor_webhook_failures_total" in exported
+    (rule,) = of_kind(render("overlays/prometheus-operator"), "PrometheusRule").values()
+    (group,) = [g for g in rule["spec"]["groups"] if g["name"] == "mrm-monitor"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    used: set[str] = set()
+    for name, r in alerts.items():
+        names = set(re.findall(r"\b(mrm_monitor_\w+)", r["expr"]))
+        assert names, f"{name} uses no monitor metric"
+        used |= names
+        assert r["labels"]["severity"] in ("warning", "critical"), name
+        assert r["annotations"]["summary"], name
+    assert used <= exported, used - exported
+    # alerts raised, not scraped at all, lagging, failing to follow, webhooks failing
+    for metric in (
         "mrm_monitor_alerts_total",
-        "mrm_monitor_webhook_failures_total",
+        "mrm_monitor_records_total",
         "mrm_monitor_lag_records",
-        "mrm_monitor_feature_drift_psi",
-    }
+        "mrm_monitor_follow_errors_total",
+        "mrm_monitor_webhook_failures_total",
+        "mrm_monitor_webhook_given_up_total",
+    ):
+        assert metric in used, metric

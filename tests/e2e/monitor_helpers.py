@@ -1,0 +1,142 @@
+"""A deployed model whose live traffic drifted, for the monitor's end-to-end tests.
+
+`drifted_stack` starts the whole stack on a fresh PostgreSQL database, deploys
+credit-risk 1.0.0 with `mrmctl deploy` (a 300-row window), sends one window of
+applications whose income is shifted through the proxy, and waits until the
+running monitor has recorded its alerts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from mrm.cli.main import mrmctl
+from mrm.client.ledger import LedgerClient, Record
+from mrm.client.monitor import MonitorClient
+from mrm.v1 import monitor_pb2
+from tests.conftest import PG_ADMIN_URL, RunningLedger, start_ledger
+from tests.e2e.test_deploy import applicants, deploy, project, tree_model
+from tests.e2e.test_why_support import decide, wait_ready
+from tests.support.auth import issue
+
+MODEL = "credit-risk"
+VERSION = "1.0.0"
+WINDOW_ROWS = 300
+MONITOR_TOML = f"[monitor]\nmin_rows = 200\n[[monitor.window]]\nrows = {WINDOW_ROWS}\n"
+FEATURES = ["income", "debt_to_income", "credit_history_months"]
+
+
+@dataclass
+class Drifted:
+    stack: RunningLedger
+    decisions: list[str]
+    alerts: list[monitor_pb2.Alert]
+    tokens: dict[str, str] = field(default_factory=dict)
+    """Principal-named tokens: ops (deployer), auditor, fraud-ops (deployer of fraud-*)."""
+
+    @property
+    def monitor_addr(self) -> str:
+        return self.stack.stack.stack.monitor_addr
+
+    def run(self, *args: str, token: str | None = None) -> Result:
+        """`mrmctl` against this stack, as the suite's principal unless `token` is given."""
+        env = {"MRM_TOKEN": token} if token is not None else None
+        return CliRunner().invoke(
+            mrmctl,
+            [
+                "--ledger-addr", self.stack.addr,
+                "--registry-addr", self.stack.registry_addr,
+                "--monitor-addr", self.monitor_addr,
+                *args,
+            ],
+            env=env,
+        )  # fmt: skip
+
+    def records(self, kind: str) -> list[Record]:
+        with LedgerClient(self.stack.addr) as ledger:
+            return list(ledger.query(kind=kind, model_name=MODEL))
+
+    def tree_size(self) -> int:
+        with LedgerClient(self.stack.addr) as ledger:
+            return int(ledger.checkpoint(refresh=True).tree_size)
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database (tests.conftest's `pg_url`, for a module)."""
+    name = f"mrm_test_{uuid.uuid4().hex[:12]}"
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def wait_for_alerts(
+    addr: str, *, at_least: int = 1, timeout: float = 90.0
+) -> list[monitor_pb2.Alert]:
+    """Poll ListAlerts (bounded) until the monitor has raised `at_least` alerts of MODEL."""
+    deadline = time.monotonic() + timeout
+    with MonitorClient(addr) as monitor:
+        while True:
+            found = list(monitor.alerts(model_name=MODEL))
+            if len(found) >= at_least:
+                return found
+            assert time.monotonic() < deadline, "the monitor raised no alert on a drifted window"
+            time.sleep(0.2)
+
+
+def drifted_stack(tmp: Path) -> Iterator[Drifted]:
+    """The body of a module-scoped fixture: see the module docstring."""
+    with pg_database() as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MRM_CONFIG_DIR", str(tmp / "mrmctl-config"))
+        stack = start_ledger(tmp / "home", url)
+        try:
+            project_dir = tmp / "project"
+            project_dir.mkdir()
+            project(project_dir, tree_model)
+            toml = project_dir / "mrm.toml"
+            toml.write_text(toml.read_text() + MONITOR_TOML)
+            done = deploy(stack, project_dir, "model.pkl", "--version", VERSION, monkeypatch=mp)
+            assert done.exit_code == 0, done.output
+            wait_ready(stack, MODEL)
+            tokens_file = stack.settings.resolved_tokens_file()
+            tokens = {
+                "ops": issue(tokens_file, "ops@bank.example", "deployer"),
+                "auditor": issue(tokens_file, "audit@bank.example", "auditor"),
+                "fraud-ops": issue(
+                    tokens_file, "fraud-ops@bank.example", "deployer", models=("fraud-*",)
+                ),
+            }
+            # One full window of applicants whose income nearly doubled.
+            frame = applicants(WINDOW_ROWS, 12)[FEATURES]
+            frame["income"] = frame["income"] * 1.8
+            decisions = decide(stack, MODEL, frame.to_numpy(), "drifted-applicant")
+            world = Drifted(stack, decisions, [], tokens)
+            world.alerts = wait_for_alerts(world.monitor_addr)
+            # The window's alerts are appended in one batch with its DRIFT record.
+            assert world.records("DRIFT"), "alerts without their DRIFT record"
+            yield world
+        finally:
+            stack.stack.stop()
+
+
+def rpc_error(call: object) -> grpc.RpcError:
+    """The RpcError a zero-argument call raises (fails the test if it succeeds)."""
+    assert callable(call)
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value
