@@ -1,5 +1,9 @@
 """Wires the monitor from settings: its ledger and registry clients, the follower
-loop (mrm.monitor.engine) in a worker thread, the gRPC servicer and `/metrics`."""
+loop (mrm.monitor.engine) in a worker thread, the gRPC servicer, `/metrics`, and
+the webhook notifier (mrm.monitor.notify), which is told of an alert only after
+the ledger has it: raised (after the window's append returned), acknowledged
+(after the acknowledgement's), and again on every resume, when whatever a kill
+kept from being sent is sent once (the outbox drops what was)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -18,7 +24,8 @@ from mrm.core.prometheus import MetricsServer, start_metrics_server
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.monitor.alerts import Alerts
-from mrm.monitor.engine import Monitor
+from mrm.monitor.engine import Monitor, acknowledgement_of
+from mrm.monitor.notify import Notifier, parse_webhooks
 from mrm.monitor.servicer import MonitorServicer
 from mrm.v1 import monitor_pb2, monitor_pb2_grpc
 
@@ -60,6 +67,12 @@ class _Instruments:
         self.errors = Counter(
             "mrm_monitor_follow_errors", "Failed reads or appends (retried)", registry=registry
         )
+        self.live = Gauge(
+            "mrm_monitor_live_metric",
+            "Live accuracy, precision, recall and F1 of the latest window of outcomes",
+            ["model", "version", "metric"],
+            registry=registry,
+        )
         self.lag = Gauge(
             "mrm_monitor_lag_records",
             "Records read in the last poll that found more waiting (0 when caught up)",
@@ -76,14 +89,32 @@ def monitor_service(
     metrics_registry = CollectorRegistry()
     instruments = _Instruments(metrics_registry)
 
-    def notify(alert_id: str, alert: dict[str, object]) -> None:
+    targets = parse_webhooks(settings.monitor_webhooks)
+    notifier = (
+        Notifier(targets, settings.home / "monitor-outbox.db", metrics_registry)
+        if targets
+        else None
+    )
+
+    def submit(alert_id: str, alert: dict[str, Any]) -> None:
+        if notifier is not None:
+            notifier.submit(alert_id, alert)  # never blocks: a hanging webhook stops nothing
+
+    def notify(alert_id: str, alert: dict[str, Any]) -> None:
         instruments.alerts.labels(
             str(alert.get("model")), str(alert.get("version")), str(alert.get("rule"))
         ).inc()
+        submit(alert_id, alert)
 
     monitor = Monitor(ledger, registry, notify=notify)
     metrics = start_metrics_server(settings.monitor_metrics_addr, metrics_registry)
     lock = threading.Lock()
+
+    def resume() -> None:
+        with lock:
+            pending = monitor.resume()
+        for alert_id, alert in pending:
+            submit(alert_id, alert)
 
     def follow_once() -> int:
         with lock:
@@ -96,6 +127,9 @@ def monitor_service(
                 for f in report.features:
                     if f.psi is not None:
                         instruments.psi.labels(model, version, f.name).set(f.psi)
+            for (model, version), live in monitor.live.items():
+                for name, value in live.items():
+                    instruments.live.labels(model, version, name).set(value)
             return n
 
     async def follow(stopping: asyncio.Event) -> None:
@@ -103,12 +137,13 @@ def monitor_service(
         while not stopping.is_set():
             try:
                 if not resumed:
-                    await asyncio.to_thread(monitor.resume)
+                    await asyncio.to_thread(resume)
                     resumed = True
                 n = await asyncio.to_thread(follow_once)
             except Exception as exc:  # the ledger is away: try again, never give up
                 instruments.errors.inc()
                 log.warning("monitor: %s; retrying", exc)
+                resumed = False  # a half-judged window is judged again from the ledger
                 n = 0
             if n < monitor.page_size:
                 with contextlib.suppress(TimeoutError):
@@ -124,13 +159,36 @@ def monitor_service(
     async def ready() -> bool:
         return await asyncio.to_thread(dependencies_answer)
 
+    alerts = Alerts(ledger)
+    # Acknowledgements are told from a worker: the servicer's hook must not wait.
+    acks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mrm-monitor-ack")
+
+    def tell_acknowledged(alert_id: str) -> None:
+        with lock:
+            monitor.acknowledged(alert_id)
+        if notifier is None:
+            return
+        try:
+            view = alerts.get(alert_id)
+        except Exception as exc:  # sent on the next resume instead
+            log.warning("monitor: acknowledgement of %s not notified: %s", alert_id, exc)
+            return
+        if view.acknowledgement is not None:
+            notifier.submit(alert_id, acknowledgement_of(alert_id, view.body, view.acknowledgement))
+
+    def acknowledged(alert_id: str) -> None:
+        acks.submit(tell_acknowledged, alert_id)
+
     def close() -> None:
+        acks.shutdown(wait=False, cancel_futures=True)
+        if notifier is not None:
+            notifier.close(timeout=1.0)
         if metrics is not None:
             metrics.close()
         ledger.close()
         registry.close()
 
-    servicer = MonitorServicer(Alerts(ledger), on_acknowledged=monitor.acknowledged)
+    servicer = MonitorServicer(alerts, on_acknowledged=acknowledged)
     return MonitorApp(
         Service(
             name=SERVICE_NAME,

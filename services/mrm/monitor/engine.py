@@ -1,42 +1,62 @@
 """The monitor's core: follow the ledger, evaluate windows, record what it finds.
 
-`Monitor.step()` reads the next page of PREDICTION records (QueryRecords from
-`start_leaf_index`), adds each to its model version's open window and, when a
-window is full (`rows`) or over (`seconds`, judged on the decisions' ledger
-times), compares it with the version's reference profile (mrm.drift) and
-appends, in one ledger batch, the window's DRIFT record and an ALERT record per
-newly breached threshold. Only then are notifications submitted: an alert is a
-ledger record first.
+`Monitor.step()` reads the next page of records (QueryRecords from
+`next_leaf`, every kind, one cursor). A PREDICTION joins its model version's
+window (mrm.monitor.windows: tumbling or rolling, rows or seconds, judged on
+the ledger's order and times); when one is due it is compared with the
+version's reference profile (mrm.drift). An OUTCOME is joined to the label its
+decision predicted and, every `min_rows` joined outcomes, live accuracy,
+precision, recall and F1 are compared with the deploy-time metrics
+(mrm.monitor.live). Either way the window's DRIFT record and an ALERT record
+per newly breached threshold are appended in one ledger batch; only then are
+notifications submitted: an alert is a ledger record first.
 
 Ids are derived (mrm.monitor.ids), so after a crash the same window is
 evaluated into the same records and the ledger reports duplicates. `resume()`
-rebuilds the position from the ledger: per version, the last leaf its latest
-DRIFT record covered, and the alerts still firing (no acknowledgement).
+rebuilds everything from the ledger: per version, the windows its latest DRIFT
+records covered, the alerts still firing, and the leaf to read from, which is
+the least any version may still need rather than the ledger's first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from mrm.client.errors import NotFound
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
 from mrm.deploy.schema import InputSchema
 from mrm.drift.compare import Breach, DriftReport, compare
 from mrm.drift.config import MonitorConfig, WindowSpec
-from mrm.drift.decisions import DecisionWindow
+from mrm.drift.decisions import DecisionWindow, gather
 from mrm.drift.profile import ReferenceProfile
 from mrm.monitor.ids import derived_uuid7
+from mrm.monitor.live import (
+    OutcomeWindow,
+    Predictions,
+    deploy_metrics,
+    outcome_of,
+    predicted_label,
+    snapshot_of,
+)
+from mrm.monitor.notify import acknowledgement
+from mrm.monitor.windows import Entry, WindowBuffer
 from mrm.v1 import ledger_pb2, registry_pb2
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (model, version)
 Notify = Callable[[str, dict[str, Any]], None]
+Notification = tuple[str, dict[str, Any]]
+
+PREDICTION = ledger_pb2.RECORD_KIND_PREDICTION
+OUTCOME = ledger_pb2.RECORD_KIND_OUTCOME
 
 
 @dataclass
@@ -44,20 +64,12 @@ class Reference:
     profile: ReferenceProfile
     schema: InputSchema
     config: MonitorConfig
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    """The deploy-time metrics live ones are compared with."""
 
     @property
     def window(self) -> WindowSpec:
         return self.config.windows[0]
-
-
-@dataclass
-class OpenWindow:
-    decisions: DecisionWindow
-    first_leaf: int = -1
-    last_leaf: int = -1
-    first_us: int = 0
-    last_us: int = 0
-    last_id: str = ""
 
 
 @dataclass
@@ -68,54 +80,129 @@ class Monitor:
     page_size: int = 1000
     report_link: str = ""
     """Where a person reads the drift of a model: `{model}` and `{version}` are replaced."""
+    resubmit_acknowledgements: timedelta = timedelta(days=1)
+    """How far back `resume()` re-submits acknowledgements (firing alerts: all)."""
     next_leaf: int = 0
     done_until: dict[Key, int] = field(default_factory=dict)
-    """Per version, the last leaf a recorded window covered: later windows start after it."""
+    """Per version, the last leaf a recorded decisions window covered."""
+    window_start: dict[Key, int] = field(default_factory=dict)
+    """Per version, the first leaf of its latest recorded decisions window."""
+    window_end_us: dict[Key, int] = field(default_factory=dict)
+    """Per version, the last decision's time of its latest recorded decisions window."""
+    outcomes_done: dict[Key, int] = field(default_factory=dict)
+    """Per version, the last leaf a recorded outcomes window covered."""
     firing: dict[tuple[str, ...], str] = field(default_factory=dict)
     """Alert key (model, version, rule, metric, feature) -> the firing ALERT's record id."""
-    windows: dict[Key, OpenWindow] = field(default_factory=dict)
+    buffers: dict[Key, WindowBuffer] = field(default_factory=dict)
+    outcome_windows: dict[Key, OutcomeWindow] = field(default_factory=dict)
     references: dict[Key, Reference | None] = field(default_factory=dict)
+    predictions: Predictions = field(default_factory=Predictions)
     evaluated: int = 0
     processed: int = 0
     latest: dict[Key, DriftReport] = field(default_factory=dict)
     """Per version, the report of its latest evaluated window (for /metrics)."""
+    live: dict[Key, dict[str, float]] = field(default_factory=dict)
+    """Per version, the metrics of its latest outcomes window (for /metrics)."""
 
     # -- position ----------------------------------------------------------------
 
-    def resume(self) -> None:
-        """Where to go on from, as the ledger says: nothing else is remembered."""
+    def resume(self) -> list[Notification]:
+        """Where to go on from, as the ledger says: nothing else is remembered.
+
+        Returns the notifications to submit again (every firing alert, and recent
+        acknowledgements): one may have been recorded and never sent. The
+        notifier's outbox drops what was sent already."""
+        self.done_until.clear()
+        self.window_start.clear()
+        self.window_end_us.clear()
+        self.outcomes_done.clear()
+        self.firing.clear()
+        self.buffers.clear()
+        self.outcome_windows.clear()
         for rec in self.ledger.query(kind="DRIFT", newest_first=True):
             key = (rec.model_name, rec.model_version)
-            if key not in self.done_until:
-                self.done_until[key] = int(orjson.loads(rec.body_json)["window"]["last_leaf"])
-        acknowledged: set[str] = set()
-        raised: list[tuple[tuple[str, ...], str]] = []
+            window = orjson.loads(rec.body_json)["window"]
+            if window.get("source") == "outcomes":
+                self.outcomes_done.setdefault(key, int(window["last_leaf"]))
+            elif key not in self.done_until:
+                self.done_until[key] = int(window["last_leaf"])
+                self.window_start[key] = int(window["first_leaf"])
+                self.window_end_us[key] = int(window["last_recorded_at_us"])
+        pending = self._alerts()
+        self.next_leaf = self._start_leaf()
+        return pending
+
+    def _alerts(self) -> list[Notification]:
+        raised: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+        acks: dict[str, ledger_pb2.Record] = {}
         for rec in self.ledger.query(kind="ALERT"):
             body = orjson.loads(rec.body_json)
             if body.get("state") == "acknowledged":
-                acknowledged.add(str(body.get("alert_record_id", "")))
+                acks.setdefault(str(body.get("alert_record_id", "")), rec)
             else:
-                raised.append((_alert_key(rec.model_name, rec.model_version, body), rec.record_id))
-        for alert_key, record_id in raised:
-            if record_id not in acknowledged:
+                raised[rec.record_id] = (_alert_key(rec.model_name, rec.model_version, body), body)
+        pending: list[Notification] = []
+        since = datetime.now(UTC) - self.resubmit_acknowledgements
+        for record_id, (alert_key, body) in raised.items():
+            ack = acks.get(record_id)
+            if ack is None:
                 self.firing[alert_key] = record_id
-        # Windows left open by a stop are rebuilt from their decisions: read from the
-        # earliest leaf a version may still need (0 when a version has no window yet).
-        self.next_leaf = 0
+                pending.append((record_id, {"alert_id": record_id, **body}))
+            elif ack.recorded_at.ToDatetime(tzinfo=UTC) >= since:
+                pending.append((record_id, acknowledgement_of(record_id, body, ack)))
+        return pending
+
+    def _start_leaf(self) -> int:
+        """The least leaf a version may still need: after its latest window (from its
+        first decision in it, for a rolling one), or its first record of the kind."""
+        # The ledger's end first: a version registered after this is only in later leaves.
+        newest = self.ledger.query_page(
+            ledger_pb2.QueryRecordsRequest(newest_first=True, page_size=1)
+        ).records
+        starts = [newest[0].leaf_index + 1 if newest else 0]
+        keys = set(self.done_until) | set(self.outcomes_done) | set(self._versions())
+        for key in sorted(keys):
+            ref = self._reference(key)
+            if ref is None:
+                continue
+            if key in self.done_until:
+                rolling = ref.window.rolling
+                starts.append(self.window_start[key] if rolling else self.done_until[key] + 1)
+            else:
+                starts.extend(self._first_leaf(key, PREDICTION))
+            if key in self.outcomes_done:
+                starts.append(self.outcomes_done[key] + 1)
+            else:
+                starts.extend(self._first_leaf(key, OUTCOME))
+        return min(starts)
+
+    def _versions(self) -> Iterable[Key]:
+        for model in self.registry.list_models():
+            for version in self.registry.list_versions(model.name):
+                yield model.name, version.version
+
+    def _first_leaf(self, key: Key, kind: ledger_pb2.RecordKind.ValueType) -> list[int]:
+        page = self.ledger.query_page(
+            ledger_pb2.QueryRecordsRequest(
+                kind=kind, model_name=key[0], model_version=key[1], page_size=1
+            )
+        )
+        return [page.records[0].leaf_index] if page.records else []
 
     # -- following ---------------------------------------------------------------
 
     def step(self) -> int:
-        """Process one page of new PREDICTION records; how many were read."""
+        """Process one page of new records; how many were read."""
         page = self.ledger.query_page(
             ledger_pb2.QueryRecordsRequest(
-                kind=ledger_pb2.RECORD_KIND_PREDICTION,
-                start_leaf_index=self.next_leaf,
-                page_size=self.page_size,
+                start_leaf_index=self.next_leaf, page_size=self.page_size
             )
         )
         for rec in page.records:
-            self._add(rec)
+            if rec.kind == PREDICTION:
+                self._add_decision(rec)
+            elif rec.kind == OUTCOME:
+                self._add_outcome(rec)
             self.next_leaf = rec.leaf_index + 1
         self.processed += len(page.records)
         return len(page.records)
@@ -126,32 +213,57 @@ class Monitor:
             if rid == alert_record_id:
                 del self.firing[akey]
 
-    def _add(self, rec: ledger_pb2.Record) -> None:
+    def _add_decision(self, rec: ledger_pb2.Record) -> None:
         key = (rec.model_name, rec.model_version)
-        if rec.leaf_index <= self.done_until.get(key, -1):
-            return  # already in a recorded window
+        done = self.done_until.get(key, -1)
         ref = self._reference(key)
         if ref is None:
             return
-        us = rec.recorded_at.seconds * 1_000_000 + rec.recorded_at.nanos // 1000
-        win = self.windows.get(key)
         spec = ref.window
-        over = win is not None and us - win.first_us >= spec.size * 1_000_000
-        if win is not None and spec.unit == "seconds" and win.first_leaf >= 0 and over:
-            self._evaluate(key, ref, win)  # this decision opens the next window
-            win = None
-        if win is None:
-            win = self.windows[key] = OpenWindow(DecisionWindow(ref.schema))
+        replay = rec.leaf_index <= done
+        if replay and not (spec.rolling and rec.leaf_index >= self.window_start.get(key, 0)):
+            return  # already in a recorded window, and not in any later one
+        body = _body(rec)
+        if not replay:
+            self.predictions.remember(rec.record_id, predicted_label(body))
+        us = _us(rec.recorded_at)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = WindowBuffer(spec, last_end_us=self.window_end_us.get(key))
+        if not replay and buf.closes_before(us):
+            self._judge_decisions(key, ref, buf, buf.take(us))  # this one opens the next
+        entry = Entry(rec.leaf_index, us, rec.record_id, body, _rows(body, ref.schema))
+        if buf.add(entry, replay=replay):
+            self._judge_decisions(key, ref, buf, buf.take())
+
+    def _add_outcome(self, rec: ledger_pb2.Record) -> None:
+        key = (rec.model_name, rec.model_version)
+        if rec.leaf_index <= self.outcomes_done.get(key, -1):
+            return
+        ref = self._reference(key)
+        if ref is None:
+            return
+        found = outcome_of(_body(rec))
+        decision, truth, predicted = None, None, None
+        if found is not None:
+            decision, truth = found
+            predicted = self._predicted(decision, key)
+        win = self.outcome_windows.setdefault(key, OutcomeWindow())
+        win.add(rec.leaf_index, _us(rec.recorded_at), decision, truth, predicted)
+        if win.rows >= ref.config.min_rows:
+            self._judge_outcomes(key, ref, win)
+
+    def _predicted(self, decision: str, key: Key) -> object | None:
+        known, label = self.predictions.get(decision)
+        if known:
+            return label
         try:
-            body = orjson.loads(rec.body_json)
-        except orjson.JSONDecodeError:
-            body = {}
-        win.decisions.add(rec.record_id, body)
-        if win.first_leaf < 0:
-            win.first_leaf, win.first_us = rec.leaf_index, us
-        win.last_leaf, win.last_us, win.last_id = rec.leaf_index, us, rec.record_id
-        if spec.unit == "rows" and win.decisions.rows >= spec.size:
-            self._evaluate(key, ref, win)
+            rec = self.ledger.get_record(decision)
+        except NotFound:
+            return None
+        if rec.kind != PREDICTION or (rec.model_name, rec.model_version) != key:
+            return None
+        return predicted_label(_body(rec))
 
     def _reference(self, key: Key) -> Reference | None:
         if key in self.references:
@@ -167,7 +279,8 @@ class Monitor:
                     orjson.loads(self.registry.download(profile_sha))
                 )
                 schema = InputSchema.from_json(self.registry.download(schema_sha))
-                ref = Reference(profile, schema, profile.monitor)
+                snapshot = snapshot_of(version.facts_json, profile.metrics)
+                ref = Reference(profile, schema, profile.monitor, snapshot)
             else:
                 log.warning("%s %s has no reference profile; it is not monitored", *key)
         except Exception as exc:  # a version the registry cannot give: not monitored
@@ -177,35 +290,74 @@ class Monitor:
 
     # -- judging -------------------------------------------------------------------
 
-    def _evaluate(self, key: Key, ref: Reference, win: OpenWindow) -> None:
-        self.windows.pop(key, None)
-        report = compare(ref.profile, win.decisions.window())
-        model, version = key
-        ms = win.last_us // 1000
+    def _judge_decisions(
+        self, key: Key, ref: Reference, buf: WindowBuffer, entries: list[Entry]
+    ) -> None:
+        if not entries:
+            return
+        decisions = gather(((e.record_id, e.body) for e in entries), ref.schema)
+        report = compare(ref.profile, decisions.window())
+        first, last = entries[0], entries[-1]
         window = {
-            "first_leaf": win.first_leaf,
-            "last_leaf": win.last_leaf,
-            "first_recorded_at_us": win.first_us,
-            "last_recorded_at_us": win.last_us,
-            "decisions": len(win.decisions.record_ids),
-            "rows": win.decisions.rows,
-            "unreadable": win.decisions.unreadable,
+            "first_leaf": first.leaf,
+            "last_leaf": last.leaf,
+            "first_recorded_at_us": first.us,
+            "last_recorded_at_us": last.us,
+            "decisions": len(decisions.record_ids),
+            "rows": decisions.rows,
+            "unreadable": decisions.unreadable,
             "spec": ref.window.to_json(),
         }
-        drift_id = derived_uuid7(ms, "drift", model, version, str(win.first_leaf))
+        model, version = key
+        # A rolling window's first leaf may start two windows; the pair is unique.
+        parts = (str(first.leaf), str(last.leaf)) if ref.window.rolling else (str(first.leaf),)
+        drift_id = derived_uuid7(last.us // 1000, "drift", model, version, *parts)
+        body = {"window": window, "report": report.to_json(), "thresholds": ref.config.to_json()}
+        top = [{"name": f.name, "psi": f.psi} for f in report.top_features(3)]
+        context = {"top_features": top, "examples": decisions.record_ids[-5:]}
+        self._record(key, drift_id, body, report.breaches, context)
+        self.done_until[key] = last.leaf
+        self.window_start[key] = buf.entries[0].leaf if buf.entries else last.leaf + 1
+        self.window_end_us[key] = last.us
+        self.latest[key] = report
+
+    def _judge_outcomes(self, key: Key, ref: Reference, win: OutcomeWindow) -> None:
+        live, breaches = win.judge(ref.snapshot, ref.config)
+        model, version = key
+        window = win.to_json()
+        drift_id = derived_uuid7(
+            win.last_us // 1000, "performance", model, version, str(win.first_leaf)
+        )
+        deploy = deploy_metrics(ref.snapshot, live)
+        body = {
+            "window": window,
+            "metrics": {"live": live, "deploy": deploy},
+            "report": {"judged": win.rows >= ref.config.min_rows, "breaches": _breaches(breaches)},
+            "thresholds": ref.config.to_json(),
+        }
+        context = {"top_features": [], "examples": win.decisions[-5:]}
+        self._record(key, drift_id, body, breaches, context)
+        del self.outcome_windows[key]
+        self.outcomes_done[key] = win.last_leaf
+        self.live[key] = live
+
+    def _record(
+        self,
+        key: Key,
+        drift_id: str,
+        drift: dict[str, Any],
+        breaches: list[Breach],
+        context: Mapping[str, Any],
+    ) -> None:
+        """Append the window's DRIFT record and its new ALERTs; then notify."""
+        model, version = key
+        ms = int(drift["window"]["last_recorded_at_us"]) // 1000
         link = self.report_link.format(model=model, version=version) if self.report_link else ""
         records = [
-            new_record(
-                "DRIFT",
-                {"window": window, "report": report.to_json(), "thresholds": ref.config.to_json()},
-                record_id=drift_id,
-                model_name=model,
-                model_version=version,
-            )
+            new_record("DRIFT", drift, record_id=drift_id, model_name=model, model_version=version)
         ]
-        alerts: list[tuple[str, dict[str, Any]]] = []
-        top = [{"name": f.name, "psi": f.psi} for f in report.top_features(3)]
-        for breach in report.breaches:
+        alerts: list[Notification] = []
+        for breach in breaches:
             akey = _alert_key(model, version, _breach_json(breach))
             if akey in self.firing:
                 continue  # still firing from an earlier window: not raised again
@@ -215,10 +367,9 @@ class Monitor:
                 "summary": _summary(breach),
                 "model": model,
                 "version": version,
-                "window": window,
+                "window": drift["window"],
                 "drift_record_id": drift_id,
-                "top_features": top,
-                "examples": win.decisions.record_ids[-5:],
+                **context,
                 "link": link,
             }
             alert_id = derived_uuid7(ms, "alert", drift_id, *akey[2:])
@@ -228,15 +379,41 @@ class Monitor:
                 )
             )
             alerts.append((alert_id, body))
-        self.ledger.append(records)  # raises: the window is read again on the next resume
-        self.done_until[key] = win.last_leaf
-        self.latest[key] = report
+        self.ledger.append(records)  # raises: the follower resumes from the ledger
         for alert_id, body in alerts:
             self.firing[_alert_key(model, version, body)] = alert_id
         self.evaluated += 1
         if self.notify is not None:
             for alert_id, body in alerts:
                 self.notify(alert_id, {"alert_id": alert_id, **body})
+
+
+def acknowledgement_of(
+    alert_id: str, alert: Mapping[str, Any], ack: ledger_pb2.Record
+) -> dict[str, Any]:
+    """The notification of an acknowledgement, the same whoever builds it (the
+    acknowledging servicer, or a monitor resuming): made of ledger records only."""
+    by = str(orjson.loads(ack.body_json).get("by") or ack.actor)
+    at = ack.recorded_at.ToDatetime(tzinfo=UTC)
+    return acknowledgement({"alert_id": alert_id, **alert}, by, at)
+
+
+def _body(rec: ledger_pb2.Record) -> dict[str, Any]:
+    try:
+        body = orjson.loads(rec.body_json)
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _us(ts: Any) -> int:
+    return int(ts.seconds) * 1_000_000 + int(ts.nanos) // 1000
+
+
+def _rows(body: Mapping[str, Any], schema: InputSchema) -> int:
+    probe = DecisionWindow(schema)
+    probe.add("", body)
+    return probe.rows
 
 
 def _breach_json(b: Breach) -> dict[str, Any]:
@@ -247,6 +424,10 @@ def _breach_json(b: Breach) -> dict[str, Any]:
         "value": b.value,
         "threshold": b.threshold,
     }
+
+
+def _breaches(breaches: Iterable[Breach]) -> list[dict[str, Any]]:
+    return [b.to_json() for b in breaches]
 
 
 def _alert_key(model: str, version: str, body: Mapping[str, Any]) -> tuple[str, ...]:
@@ -260,5 +441,7 @@ def _alert_key(model: str, version: str, body: Mapping[str, Any]) -> tuple[str, 
 
 
 def _summary(b: Breach) -> str:
+    if b.rule == "performance":
+        return f"performance: live {b.metric} fell by {b.value:.3g} (threshold {b.threshold:g})"
     what = f"{b.feature} " if b.feature else ""
     return f"{b.rule.replace('_', ' ')}: {what}{b.metric} {b.value:.3g} >= {b.threshold:g}"

@@ -1,0 +1,149 @@
+"""Live performance: OUTCOME records joined to the decisions they are about.
+
+An OUTCOME record (OutcomeService.RecordOutcomes) names its decision's
+PREDICTION record and the observed label. The monitor joins it to the label
+the model predicted and, per model version, judges each window of `min_rows`
+joined outcomes (tumbling, in ledger order) with mrm.drift.performance against
+the deploy-time metrics. An outcome whose decision cannot be read (not found,
+not a PREDICTION, no single predicted label) is counted, never guessed at.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from mrm.drift.compare import Breach
+from mrm.drift.config import MonitorConfig
+from mrm.drift.performance import live_metrics, performance_breaches
+
+DECISION_KEY = "decision_record_id"
+"""The OUTCOME body's key naming the decision's PREDICTION record id."""
+LABEL_KEY = "label"
+"""The OUTCOME body's key holding the observed label."""
+
+
+def _flat(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        return [value]
+    out: list[Any] = []
+    for v in value:
+        out.extend(_flat(v))
+    return out
+
+
+def predicted_label(body: Mapping[str, Any]) -> object | None:
+    """The label a one-row decision's PREDICTION body holds; None for anything else."""
+    response = body.get("response") if isinstance(body, Mapping) else None
+    if not isinstance(response, Mapping):
+        return None
+    name = next((k for k in response if "label" in k.lower()), None)
+    if name is None:
+        return None
+    labels = _flat(response[name])
+    return labels[0] if len(labels) == 1 else None
+
+
+def outcome_of(body: Mapping[str, Any]) -> tuple[str, object] | None:
+    """(decision record id, observed label) of an OUTCOME body, or None."""
+    decision, label = body.get(DECISION_KEY), body.get(LABEL_KEY)
+    if not isinstance(decision, str) or not decision or label is None:
+        return None
+    return decision, label
+
+
+def snapshot_of(facts_json: str, fallback: Mapping[str, float]) -> dict[str, Any]:
+    """The deploy-time metrics: the version's recorded `performance` facts (which
+    name the positive label), else the reference profile's numbers."""
+    try:
+        facts = orjson.loads(facts_json) if facts_json else {}
+    except orjson.JSONDecodeError:
+        facts = {}
+    performance = facts.get("performance") if isinstance(facts, dict) else None
+    if isinstance(performance, dict) and performance:
+        return performance
+    return dict(fallback)
+
+
+def deploy_metrics(snapshot: Mapping[str, Any], names: Iterable[str]) -> dict[str, float]:
+    """The deploy-time value of each of `names`: top-level (binary), else macro-averaged."""
+    average = snapshot.get("average")
+    macro = average.get("macro") if isinstance(average, Mapping) else None
+    out: dict[str, float] = {}
+    for name in names:
+        value = snapshot.get(name)
+        if value is None and isinstance(macro, Mapping):
+            value = macro.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+class Predictions:
+    """Recently read decisions' predicted labels, so most joins need no lookup."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._labels: OrderedDict[str, object | None] = OrderedDict()
+
+    def remember(self, record_id: str, label: object | None) -> None:
+        self._labels[record_id] = label
+        if len(self._labels) > self.capacity:
+            self._labels.popitem(last=False)
+
+    def get(self, record_id: str) -> tuple[bool, object | None]:
+        if record_id in self._labels:
+            return True, self._labels[record_id]
+        return False, None
+
+
+@dataclass
+class OutcomeWindow:
+    """One version's outcomes since its last performance window."""
+
+    first_leaf: int = -1
+    last_leaf: int = -1
+    first_us: int = 0
+    last_us: int = 0
+    truth: list[object] = field(default_factory=list)
+    predicted: list[object] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+    unjoined: int = 0
+
+    def add(self, leaf: int, us: int, decision: str | None, truth: object, pred: object) -> None:
+        if self.first_leaf < 0:
+            self.first_leaf, self.first_us = leaf, us
+        self.last_leaf, self.last_us = leaf, us
+        if decision is None or pred is None:
+            self.unjoined += 1
+            return
+        self.truth.append(truth)
+        self.predicted.append(pred)
+        self.decisions.append(decision)
+
+    @property
+    def rows(self) -> int:
+        return len(self.truth)
+
+    def judge(
+        self, snapshot: Mapping[str, Any], config: MonitorConfig
+    ) -> tuple[dict[str, float], list[Breach]]:
+        positive = snapshot.get("positive_label")
+        live = live_metrics(self.truth, self.predicted, str(positive) if positive else None)
+        return live, performance_breaches(live, snapshot, self.rows, config)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": "outcomes",
+            "first_leaf": self.first_leaf,
+            "last_leaf": self.last_leaf,
+            "first_recorded_at_us": self.first_us,
+            "last_recorded_at_us": self.last_us,
+            "outcomes": self.rows + self.unjoined,
+            "rows": self.rows,
+            "unjoined": self.unjoined,
+        }
