@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 
@@ -24,6 +26,17 @@ class InvalidArgument(MrmError):
         super().__init__(f"{field}: {description}")
         self.field = field
         self.description = description
+
+
+class InvalidArguments(InvalidArgument):
+    """Several request fields are wrong at once: one google.rpc.BadRequest field
+    violation each, `message` summing them up. `violations` is never empty."""
+
+    def __init__(self, message: str, violations: Sequence[tuple[str, str]]) -> None:
+        super().__init__(*violations[0])
+        self.message = message
+        self.args = (message,)
+        self.violations = list(violations)
 
 
 class NotFound(MrmError):

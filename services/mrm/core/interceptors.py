@@ -12,7 +12,13 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mrm.core.errors import IntegrityError, InvalidArgument, MrmError, Unauthenticated
+from mrm.core.errors import (
+    IntegrityError,
+    InvalidArgument,
+    InvalidArguments,
+    MrmError,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +27,15 @@ def to_status(exc: MrmError) -> grpc.Status:
     """A rich status: code, message and, for a bad field, a google.rpc.BadRequest."""
     details: list[any_pb2.Any] = []
     if isinstance(exc, InvalidArgument):
+        pairs = (
+            exc.violations if isinstance(exc, InvalidArguments) else [(exc.field, exc.description)]
+        )
         detail = any_pb2.Any()
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=exc.field, description=exc.description
-                    )
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in pairs
                 ]
             )
         )

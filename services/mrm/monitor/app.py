@@ -26,7 +26,10 @@ from mrm.core.settings import Settings
 from mrm.monitor.alerts import Alerts
 from mrm.monitor.engine import Monitor, acknowledgement_of
 from mrm.monitor.notify import Notifier, parse_webhooks
+from mrm.monitor.outcome_servicer import OutcomeServicer
+from mrm.monitor.outcomes import Outcomes
 from mrm.monitor.servicer import MonitorServicer
+from mrm.proxy.audit import Stamper, load_or_create_subject_key
 from mrm.v1 import monitor_pb2, monitor_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -189,10 +192,14 @@ def monitor_service(
         registry.close()
 
     servicer = MonitorServicer(alerts, on_acknowledged=acknowledged)
+    subject_key = load_or_create_subject_key(
+        settings.subject_key_file or settings.home / "subject.key"
+    )
+    outcomes = OutcomeServicer(Outcomes(ledger, registry, Stamper(subject_key)))
     return MonitorApp(
         Service(
             name=SERVICE_NAME,
-            register=lambda server: _register(server, servicer),
+            register=lambda server: _register(server, servicer, outcomes),
             ready=ready,
             background=[follow],
             close=close,
@@ -202,5 +209,6 @@ def monitor_service(
     )
 
 
-def _register(server: object, servicer: MonitorServicer) -> None:
+def _register(server: object, servicer: MonitorServicer, outcomes: OutcomeServicer) -> None:
     monitor_pb2_grpc.add_MonitorServiceServicer_to_server(servicer, server)  # type: ignore[arg-type]
+    monitor_pb2_grpc.add_OutcomeServiceServicer_to_server(outcomes, server)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from mrm.cli import monitor as monitor_cli
 from mrm.cli.deploy import deploy
 from mrm.cli.errors import EXIT_CHECK_FAILED, report
 from mrm.cli.ledger import ledger
+from mrm.cli.outcomes import outcomes
 from mrm.cli.predictions import predictions
 from mrm.cli.session import Settings
 from mrm.cli.why import why
@@ -159,6 +160,7 @@ for command in (
     auth.login,
     monitor_cli.drift,
     monitor_cli.alerts,
+    outcomes,
 ):
     mrmctl.add_command(command)
 
