@@ -127,7 +127,8 @@ class Monitor:
             elif key not in self.done_until:
                 self.done_until[key] = int(window["last_leaf"])
                 self.window_start[key] = int(window["first_leaf"])
-                self.window_end_us[key] = int(window["last_recorded_at_us"])
+                closed = window.get("closed_at_us", window["last_recorded_at_us"])
+                self.window_end_us[key] = int(closed)
         pending = self._alerts()
         self.next_leaf = self._start_leaf()
         return pending
@@ -308,6 +309,8 @@ class Monitor:
             "unreadable": decisions.unreadable,
             "spec": ref.window.to_json(),
         }
+        if ref.window.rolling and ref.window.unit == "seconds":
+            window["closed_at_us"] = buf.last_end_us  # when the next window is due
         model, version = key
         # A rolling window's first leaf may start two windows; the pair is unique.
         parts = (str(first.leaf), str(last.leaf)) if ref.window.rolling else (str(first.leaf),)
@@ -318,7 +321,7 @@ class Monitor:
         self._record(key, drift_id, body, report.breaches, context)
         self.done_until[key] = last.leaf
         self.window_start[key] = buf.entries[0].leaf if buf.entries else last.leaf + 1
-        self.window_end_us[key] = last.us
+        self.window_end_us[key] = buf.last_end_us if buf.last_end_us is not None else last.us
         self.latest[key] = report
 
     def _judge_outcomes(self, key: Key, ref: Reference, win: OutcomeWindow) -> None:

@@ -10,10 +10,10 @@ a restart) forms the same windows:
   closes the window before it, and opens the next.
 - rolling rows: the buffer keeps the last `size` rows (whole decisions); the
   first window is due when it is full, each later one after `step` new rows.
-- rolling seconds: the buffer keeps the decisions of the last `size` seconds;
-  the first window is due as for tumbling, each later one at the first decision
-  `step` seconds or more after the previous window's last decision, and covers
-  the `size` seconds before that decision.
+- rolling seconds: the buffer keeps the decisions less than `size` seconds
+  older than its newest; the first window is due as for tumbling, each later
+  one at the first decision `step` seconds or more after the decision that
+  closed the previous window (its `closed_at_us`).
 
 A restarted monitor rebuilds a rolling buffer by replaying the previous
 window's decisions (`add(..., replay=True)`): they fill the buffer but do not
@@ -55,7 +55,8 @@ class WindowBuffer:
     fresh: int = 0
     """Decisions added since the last window was taken (replayed ones excluded)."""
     last_end_us: int | None = None
-    """The last decision's time of the previous window; None before the first."""
+    """When the previous window closed (seconds windows: the time of the decision
+    that closed it; rows windows: its last decision's); None before the first."""
 
     def closes_before(self, us: int) -> bool:
         """Whether a decision at `us` ends the current window (seconds windows only):
@@ -81,26 +82,24 @@ class WindowBuffer:
             return self.rows >= self.spec.size
         return self.fresh_rows >= self.spec.step
 
-    def take(self, now_us: int | None = None) -> list[Entry]:
+    def take(self, closed_at_us: int | None = None) -> list[Entry]:
         """The due window's decisions; a tumbling buffer starts empty again, a rolling
-        one keeps them for the windows that overlap this one. `now_us` is the time of
-        the decision that closed a seconds window."""
-        if self.spec.step is not None and now_us is not None:
-            self._trim(now_us)
+        one keeps them for the windows that overlap this one. `closed_at_us` is the
+        time of the decision that closed a seconds window."""
         window = list(self.entries)
         if window:
-            self.last_end_us = window[-1].us
+            self.last_end_us = window[-1].us if closed_at_us is None else closed_at_us
         self.fresh = self.fresh_rows = 0
         if self.spec.step is None:
             self.entries.clear()
             self.rows = 0
         return window
 
-    def _trim(self, now_us: int) -> None:
+    def _trim(self, newest_us: int) -> None:
         entries = self.entries
         if self.spec.unit == "rows":
             while entries and self.rows - entries[0].rows >= self.spec.size:
                 self.rows -= entries.popleft().rows
         else:
-            while entries and now_us - entries[0].us >= self.spec.size * _US:
+            while entries and newest_us - entries[0].us >= self.spec.size * _US:
                 self.rows -= entries.popleft().rows
