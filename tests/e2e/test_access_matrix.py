@@ -4,10 +4,12 @@ Each cell is asserted exactly: UNAUTHENTICATED (no, a malformed, wrong, revoked
 or expired token; an OIDC id-token that is expired, for another audience, from
 another issuer or badly signed), PERMISSION_DENIED (a valid credential whose
 roles, or models, do not allow the call), or OK: the call did what it asks
-(the probes are real requests against a deployed model). The allowed roles are
-written out here, by hand, not read from mrm.core.auth.policy, so a change to
-the policy fails this test until someone decides it was meant. A refused write
-leaves the ledger (its size) and the registry unchanged.
+(the probes are real requests against a deployed model; a probe may name codes
+that only its handler answers, such as RecordOutcomes' INVALID_ARGUMENT, and
+those count as let through). The allowed roles are written out here, by hand,
+not read from mrm.core.auth.policy, so a change to the policy fails this test
+until someone decides it was meant. A refused write leaves the ledger (its size)
+and the registry unchanged.
 
 mTLS has its own stack (tests/e2e/test_access_mtls.py).
 """
@@ -41,6 +43,8 @@ from mrm.v1 import (
     explain_pb2_grpc,
     ledger_pb2,
     ledger_pb2_grpc,
+    monitor_pb2,
+    monitor_pb2_grpc,
     proxy_pb2,
     proxy_pb2_grpc,
     registry_pb2,
@@ -56,9 +60,10 @@ OK, UNAUTH, DENIED = (
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
 )
-ALL = frozenset({"admin", "deployer", "auditor", "proxy", "explainer", "registry"})
+ALL = frozenset({"admin", "deployer", "auditor", "proxy", "explainer", "registry", "monitor"})
 CHANGE = frozenset({"deployer", "admin"})
 EXPLAIN_READ = frozenset({"auditor", "deployer", "explainer", "admin"})
+MONITOR_READ = frozenset({"auditor", "deployer", "monitor", "admin"})
 PUBLIC: frozenset[str] = frozenset()
 MODEL = "credit-risk"
 VERSION = "1.2.4"
@@ -71,6 +76,7 @@ class World:
     issuer: Issuer
     prediction_id: str
     explanation_id: str
+    alert_id: str
     version: registry_pb2.ModelVersion
     artifact_sha: str
     rows: np.ndarray[Any, Any]
@@ -98,6 +104,9 @@ class Probe:
     call: Callable[[World, tuple[tuple[str, str], ...]], Any]
     writes: bool = False
     model_scoped: bool = False  # a deployer needs the model among its globs
+    reached: frozenset[grpc.StatusCode] = frozenset()
+    """Codes that, for this probe, only the handler answers: the call was let through
+    (counted as OK), though the request did not do what it asks."""
 
 
 def _ledger(w: World) -> ledger_pb2_grpc.LedgerServiceStub:
@@ -114,6 +123,22 @@ def _explain(w: World) -> explain_pb2_grpc.ExplainServiceStub:
 
 def _oip(w: World) -> oip_grpc.GRPCInferenceServiceStub:
     return oip_grpc.GRPCInferenceServiceStub(w.channel(w.stack.proxy_addr))
+
+
+def _monitor_addr(w: World) -> str:
+    return w.stack.stack.stack.monitor_addr
+
+
+def _monitor(w: World) -> monitor_pb2_grpc.MonitorServiceStub:
+    return monitor_pb2_grpc.MonitorServiceStub(w.channel(_monitor_addr(w)))
+
+
+def _outcomes(w: World, md: Any) -> Any:
+    # The first allowed call records the outcome; later ones are duplicates (OK too).
+    outcome = monitor_pb2.Outcome(mrm_record_id=w.prediction_id, label="1")
+    return monitor_pb2_grpc.OutcomeServiceStub(w.channel(_monitor_addr(w))).RecordOutcomes(
+        monitor_pb2.RecordOutcomesRequest(outcomes=[outcome], source="matrix"), metadata=md
+    )
 
 
 def _append(w: World, md: Any) -> Any:
@@ -207,10 +232,13 @@ def _infer(w: World, md: Any) -> Any:
 
 
 def _on(where: str, call: Callable[[grpc.Channel, Any], Any]) -> Callable[[World, Any], Any]:
-    """`call` on the server of `where` (ledger, registry, explain or proxy)."""
+    """`call` on the server of `where` (ledger, registry, explain, proxy or monitor)."""
 
     def probe(w: World, md: Any) -> Any:
-        addr = w.stack.addr if where == "ledger" else getattr(w.stack, f"{where}_addr")
+        if where == "monitor":
+            addr = _monitor_addr(w)
+        else:
+            addr = w.stack.addr if where == "ledger" else getattr(w.stack, f"{where}_addr")
         return call(w.channel(addr), md)
 
     return probe
@@ -391,6 +419,40 @@ PROBES = [
         lambda w, md: _oip(w).ModelMetadata(oip.ModelMetadataRequest(name=MODEL), metadata=md),
     ),
     Probe("GRPCInferenceService/ModelInfer", PUBLIC, _infer),
+    # the monitor: what it found, acknowledgements, and ground truth
+    Probe(
+        "MonitorService/GetDrift",
+        MONITOR_READ,
+        lambda w, md: _monitor(w).GetDrift(
+            monitor_pb2.GetDriftRequest(model_name=MODEL), metadata=md
+        ),
+    ),
+    Probe(
+        "MonitorService/ListAlerts",
+        MONITOR_READ,
+        lambda w, md: _monitor(w).ListAlerts(
+            monitor_pb2.ListAlertsRequest(model_name=MODEL), metadata=md
+        ),
+    ),
+    Probe(
+        "MonitorService/AcknowledgeAlert",
+        CHANGE,
+        # the first allowed call acknowledges; later ones find it acknowledged (OK)
+        lambda w, md: _monitor(w).AcknowledgeAlert(
+            monitor_pb2.AcknowledgeAlertRequest(alert_record_id=w.alert_id, note="matrix"),
+            metadata=md,
+        ),
+        writes=True,
+        model_scoped=True,
+    ),
+    Probe(
+        "OutcomeService/RecordOutcomes",
+        CHANGE,
+        _outcomes,
+        writes=True,
+        model_scoped=True,
+        reached=frozenset({grpc.StatusCode.INVALID_ARGUMENT}),
+    ),
     # on every server: who am I, and health (never needs credentials)
     *[
         Probe(
@@ -403,7 +465,7 @@ PROBES = [
                 ),
             ),
         )
-        for where in ("ledger", "registry", "explain", "proxy")
+        for where in ("ledger", "registry", "explain", "proxy", "monitor")
     ],
     *[
         Probe(
@@ -416,7 +478,7 @@ PROBES = [
                 ),
             ),
         )
-        for where in ("ledger", "registry", "explain", "proxy")
+        for where in ("ledger", "registry", "explain", "proxy", "monitor")
     ],
 ]
 
@@ -521,11 +583,29 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 .inputs[0]
                 .name
             )
+        # A raised alert, as the monitor records one, for AcknowledgeAlert to name.
+        alert = new_record(
+            "ALERT",
+            {
+                "state": "firing",
+                "rule": "feature_drift",
+                "metric": "psi",
+                "feature": "income",
+                "value": 0.41,
+                "threshold": 0.2,
+                "summary": "feature drift: income psi 0.41 >= 0.2",
+            },
+            model_name=MODEL,
+            model_version=VERSION,
+        )
+        with LedgerClient(stack.addr) as ledger:
+            ledger.append([alert])
         w = World(
             stack,
             issuer,
             prediction,
             explained.explanation.record_id,
+            alert.record_id,
             version,
             version.artifacts[0].sha256,
             rows,
@@ -558,7 +638,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def test_the_matrix_covers_every_rpc_of_every_service() -> None:
     names = {p.name.split("@")[0].split("(")[0] for p in PROBES}
     want = set()
-    for module in (ledger_pb2, registry_pb2, explain_pb2, proxy_pb2, auth_pb2, oip):
+    for module in (ledger_pb2, registry_pb2, explain_pb2, proxy_pb2, monitor_pb2, auth_pb2, oip):
         for service in module.DESCRIPTOR.services_by_name.values():
             want |= {f"{service.name}/{m.name}" for m in service.methods}
     assert want - names == set()
@@ -581,7 +661,9 @@ def test_every_rpc_answers_this_credential_as_the_policy_says(
         except grpc.RpcError as e:
             code = e.code()
             said = e.details() or ""
-            if code not in (UNAUTH, DENIED):
+            if code in probe.reached:
+                code = OK
+            elif code not in (UNAUTH, DENIED):
                 pytest.fail(f"{probe.name} with {cred.name}: {code.name} {said}")
             secret = authorization.split(" ")[-1] if authorization else None
         if code is not OK and secret:
