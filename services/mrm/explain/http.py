@@ -1,4 +1,5 @@
-"""The reports over HTTP: `GET /reports/<record_id>` on MRM_HTTP_ADDR (aiohttp).
+"""The reports over HTTP on MRM_HTTP_ADDR (aiohttp): `GET /reports/<record_id>`, a
+decision's report, and `GET /reports/drift/<model>[?version=X.Y.Z]`, a model's drift.
 
 The listening socket is bound when the server is created, so a port in use is
 an error at start-up and the bound port is known before serving begins. Every
@@ -24,6 +25,7 @@ from mrm.core.errors import (
     NotFound,
     Unavailable,
 )
+from mrm.explain.drift import valid_model, valid_version
 from mrm.explain.report import ReportRenderer
 from mrm.ledger.validate import parse_record_id
 
@@ -65,6 +67,22 @@ def report_app(
             return _text(500, "internal error")
         return web.Response(text=html, content_type="text/html", charset="utf-8", headers=_HEADERS)
 
+    async def drift(request: web.Request) -> web.Response:
+        # match_info is percent-decoded: a name of control characters arrives as such.
+        name = request.match_info["model"]
+        version = request.query.get("version", "")
+        try:
+            valid_model(name)
+            if version:
+                valid_version(version)
+            html = await asyncio.to_thread(reports.render_drift, name, version)
+        except MrmError as e:
+            return _text(_STATUS.get(type(e), 500), e.message)
+        except Exception:
+            log.exception("rendering the drift page failed")
+            return _text(500, "internal error")
+        return web.Response(text=html, content_type="text/html", charset="utf-8", headers=_HEADERS)
+
     async def healthz(_: web.Request) -> web.Response:
         return _text(200, "ok")
 
@@ -74,6 +92,7 @@ def report_app(
         ]
     )
     auth_routes(app, sessions, secure_cookie=secure_cookie)
+    app.router.add_get("/reports/drift/{model}", drift)
     app.router.add_get("/reports/{record_id}", report)
     app.router.add_get("/healthz", healthz)
     return app

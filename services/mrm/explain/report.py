@@ -20,6 +20,7 @@ from mrm.client.explain import feature_value, format_shap, format_value, sentenc
 from mrm.client.identity import identity_json
 from mrm.client.ledger import InclusionProof, Record
 from mrm.client.registry import stage_name
+from mrm.explain.drift import DriftReader
 from mrm.explain.records import explanation_pb
 from mrm.explain.service import Explain
 from mrm.explain.waterfall import waterfall
@@ -66,6 +67,7 @@ class ReportRenderer:
         )
         self.env.filters["value"] = format_value
         self.env.filters["shap"] = format_shap
+        self.drift = DriftReader(explain.evidence)
 
     def render(self, record_id: str) -> tuple[str, str]:
         """The report's HTML and the EXPLANATION record it shows."""
@@ -73,6 +75,11 @@ class ReportRenderer:
         return self.env.get_template("report.html").render(self.context(record, prediction)), (
             record.record_id
         )
+
+    def render_drift(self, model: str, version: str = "") -> str:
+        """The drift page of a model (or of one version of it)."""
+        view = self.drift.for_model(model, version)
+        return self.env.get_template("drift.html").render(d=view)
 
     def context(self, record: Record, prediction: Record) -> dict[str, Any]:
         evidence = self.explain.evidence
@@ -153,4 +160,5 @@ class ReportRenderer:
             ),
             "artifacts": body.get("artifacts", {}),
             "shap_version": body.get("shap_version", ""),
+            "drift": self.drift.for_decision(prediction),
         }
