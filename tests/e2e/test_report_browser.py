@@ -21,6 +21,7 @@ import pytest
 from mrm.client.explain import ExplainClient, main_factors
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_why_support import decide, deploy_explained
+from tests.integration.test_explain_drift import record_drift
 from tests.support.auth import TEST_TOKEN
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -191,3 +192,40 @@ def test_the_report_renders_in_chromium(
     assert all(w >= 1 for w in seen["bar_widths"])
     assert seen["resources"] == 0  # nothing fetched besides the page itself
     assert seen["decision_box"] > 0
+
+
+def test_drift_renders_in_chromium_and_fetches_nothing(
+    browser: Browser, stack: RunningLedger, tmp_path: Path
+) -> None:
+    model, X, _ = deploy_explained(stack, tmp_path / "project")
+    drift = record_drift(stack, X)
+    rejected = X[model.predict(X) == 1].iloc[:1].to_numpy()
+    (decision,) = decide(stack, "credit-risk", rejected, "applicant-8")
+    with ExplainClient(stack.explain_addr) as ex:
+        exp = ex.explain_record(decision)
+    charts = {
+        "charts": "document.querySelectorAll('svg.distribution').length",
+        "chart_sizes": "[...document.querySelectorAll('svg.distribution')]"
+        ".map(s => [s.getBoundingClientRect().width, s.getBoundingClientRect().height])",
+        "chart_titles": "[...document.querySelectorAll('svg.distribution > title')]"
+        ".map(t => t.textContent)",
+        "current_heights": "[...document.querySelectorAll('svg.distribution rect.current')]"
+        ".map(r => r.getBoundingClientRect().height)",
+        "resources": "performance.getEntriesByType('resource').length",
+        "text": "document.body.innerText",
+    }
+    for url in (
+        f"http://{stack.http_addr}{exp.report_path}",
+        f"http://{stack.http_addr}/reports/drift/credit-risk?version=1.2.4",
+    ):
+        seen = browser.render(url, charts, token=TEST_TOKEN)
+        assert seen["resources"] == 0  # no font, style, image or script fetched
+        assert seen["charts"] == 3
+        assert all(w > 300 and h > 200 for w, h in seen["chart_sizes"])
+        assert [t.split(":")[0] for t in seen["chart_titles"]] == [
+            f"Distribution of {f}" for f in drift.top
+        ]
+        assert max(seen["current_heights"]) > 50  # the shifted bins stand out
+        assert drift.record_id in seen["text"]
+        assert f"leaf {drift.leaf_index}," in seen["text"]
+        assert "Prediction drift" in seen["text"]

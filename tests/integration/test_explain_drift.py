@@ -47,7 +47,7 @@ class Drifted:
     top: list[str]
 
 
-def _drift_body(profile: ReferenceProfile, frame: pd.DataFrame, first_leaf: int) -> dict[str, Any]:
+def drift_body(profile: ReferenceProfile, frame: pd.DataFrame, first_leaf: int) -> dict[str, Any]:
     """The monitor's DRIFT body (mrm.monitor.engine) for a window of `frame`."""
     window = Window(
         features={name: frame[name].tolist() for name in profile.features},
@@ -70,6 +70,40 @@ def _drift_body(profile: ReferenceProfile, frame: pd.DataFrame, first_leaf: int)
     }
 
 
+@dataclass
+class Recorded:
+    record_id: str
+    leaf_index: int
+    top: list[str]
+    """The three features the report ranks first (drifted, then by PSI)."""
+    shifted: list[str]
+    """The features moved."""
+
+
+def record_drift(stack: RunningLedger, X: pd.DataFrame, version: str = "1.2.4") -> Recorded:
+    """Append a DRIFT record of credit-risk `version`: its evaluation data with two
+    numeric features shifted, compared with its deployed reference profile."""
+    with RegistryClient(stack.registry_addr) as reg:
+        sha = next(
+            a.sha256
+            for a in reg.get_version("credit-risk", version).artifacts
+            if a.role == registry_pb2.ARTIFACT_ROLE_REFERENCE_PROFILE
+        )
+        profile = ReferenceProfile.from_json(json.loads(reg.download(sha)))
+    shifted = pd.concat([X] * 2, ignore_index=True)
+    numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+    for name in numeric[:2]:  # two features move a lot, the rest stay
+        shifted[name] = shifted[name] * 3 + float(X[name].std()) * 2
+    body = drift_body(profile, shifted, first_leaf=0)
+    ranked = sorted(body["report"]["features"], key=lambda f: (not f["drifted"], -(f["psi"] or 0)))
+    drift = new_record("DRIFT", body, model_name="credit-risk", model_version=version)
+    with LedgerClient(stack.addr) as led:
+        (appended,) = led.append([drift])
+    return Recorded(
+        drift.record_id, appended.leaf_index, [f["name"] for f in ranked[:3]], numeric[:2]
+    )
+
+
 @pytest.fixture(scope="module")
 def drifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
     tmp = tmp_path_factory.mktemp("drift")
@@ -79,25 +113,9 @@ def drifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
         rejected = X[model.predict(X) == 1].iloc[:1].to_numpy()
         (before,) = decide(stack, "credit-risk", rejected, "a-1")
         with RegistryClient(stack.registry_addr) as reg:
-            version = reg.get_version("credit-risk", "1.2.4")
-            sha = next(
-                a.sha256
-                for a in version.artifacts
-                if a.role == registry_pb2.ARTIFACT_ROLE_REFERENCE_PROFILE
-            )
-            profile = ReferenceProfile.from_json(json.loads(reg.download(sha)))
             reg.create_model("quiet-model", "registered, never served")
-        shifted = pd.concat([X] * 2, ignore_index=True)
-        numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
-        for name in numeric[:2]:  # two features move a lot, the rest stay
-            shifted[name] = shifted[name] * 3 + float(X[name].std()) * 2
-        body = _drift_body(profile, shifted, first_leaf=0)
-        ranked = sorted(
-            body["report"]["features"], key=lambda f: (not f["drifted"], -(f["psi"] or 0))
-        )
+        drift = record_drift(stack, X)
         with LedgerClient(stack.addr) as led:
-            drift = new_record("DRIFT", body, model_name="credit-risk", model_version="1.2.4")
-            (appended,) = led.append([drift])
             alerts = [
                 new_record(
                     "ALERT",
@@ -115,7 +133,7 @@ def drifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
                     model_name="credit-risk",
                     model_version="1.2.4",
                 )
-                for feature in numeric[:2]
+                for feature in drift.shifted
             ]
             led.append(alerts)
             ack = new_record(
@@ -136,10 +154,10 @@ def drifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
             before,
             after,
             drift.record_id,
-            appended.leaf_index,
+            drift.leaf_index,
             alerts[0].record_id,
             alerts[1].record_id,
-            [f["name"] for f in ranked[:3]],
+            drift.top,
         )
     finally:
         stack.stack.stop()
