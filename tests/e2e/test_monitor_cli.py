@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -16,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.cli.main import mrmctl
 from mrm.client.ids import new_record_id
+from mrm.client.monitor import MonitorClient
 from mrm.v1 import ledger_pb2, monitor_pb2, monitor_pb2_grpc
 from tests.e2e.monitor_helpers import (
     FEATURES,
@@ -34,6 +36,24 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
     yield from drifted_stack(tmp_path_factory.mktemp("monitor-cli"))
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
+    """Another drifted stack, whose decisions then all turned out "1" (the model
+    mostly said "0"): the monitor judges an outcomes window too."""
+    for world in drifted_stack(tmp_path_factory.mktemp("monitor-outcomes")):
+        outcomes = [monitor_pb2.Outcome(mrm_record_id=d, label="1") for d in world.decisions]
+        with MonitorClient(world.monitor_addr) as monitor:
+            assert monitor.record_outcomes(outcomes).recorded == len(outcomes)
+            deadline = time.monotonic() + 90
+            while not any(
+                orjson.loads(r.body_json)["window"].get("source") == "outcomes"
+                for r in monitor.drift(MODEL)
+            ):
+                assert time.monotonic() < deadline, "no outcomes window was judged"
+                time.sleep(0.2)
+        yield world
 
 
 @pytest.fixture
@@ -106,6 +126,35 @@ def test_drift_without_windows_is_a_friendly_line(world: Drifted) -> None:
     future = world.run("drift", MODEL, "--since", "2999-01-01T00:00:00Z")
     assert future.exit_code == 0, future.output
     assert "no window" in future.stdout
+
+
+def test_drift_shows_live_metrics_against_the_deploy_time_ones(judged: Drifted) -> None:
+    windows = json.loads(judged.run("drift", MODEL, "-o", "json").stdout)
+    assert sorted(w["source"] for w in windows) == ["decisions", "outcomes"]
+    (outcomes,) = [w for w in windows if w["source"] == "outcomes"]
+    assert outcomes["features"] == []
+    live, deploy = outcomes["metrics"]["live"], outcomes["metrics"]["deploy"]
+    assert set(live) >= {"accuracy", "precision", "recall", "f1"}
+    # Every outcome is "1": no false positive, and accuracy is the share predicted "1".
+    assert live["precision"] == 1.0
+    assert live["accuracy"] == pytest.approx(live["recall"])
+    assert deploy["accuracy"] - live["accuracy"] > 0.3
+    assert any(
+        b["rule"] == "performance" and b["metric"] == "accuracy" for b in outcomes["breaches"]
+    )
+    (decisions,) = [w for w in windows if w["source"] == "decisions"]
+    assert decisions["features"][0]["name"] == "income"
+
+    text = judged.run("drift", MODEL)
+    assert text.exit_code == 0, text.output
+    assert "joined to their decisions" in text.stdout
+    assert "live metrics" in text.stdout
+    metric_rows = [ln for ln in text.stdout.splitlines() if "│ accuracy" in ln]
+    assert len(metric_rows) == 1
+    assert "performance: live accuracy fell by" in text.stdout
+    assert "DRIFTED" in text.stdout  # the decisions window is shown beside it
+    alerts = json.loads(judged.run("alerts", "list", "-o", "json").stdout)
+    assert "performance" in {a["rule"] for a in alerts}
 
 
 @pytest.mark.parametrize(

@@ -103,10 +103,13 @@ def window_json(record: ledger_pb2.Record) -> dict[str, Any]:
         "model": record.model_name,
         "version": record.model_version,
         "recorded_at": rfc3339(record.recorded_at),
+        "source": window.get("source", "decisions"),
         "window": {
             "decisions": window.get("decisions"),
+            "outcomes": window.get("outcomes"),
             "rows": window.get("rows"),
             "unreadable": window.get("unreadable"),
+            "unjoined": window.get("unjoined"),
             "first_recorded_at": _us(window.get("first_recorded_at_us")),
             "last_recorded_at": _us(window.get("last_recorded_at_us")),
             "first_leaf": window.get("first_leaf"),
@@ -145,13 +148,40 @@ def _spec(spec: Any) -> str:
 def _print_window(w: dict[str, Any]) -> None:
     out = console()
     win = w["window"]
+    if w["source"] == "outcomes":
+        what = f"{win['outcomes']} outcomes ({win['rows']} joined to their decisions)"
+    else:
+        what = f"{win['decisions']} decisions{_spec(win['spec'])}"
     out.print(
-        f"[bold]{w['model']} {w['version']}[/bold]: window of {win['decisions']} decisions"
-        f"{_spec(win['spec'])}, {win['first_recorded_at']} .. {win['last_recorded_at']}, "
+        f"[bold]{w['model']} {w['version']}[/bold]: window of {what}, "
+        f"{win['first_recorded_at']} .. {win['last_recorded_at']}, "
         f"leaves {win['first_leaf']}..{win['last_leaf']}; DRIFT record {w['record_id']}"
     )
     if not w["judged"]:
         out.print("  too few rows to judge (below min_rows): measured, not judged")
+    if w["features"]:
+        _print_features(w)
+    if w["metrics"]:
+        out.print(_metrics_table(w["metrics"]))
+    if w["breaches"]:
+        out.print("breached thresholds:")
+        for b in w["breaches"]:
+            out.print(f"  {_breach_line(b)}")
+    elif w["judged"]:
+        out.print("no threshold breached")
+
+
+def _breach_line(b: dict[str, Any]) -> str:
+    value, threshold = _num(b.get("value"), ".3g"), _num(b.get("threshold"), "g")
+    if b.get("rule") == "performance":
+        return f"performance: live {b.get('metric')} fell by {value} >= {threshold}"
+    what = f"{b.get('feature')} " if b.get("feature") else ""
+    rule = str(b.get("rule", "")).replace("_", " ")
+    return f"{rule}: {what}{b.get('metric')} {value} >= {threshold}"
+
+
+def _print_features(w: dict[str, Any]) -> None:
+    out = console()
     table = Table(
         "feature", "PSI", "JS", "KS", "Wasserstein", "Cramér's V", "p (adj.)", "missing",
         "out of range", "",
@@ -188,18 +218,6 @@ def _print_window(w: dict[str, Any]) -> None:
             f"scores: PSI {_num(s['psi'])}, KS {_num(s['ks'])}"
             + (" [bold red]DRIFTED[/bold red]" if s["drifted"] else "")
         )
-    if w["metrics"]:
-        out.print(_metrics_table(w["metrics"]))
-    if w["breaches"]:
-        out.print("breached thresholds:")
-        for b in w["breaches"]:
-            what = f"{b.get('feature')} " if b.get("feature") else ""
-            out.print(
-                f"  {str(b.get('rule', '')).replace('_', ' ')}: {what}{b.get('metric')} "
-                f"{_num(b.get('value'), '.3g')} >= {_num(b.get('threshold'), 'g')}"
-            )
-    elif w["judged"]:
-        out.print("no threshold breached")
 
 
 def _metrics_table(metrics: Any) -> Table:
@@ -251,10 +269,23 @@ def drift(
     windows: int,
     output: str,
 ) -> int:
-    """MODEL's latest evaluated window(s): per-feature drift, predictions, breaches."""
+    """MODEL's latest evaluated window(s): per-feature drift, predictions, breaches.
+
+    The monitor evaluates two kinds of window, each a DRIFT record: decisions
+    (feature and prediction drift) and, once outcomes are recorded, outcomes
+    (live metrics against the deploy-time ones). --windows N shows the latest N
+    of each kind, newest first.
+    """
     with monitor_session(ctx) as monitor:
-        found = monitor.drift(model, model_version=version, since=since, page_size=windows)
-    views = [window_json(r) for r in found]
+        # Enough records that the latest N of both kinds are among them.
+        fetch = min(1000, max(20, 4 * windows))
+        found = monitor.drift(model, model_version=version, since=since, page_size=fetch)
+    shown: dict[str, int] = {}
+    views = []
+    for view in map(window_json, found):
+        if shown.get(view["source"], 0) < windows:
+            shown[view["source"]] = shown.get(view["source"], 0) + 1
+            views.append(view)
     if output == "json":
         emit_json(views)
         return EXIT_OK
