@@ -54,7 +54,7 @@ class World:
             page_size=100,
         )
 
-    def serve(self, frame: pd.DataFrame) -> list[str]:
+    def serve(self, frame: pd.DataFrame, version: str = "1.0.0") -> list[str]:
         """Run each row through ONNX Runtime and record it as the proxy does."""
         names = [i.name for i in self.session.get_inputs()]
         records = []
@@ -69,7 +69,7 @@ class World:
                 prediction_record(
                     record_id=_uuid7(),
                     model_name="credit-risk",
-                    model_version="1.0.0",
+                    model_version=version,
                     onnx_sha256="0" * 64,
                     subject="",
                     trace_id="",
@@ -79,7 +79,8 @@ class World:
                     request_id=str(self.sent),
                 )
             )
-        self.proxy.append(records)
+        for start in range(0, len(records), 500):
+            self.proxy.append(records[start : start + 500])
         return [r.record_id for r in records]
 
     def kinds(self, kind: str) -> list[Any]:

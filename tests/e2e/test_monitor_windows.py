@@ -1,0 +1,146 @@
+"""The monitor's windows against a real ledger and registry (PostgreSQL): rolling
+windows that survive a restart with the same records, a restart that reads from
+the least leaf any version still needs, and a large same-population window that
+stays silent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from mrm.v1 import ledger_pb2
+from tests.conftest import RunningLedger
+from tests.e2e.test_deploy import deploy, project, tree_model
+from tests.e2e.test_monitor_engine import MONITOR_TOML, World, _applications, _drain
+
+ROLLING_TOML = "[monitor]\nmin_rows = 200\n[[monitor.window]]\nrows = 300\nstep = 100\n"
+LARGE_TOML = "[monitor]\nmin_rows = 200\n[[monitor.window]]\nrows = 3000\n"
+
+
+def _world(stack: RunningLedger, tmp: Path, monkeypatch: pytest.MonkeyPatch, toml: str) -> World:
+    project(tmp, tree_model)
+    (tmp / "mrm.toml").write_text((tmp / "mrm.toml").read_text() + toml)
+    result = deploy(stack, tmp, "model.pkl", "--version", "1.0.0", monkeypatch=monkeypatch)
+    assert result.exit_code == 0, result.output
+    return World(stack, tmp)
+
+
+def _windows(world: World, version: str = "1.0.0") -> list[dict[str, Any]]:
+    return [
+        orjson.loads(r.body_json)["window"]
+        for r in world.kinds("DRIFT")
+        if r.model_version == version
+    ]
+
+
+def test_rolling_windows_overlap_by_step_and_survive_a_restart(
+    pg_ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = _world(pg_ledger_server, tmp_path, monkeypatch, ROLLING_TOML)
+    first = world.monitor()
+    first.resume()
+    served = world.serve(_applications(300, 31))
+    _drain(first)
+    served += world.serve(_applications(250, 32))
+    _drain(first)
+    leaf = {rid: world.reader.get_record(rid).leaf_index for rid in served}
+    windows = _windows(world)
+    # Full at 300 decisions, then every 100 more over the last 300.
+    assert [(w["first_leaf"], w["last_leaf"]) for w in windows] == [
+        (leaf[served[0]], leaf[served[299]]),
+        (leaf[served[100]], leaf[served[399]]),
+        (leaf[served[200]], leaf[served[499]]),
+    ]
+    assert all(w["rows"] == 300 and w["spec"] == {"rows": 300, "step": 100} for w in windows)
+    del first  # killed 50 decisions into the next step
+
+    second = world.monitor()
+    second.resume()
+    assert second.next_leaf == leaf[served[200]]  # the latest window's first decision
+    served += world.serve(_applications(50, 33))
+    _drain(second)
+    leaf.update({rid: world.reader.get_record(rid).leaf_index for rid in served[550:]})
+    windows = _windows(world)
+    assert len(windows) == 4
+    assert (windows[3]["first_leaf"], windows[3]["last_leaf"]) == (
+        leaf[served[300]],
+        leaf[served[599]],
+    )
+    assert windows[3]["rows"] == 300
+
+    # Judged again from scratch, the same windows are the same records: nothing new.
+    drift_ids = [r.record_id for r in world.kinds("DRIFT")]
+    third = world.monitor()  # knowing nothing: from leaf 0
+    _drain(third)
+    assert third.evaluated == 4
+    assert [r.record_id for r in world.kinds("DRIFT")] == drift_ids
+
+
+def test_a_restart_reads_from_the_least_leaf_a_version_still_needs(
+    pg_ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = _world(pg_ledger_server, tmp_path, monkeypatch, MONITOR_TOML)
+    result = deploy(
+        pg_ledger_server, tmp_path, "model.pkl", "--version", "1.1.0", monkeypatch=monkeypatch
+    )
+    assert result.exit_code == 0, result.output
+    first = world.monitor()
+    first.resume()
+    newer = world.serve(_applications(50, 41), version="1.1.0")  # no window yet
+    world.serve(_applications(300, 42))
+    _drain(first)
+    assert len(_windows(world)) == 1
+    assert _windows(world, "1.1.0") == []
+    del first
+    older = world.serve(_applications(120, 43))  # half of 1.0.0's next window
+
+    second = world.monitor()
+    second.resume()
+    # 1.0.0 needs the leaves after its window, 1.1.0 (no window yet) its first decision.
+    assert second.next_leaf == world.reader.get_record(newer[0]).leaf_index
+    start = second.next_leaf
+    _drain(second)
+    newest = world.reader.query_page(ledger_pb2.QueryRecordsRequest(newest_first=True, page_size=1))
+    assert second.processed == newest.records[0].leaf_index + 1 - start  # nothing before it
+
+    world.serve(_applications(250, 44), version="1.1.0")
+    world.serve(_applications(180, 45))
+    _drain(second)
+    (v11,) = _windows(world, "1.1.0")
+    assert v11["first_leaf"] == world.reader.get_record(newer[0]).leaf_index
+    assert v11["rows"] == 300
+    v10 = _windows(world)
+    assert len(v10) == 2
+    assert v10[1]["first_leaf"] == world.reader.get_record(older[0]).leaf_index
+    assert v10[1]["rows"] == 300
+
+    # Both versions have windows now: after the earlier of their latest ones.
+    world.serve(_applications(10, 46))
+    third = world.monitor()
+    third.resume()
+    assert third.next_leaf == min(v11["last_leaf"], v10[1]["last_leaf"]) + 1
+    assert third.next_leaf > start
+
+
+def test_a_large_window_of_the_same_population_is_silent(
+    pg_ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = _world(pg_ledger_server, tmp_path, monkeypatch, LARGE_TOML)
+    monitor = world.monitor()
+    monitor.resume()
+    world.serve(_applications(3000, 51))
+    _drain(monitor)
+    (drift,) = world.kinds("DRIFT")
+    body = orjson.loads(drift.body_json)
+    assert body["window"]["rows"] == 3000
+    assert body["report"]["judged"]
+    assert body["report"]["breaches"] == []
+    assert world.kinds("ALERT") == []
+
+    # The same monitor is not deaf: the next 3000, with incomes 1.5x, alert.
+    world.serve(_applications(3000, 52, income_factor=1.5))
+    _drain(monitor)
+    assert {orjson.loads(a.body_json)["feature"] for a in world.kinds("ALERT")} >= {"income"}
