@@ -242,8 +242,8 @@ class Monitor:
         if rec.leaf_index <= self.outcomes_done.get(key, -1):
             return
         ref = self._reference(key)
-        if ref is None:
-            return
+        if ref is None or ref.snapshot.get("task") == "regression":
+            return  # live regression metrics are not judged: no labels to compare
         found = outcome_of(_body(rec))
         decision, truth, predicted = None, None, None
         if found is not None:
