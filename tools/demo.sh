@@ -13,6 +13,7 @@ export MRM_REGISTRY_ADDR=${MRM_REGISTRY_ADDR:-127.0.0.1:50051}
 export MRM_LEDGER_ADDR=${MRM_LEDGER_ADDR:-127.0.0.1:50052}
 export MRM_EXPLAIN_ADDR=${MRM_EXPLAIN_ADDR:-127.0.0.1:50053}
 export MRM_PROXY_ADDR=${MRM_PROXY_ADDR:-127.0.0.1:8001}
+export MRM_MONITOR_ADDR=${MRM_MONITOR_ADDR:-127.0.0.1:50054}
 export MRM_HTTP_ADDR=${MRM_HTTP_ADDR:-127.0.0.1:8000}
 rm -rf "$MRM_HOME"          # every run starts from nothing, so a second run works too
 mkdir -p "$MRM_HOME"
@@ -58,6 +59,31 @@ rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["decision"] == "reject
 # a borderline-but-clear rejection, the kind a customer complains about
 print(min(rows, key=lambda r: abs(float(r["p_default"]) - 0.8))["applicant"])' examples/credit/decisions.csv)
 "$BIN/mrm" status
+
+step "4b. Months later the ground truth arrives: which of them defaulted (outcomes.csv)"
+echo "\$ mrmctl outcomes upload examples/credit/outcomes.csv    # as devin, the model's deployer"
+MRM_TOKEN_FILE="$MRM_HOME/devin.token" "$BIN/mrmctl" outcomes upload examples/credit/outcomes.csv
+
+step "4c. The population moves: 1,000 new applicants earn 1.8 times as much"
+"$BIN/python" examples/credit/send_applications.py \
+  --addr "$MRM_PROXY_ADDR" --applications examples/credit/applications_shifted.csv \
+  --first 2001 --out examples/credit/decisions_shifted.csv
+# The monitor judges each window of 500 decisions as it fills; the ALERT is a
+# ledger record before anyone is notified. Wait (at most a minute) for it.
+for _ in $(seq 1 300); do
+  "$BIN/mrmctl" alerts list --model credit-risk --state firing --output json |
+    "$BIN/python" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin) else 1)' && break
+  sleep 0.2
+done
+echo "\$ mrmctl alerts list --model credit-risk"
+"$BIN/mrmctl" alerts list --model credit-risk
+echo "\$ mrmctl drift credit-risk"
+"$BIN/mrmctl" drift credit-risk
+alert=$("$BIN/mrmctl" alerts list --model credit-risk --state firing --output json |
+  "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["record_id"])')
+echo "\$ mrmctl alerts ack $alert --note 'new market segment; retraining scheduled'"
+MRM_TOKEN_FILE="$MRM_HOME/devin.token" "$BIN/mrmctl" alerts ack "$alert" \
+  --note "new market segment; retraining scheduled"
 
 step "5. Legal calls: \"why was $applicant rejected?\""
 echo "\$ mrmctl why --subject $applicant"

@@ -8,6 +8,7 @@ keyed hash. Writes decisions.csv: applicant, decision, probability of default,
 and the audit record id and trace id the proxy stamped on the response.
 
     python send_applications.py [--addr localhost:8001] [--model credit-risk]
+        [--applications applications.csv] [--first 1] [--out decisions.csv]
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> int:
     parser.add_argument("--model", default="credit-risk")
     parser.add_argument("--applications", type=Path, default=HERE / "applications.csv")
     parser.add_argument("--out", type=Path, default=HERE / "decisions.csv")
+    parser.add_argument(
+        "--first", type=int, default=1, help="the number of the first applicant (applicant-N)"
+    )
     args = parser.parse_args()
 
     client = triton.InferenceServerClient(url=args.addr)
@@ -69,7 +73,7 @@ def main() -> int:
         out = csv.writer(fh)
         out.writerow(["applicant", "decision", "p_default", "version", "record_id", "trace_id"])
         for i, row in applications.iterrows():
-            applicant = f"applicant-{int(i) + 1:05d}"
+            applicant = f"applicant-{int(i) + args.first:05d}"
             result = client.infer(
                 args.model, request_inputs(meta, row), parameters={"subject_id": applicant}
             )

@@ -1,8 +1,12 @@
 """Train the example credit-application model: what a data scientist hands over.
 
-Writes model.pkl (a scikit-learn Pipeline), train.csv, eval.csv and
-applications.csv (new applicants to decide on) next to this file. Generated
-applicants with a fixed seed, so every run gives the same model.
+Writes model.pkl (a scikit-learn Pipeline), train.csv, eval.csv,
+applications.csv (2,000 new applicants to decide on), outcomes.csv (whether
+each of them later defaulted: the ground truth that arrives months after the
+decision) and applications_shifted.csv (1,000 later applicants whose incomes
+are 1.8 times higher: the population the model was trained on has moved)
+next to this file. Generated applicants with a fixed seed, so every run gives
+the same model.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ NUMERIC = [
 CATEGORICAL = ["employment"]
 
 
-def applicants(n: int, seed: int) -> pd.DataFrame:
+def applicants(n: int, seed: int, income_factor: float = 1.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(
         {
-            "income": rng.lognormal(10.8, 0.4, n).round(0),
+            "income": (rng.lognormal(10.8, 0.4, n) * income_factor).round(0),
             "debt_to_income": rng.beta(2, 5, n).round(3),
             "credit_history_months": rng.integers(0, 360, n).astype(float),
             "loan_amount": rng.lognormal(9.5, 0.6, n).round(0),
@@ -58,7 +62,14 @@ def applicants(n: int, seed: int) -> pd.DataFrame:
 
 def main() -> None:
     train, evaluation = applicants(4000, 7), applicants(1000, 8)
-    applicants(2000, 9).drop(columns="default").to_csv(HERE / "applications.csv", index=False)
+    new = applicants(2000, 9)
+    new.drop(columns="default").to_csv(HERE / "applications.csv", index=False)
+    # send_applications.py names the i-th applicant applicant-0000i
+    pd.DataFrame(
+        {"subject_id": [f"applicant-{i + 1:05d}" for i in range(len(new))], "label": new.default}
+    ).to_csv(HERE / "outcomes.csv", index=False)
+    shifted = applicants(1000, 10, income_factor=1.8).drop(columns="default")
+    shifted.to_csv(HERE / "applications_shifted.csv", index=False)
     model = Pipeline(
         [
             (
@@ -79,7 +90,8 @@ def main() -> None:
     evaluation.to_csv(HERE / "eval.csv", index=False)
     print(
         f"trained on {len(train)} applicants; "
-        "wrote model.pkl, train.csv, eval.csv and 2,000 new applications.csv"
+        "wrote model.pkl, train.csv, eval.csv, 2,000 new applications.csv with their "
+        "outcomes.csv, and 1,000 applications_shifted.csv"
     )
 
 
