@@ -22,10 +22,11 @@ from mrm.cli.output import rfc3339
 from mrm.client.credentials import ClientAuth
 from mrm.client.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from mrm.client.ids import new_record_id
-from mrm.client.ledger import LedgerClient, Record
+from mrm.client.ledger import LedgerClient, Record, new_record
 from mrm.client.monitor import MonitorClient, Outcome
 from mrm.client.registry import RegistryClient
 from mrm.deploy.schema import InputSchema, onnx_inputs
+from mrm.monitor.outcomes import LEDGER_BATCH
 from mrm.proxy.audit import Stamper, load_or_create_subject_key, prediction_record
 from mrm.v1 import registry_pb2
 from tests.conftest import RunningLedger
@@ -326,3 +327,25 @@ def test_rpc_input_is_checked_and_the_deployer_role_is_required(world: World) ->
     (mine,) = [r for r in world.outcomes() if r.record_id == done.record_ids[0]]
     assert mine.actor == "credit-deployer"
     assert orjson.loads(mine.body_json)["source"] == "crm export"
+
+
+def test_more_outcomes_than_one_ledger_batch_holds(world: World, tmp_path: Path) -> None:
+    """The ledger takes 4096 records per call: 4097 outcomes are all recorded."""
+    decisions = [
+        new_record(
+            "PREDICTION",
+            {"request": {"id": str(i), "inputs": {}}, "response": {}, "onnx_sha256": "0" * 64},
+            model_name="credit-risk",
+            model_version="1.0.0",
+        )
+        for i in range(LEDGER_BATCH + 1)
+    ]
+    for start in range(0, len(decisions), 2000):
+        world.proxy.append(decisions[start : start + 2000])
+    many = _csv(
+        tmp_path / "many.csv", "mrm_record_id,label", *(f"{d.record_id},0" for d in decisions)
+    )
+    result = world.upload(many)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"recorded {LEDGER_BATCH + 1}, duplicates 0, rejected 0"]
+    assert len(world.outcomes()) == LEDGER_BATCH + 1

@@ -8,8 +8,11 @@ version at deploy (the performance snapshot in the version's facts).
 
 An OUTCOME's record id is derived from its decision's (mrm.monitor.ids), so a
 decision has at most one outcome: the same label again is a duplicate and
-appends nothing, another label is rejected. Every accepted outcome of a
-request is appended in one ledger batch, on behalf of the caller.
+appends nothing, another label is rejected. Every outcome is checked before
+anything is appended; the accepted ones are appended on behalf of the caller
+in one ledger batch, atomically, up to the ledger's 4096 records per call. A
+larger request goes in several batches: should the ledger fail between them,
+the earlier ones stay recorded and sending the request again completes it.
 
 Clock skew: a decision is the one recorded at or before `decided_at` plus a
 minute, and an observation may precede the decision's ledger time by up to a
@@ -49,7 +52,9 @@ MAX_LISTED = 25
 """Violations sent back with INVALID_ARGUMENT: a status travels in gRPC trailers,
 which peers refuse beyond a few kilobytes."""
 SKEW = timedelta(minutes=1)
-_LOOKUPS = 8  # concurrent ledger reads while resolving a request's decisions
+LEDGER_BATCH = 4096
+"""The most records the ledger appends in one call (AppendRecordsRequest)."""
+_LOOKUPS = 16  # concurrent ledger reads while resolving a request's decisions
 
 Authorize = Callable[[Iterable[str]], str]
 """Checks the caller may change every model named; returns the actor to record."""
@@ -130,6 +135,8 @@ class Outcomes:
         self.registry = registry
         self.stamper = stamper
         self.now = now
+        self._known: dict[tuple[str, str], tuple[str, list[str] | None]] = {}
+        """A version's (task, classes): fixed when it is registered, so kept."""
 
     def record(
         self, outcomes: Sequence[OutcomeIn], *, source: str, skip_bad: bool, authorize: Authorize
@@ -173,14 +180,24 @@ class Outcomes:
         return out
 
     def _append(self, records: list[ledger_pb2.Record], actor: str) -> None:
-        if not records:
-            return
+        """One ledger batch (atomic) up to LEDGER_BATCH records; a larger request in
+        batches of that size, where a failure leaves the earlier batches recorded and
+        sending the request again completes it (they are then duplicates)."""
+        done = 0
         try:
-            self.ledger.append(records, on_behalf_of=actor)
+            for start in range(0, len(records), LEDGER_BATCH):
+                batch = records[start : start + LEDGER_BATCH]
+                self.ledger.append(batch, on_behalf_of=actor)
+                done += len(batch)
         except ClientAlreadyExists:
             raise AlreadyExists(
                 "another outcome for one of these decisions was recorded meanwhile; "
-                "nothing of this request was recorded (send it again)"
+                f"{_kept(done)} (send the request again)"
+            ) from None
+        except MrmRpcError as e:
+            raise Unavailable(
+                f"the ledger did not record the outcomes: {e.summary()}; {_kept(done)} "
+                "(send the request again)"
             ) from None
 
     def _plan(self, o: OutcomeIn, now: datetime, source: str) -> _Plan | _Bad:
@@ -249,16 +266,14 @@ class Outcomes:
 
     def _classes(self, model: str, version: str) -> tuple[str, list[str] | None]:
         """(task, classes spelled as strings) from the version's recorded performance."""
+        if (known := self._known.get((model, version))) is not None:
+            return known
         try:
             facts = orjson.loads(self.registry.get_version(model, version).facts_json or "{}")
         except (ClientNotFound, orjson.JSONDecodeError):
             return "", None
-        perf = facts.get("performance") if isinstance(facts, dict) else None
-        if not isinstance(perf, dict):
-            return "", None
-        classes = perf.get("classes")
-        spelled = [category(c) for c in classes] if isinstance(classes, list) else None
-        return str(perf.get("task", "")), spelled
+        self._known[model, version] = known = _task_and_classes(facts)
+        return known
 
     def _outcome(
         self, decision: ledger_pb2.Record, label: str, observed: datetime, source: str
@@ -296,6 +311,22 @@ class Outcomes:
             subject=decision.subject,
         )
         return _Plan(decision.record_id, decision.model_name, record, duplicate=False)
+
+
+def _task_and_classes(facts: object) -> tuple[str, list[str] | None]:
+    """(task, classes spelled as strings) from a version's facts (its performance)."""
+    perf = facts.get("performance") if isinstance(facts, dict) else None
+    if not isinstance(perf, dict):
+        return "", None
+    classes = perf.get("classes")
+    spelled = [category(c) for c in classes] if isinstance(classes, list) else None
+    return str(perf.get("task", "")), spelled
+
+
+def _kept(done: int) -> str:
+    if not done:
+        return "nothing of this request was recorded"
+    return f"the first {done} new outcomes were recorded"
 
 
 def _key_field(o: OutcomeIn) -> str:

@@ -14,6 +14,7 @@ line before anything is sent. Then:
   bad ones reported.
 
 Uploading the same file again records nothing new: every outcome is a duplicate.
+A request waits at least a second per 50 outcomes, whatever --timeout says.
 Exit 0 when every row was recorded (or already was), 1 when rows were rejected,
 2 for a file or usage error.
 """
@@ -37,6 +38,8 @@ from mrm.client.timestamps import timestamp
 
 MAX_BATCH = 10_000
 MAX_SOURCE = 200
+OUTCOMES_PER_SECOND = 50
+"""The slowest rate a request is allowed: 10,000 outcomes get 200 seconds."""
 _VIOLATION = re.compile(r"outcomes\[(\d+)\]\.(\w+)")
 _LINE = re.compile(r"line \d+: ")
 
@@ -89,8 +92,12 @@ def _refused(e: InvalidArgument, batch: Sequence[Row]) -> list[RowProblem] | Non
 def send(monitor: MonitorClient, rows: Sequence[Row], *, skip_bad: bool, source: str) -> Upload:
     """Record `rows` in requests of at most MAX_BATCH (one request without `skip_bad`)."""
     out = Upload()
+    base = monitor.timeout
     for start in range(0, len(rows), MAX_BATCH):
         batch = rows[start : start + MAX_BATCH]
+        # The monitor looks every outcome's decision up in the ledger before it
+        # records anything: a large request gets more than --timeout.
+        monitor.timeout = max(base, len(batch) / OUTCOMES_PER_SECOND)
         try:
             done = monitor.record_outcomes(
                 [outcome_pb(r) for r in batch], skip_bad=skip_bad, source=source
