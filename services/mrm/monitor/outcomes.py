@@ -170,24 +170,28 @@ class Outcomes:
         actor = authorize(sorted({p.model for _, p in accepted}))
         if out.problems and not skip_bad:
             raise _invalid(out.problems, len(outcomes))
-        self._append([p.record for _, p in accepted if not p.duplicate], actor)
+        already = self._append([p.record for _, p in accepted if not p.duplicate], actor)
         for _, plan in accepted:
             out.record_ids.append(plan.record.record_id)
-            if plan.duplicate:
+            if plan.duplicate or plan.record.record_id in already:
                 out.duplicates += 1
             else:
                 out.recorded += 1
         return out
 
-    def _append(self, records: list[ledger_pb2.Record], actor: str) -> None:
+    def _append(self, records: list[ledger_pb2.Record], actor: str) -> set[str]:
         """One ledger batch (atomic) up to LEDGER_BATCH records; a larger request in
         batches of that size, where a failure leaves the earlier batches recorded and
-        sending the request again completes it (they are then duplicates)."""
-        done = 0
+        sending the request again completes it (they are then duplicates).
+
+        Returns the ids the ledger already held, identically: a concurrent request
+        recorded them first."""
+        done, already = 0, set[str]()
         try:
             for start in range(0, len(records), LEDGER_BATCH):
                 batch = records[start : start + LEDGER_BATCH]
-                self.ledger.append(batch, on_behalf_of=actor)
+                results = self.ledger.append(batch, on_behalf_of=actor)
+                already.update(r.record_id for r in results if r.duplicate)
                 done += len(batch)
         except ClientAlreadyExists:
             raise AlreadyExists(
@@ -199,6 +203,7 @@ class Outcomes:
                 f"the ledger did not record the outcomes: {e.summary()}; {_kept(done)} "
                 "(send the request again)"
             ) from None
+        return already
 
     def _plan(self, o: OutcomeIn, now: datetime, source: str) -> _Plan | _Bad:
         try:
