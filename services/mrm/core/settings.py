@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     http_addr: str = "localhost:8000"
     """Where the HTTP server of the explanation reports listens (GET /reports/<record id>)."""
 
+    report_base_url: str = ""
+    """Where people open the reports, for links in alerts (for example
+    https://mrm.example.com). Empty: http(s)://MRM_HTTP_ADDR."""
+
     trace_url_template: str = "http://localhost:16686/trace/{trace_id}"
     """The link a report gives for a decision's trace; `{trace_id}` is replaced (Jaeger's UI)."""
 

@@ -109,7 +109,12 @@ def monitor_service(
         ).inc()
         submit(alert_id, alert)
 
-    monitor = Monitor(ledger, registry, notify=notify)
+    monitor = Monitor(
+        ledger,
+        registry,
+        notify=notify,
+        report_link=f"{report_base(settings)}/reports/drift/{{model}}?version={{version}}",
+    )
     metrics = start_metrics_server(settings.monitor_metrics_addr, metrics_registry)
     lock = threading.Lock()
 
@@ -207,6 +212,17 @@ def monitor_service(
         monitor,
         metrics,
     )
+
+
+def report_base(settings: Settings) -> str:
+    """The reports' address as a person opens it: MRM_REPORT_BASE_URL, else MRM_HTTP_ADDR."""
+    if settings.report_base_url:
+        return settings.report_base_url.rstrip("/")
+    host, _, port = settings.http_addr.rpartition(":")
+    if host in ("", "[::]", "::", "0.0.0.0"):  # noqa: S104 (recognizing it, not binding)
+        host = "localhost"
+    scheme = "https" if settings.tls_cert_file is not None else "http"
+    return f"{scheme}://{host}:{port}"
 
 
 def _register(server: object, servicer: MonitorServicer, outcomes: OutcomeServicer) -> None:
