@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python -m benchmarks.proxy_serving
 	MRM_BENCH_PROXY_WORKERS=2 $(BIN)/python -m benchmarks.proxy_serving
 	$(BIN)/python -m benchmarks.proxy_breakdown
+	$(BIN)/python -m benchmarks.monitor_follow
 
 clean:
 	rm -rf $(VENV) node_modules .mrm .mrm-demo
