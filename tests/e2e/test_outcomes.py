@@ -1,9 +1,11 @@
 """Ground truth through `mrmctl outcomes upload` and OutcomeService.RecordOutcomes,
 against a real stack (PostgreSQL, every server on a free port, the monitor started
 by the stack as `mrm up` starts it) and a deployed model whose decisions are
-recorded as the proxy records them: by record id and by subject, all or nothing,
---skip-bad, idempotent, a changed label refused, bad RPC input named by field,
-and the deployer role checked against the decision's model."""
+recorded as the proxy records them: by record id and by subject, all or nothing
+(checked first with validate_only, whatever the file's size), --skip-bad,
+idempotent, a changed label refused, bad RPC input named by field, the deployer
+role checked against the decision's model; and health and reflection answering
+for OutcomeService on the monitor's port."""
 
 from __future__ import annotations
 
@@ -11,12 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
 import orjson
 import pytest
 from click.testing import CliRunner, Result
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from mrm.cli import outcomes as outcomes_cli
 from mrm.cli.main import mrmctl
 from mrm.cli.output import rfc3339
 from mrm.client.credentials import ClientAuth
@@ -32,6 +38,7 @@ from mrm.v1 import registry_pb2
 from tests.conftest import RunningLedger
 from tests.e2e.test_deploy import applicants, deploy, project, tree_model
 from tests.support.auth import TEST_PRINCIPAL, TEST_TOKEN, issue
+from tests.support.auth import channel as authorized_channel
 
 
 class World:
@@ -214,7 +221,7 @@ def test_bad_rows_are_named_by_line_and_nothing_is_recorded(world: World, tmp_pa
     assert "(line 2)" in problems[2]
     assert "'yes' is not one of the classes of model credit-risk 1.0.0: 0, 1" in problems[3]
     assert "is before the decision" in problems[5]
-    assert lines[-1] == "nothing was recorded: 8 of 10 outcomes are invalid; nothing was recorded"
+    assert lines[-1] == "nothing was recorded: 8 of 10 outcomes are invalid"
     assert world.outcomes() == []
 
     # --skip-bad: the two good rows only; the bad ones are reported the same way.
@@ -329,8 +336,8 @@ def test_rpc_input_is_checked_and_the_deployer_role_is_required(world: World) ->
     assert orjson.loads(mine.body_json)["source"] == "crm export"
 
 
-def test_more_outcomes_than_one_ledger_batch_holds(world: World, tmp_path: Path) -> None:
-    """The ledger takes 4096 records per call: 4097 outcomes are all recorded."""
+def _predictions(world: World, n: int) -> list[Record]:
+    """`n` PREDICTION records of credit-risk 1.0.0, appended as the proxy appends them."""
     decisions = [
         new_record(
             "PREDICTION",
@@ -338,14 +345,123 @@ def test_more_outcomes_than_one_ledger_batch_holds(world: World, tmp_path: Path)
             model_name="credit-risk",
             model_version="1.0.0",
         )
-        for i in range(LEDGER_BATCH + 1)
+        for i in range(n)
     ]
     for start in range(0, len(decisions), 2000):
         world.proxy.append(decisions[start : start + 2000])
-    many = _csv(
-        tmp_path / "many.csv", "mrm_record_id,label", *(f"{d.record_id},0" for d in decisions)
+    return decisions
+
+
+def test_validate_only_appends_nothing_and_reports_what_a_request_would(world: World) -> None:
+    d1, d2, d3 = world.decide(["v-1", "v-2", "v-3"])
+    with world.client() as client:
+        client.record_outcomes([Outcome(mrm_record_id=d1.record_id, label="1")])
+        request = [
+            Outcome(mrm_record_id=d1.record_id, label="1", line=2),  # already recorded
+            Outcome(mrm_record_id=d1.record_id, label="0", line=3),  # conflicts with it
+            Outcome(mrm_record_id=d2.record_id, label="0", line=4),  # new
+            Outcome(mrm_record_id=d2.record_id, label="0", line=5),  # twice in the request
+            Outcome(mrm_record_id=d3.record_id, label="maybe", line=6),  # not a class
+            Outcome(subject_id="v-3", label="1", line=7),  # new, by subject
+        ]
+        with pytest.raises(InvalidArgument) as caught:
+            client.record_outcomes(request)
+        refused = [(f, m.removeprefix("line ")) for f, m in caught.value.field_violations]
+        for skip_bad in (False, True):
+            checked = client.record_outcomes(request, skip_bad=skip_bad, validate_only=True)
+            problems = [
+                (f"outcomes[{p.index}].{p.field}", f"{p.line}: {p.message}")
+                for p in checked.problems
+            ]
+            assert problems == refused
+            assert [p.line for p in checked.problems] == [3, 5, 6]
+            assert (checked.recorded, checked.duplicates) == (2, 1)
+            assert len(world.outcomes()) == 1
+
+        # The ids it answers are the ones a request records.
+        done = client.record_outcomes(request, skip_bad=True)
+        assert list(done.record_ids) == list(checked.record_ids)
+        assert (done.recorded, done.duplicates) == (2, 1)
+        assert len(world.outcomes()) == 3
+        again = client.record_outcomes(request, validate_only=True)
+        assert (again.recorded, again.duplicates, len(again.problems)) == (0, 3, 3)
+
+
+def test_all_or_nothing_across_requests(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests of two rows: every request is checked before any is recorded,
+    and rows in different requests naming one decision are refused."""
+    monkeypatch.setattr(outcomes_cli, "MAX_BATCH", 2)
+    d = world.decide([f"m-{i}" for i in range(5)])
+    rows = [f"{r.record_id},,1" for r in d]
+    late_bad = _csv(tmp_path / "late.csv", "mrm_record_id,subject_id,label", *rows[:4], ",m-4,yes")
+    result = world.upload(late_bad)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[1:] == [
+        "line 6: label: 'yes' is not one of the classes of model credit-risk 1.0.0: 0, 1",
+        "nothing was recorded: 1 of 5 outcomes are invalid",
+    ]
+    again = _csv(tmp_path / "again.csv", "mrm_record_id,subject_id,label", *rows, ",m-0,0")
+    result = world.upload(again)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[1:] == [
+        "line 7: subject_id: names the same decision as line 2 (one outcome per decision)",
+        "nothing was recorded: 1 of 6 outcomes are invalid",
+    ]
+    assert world.outcomes() == []
+
+    good = _csv(tmp_path / "good.csv", "mrm_record_id,subject_id,label", *rows)
+    result = world.upload(good)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["recorded 5, duplicates 0, rejected 0"]
+    assert set(_bodies(world.outcomes())) == {r.record_id for r in d}
+
+
+def test_a_bad_row_after_the_first_ledger_batch_records_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    """The ledger takes 4096 records per call: with a bad row past the first 4096
+    nothing is recorded; without it, 4097 outcomes are all recorded."""
+    decisions = _predictions(world, LEDGER_BATCH + 1)
+    rows = [f"{d.record_id},0" for d in decisions]
+    bad = _csv(
+        tmp_path / "bad.csv", "mrm_record_id,label", *rows[:-1], f"{decisions[-1].record_id},7"
     )
+    result = world.upload(bad)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[1].startswith(f"line {LEDGER_BATCH + 2}: label: '7' is not")
+    assert world.outcomes() == []
+
+    many = _csv(tmp_path / "many.csv", "mrm_record_id,label", *rows)
     result = world.upload(many)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [f"recorded {LEDGER_BATCH + 1}, duplicates 0, rejected 0"]
     assert len(world.outcomes()) == LEDGER_BATCH + 1
+
+
+def test_monitor_port_answers_health_and_reflection_for_outcome_service(
+    ledger_server: RunningLedger,
+) -> None:
+    services = ("mrm.v1.MonitorService", "mrm.v1.OutcomeService")
+    with authorized_channel(ledger_server.stack.stack.monitor_addr) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 15
+        while True:  # the monitor turns SERVING once its first readiness probe passes
+            statuses = [
+                health.Check(health_pb2.HealthCheckRequest(service=name)).status
+                for name in ("", *services)
+            ]
+            if set(statuses) == {health_pb2.HealthCheckResponse.SERVING}:
+                break
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.1)
+        with pytest.raises(grpc.RpcError) as caught:
+            health.Check(health_pb2.HealthCheckRequest(service="mrm.v1.NoSuchService"))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = refl.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = {s.name for r in replies for s in r.list_services_response.service}
+        assert set(services) <= names

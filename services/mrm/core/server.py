@@ -47,6 +47,13 @@ class Service:
     traces_itself: bool = False
     """The service makes its own spans (the inference proxy, on its hot path), so the
     OpenTelemetry interceptor leaves its RPCs alone."""
+    also: tuple[str, ...] = ()
+    """The full names of further services `register` adds, ready when this one is:
+    health answers for each and reflection lists them."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.also)
 
 
 async def wait_either(event: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
@@ -79,7 +86,7 @@ class GrpcServer:
         self.health_interval = health_interval
         self.auth = auth
         setup_tracing("mrm")
-        own = {s.name for s in services if s.traces_itself}
+        own = {n for s in services if s.traces_itself for n in s.names}
         otel: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
             filter_=(lambda call: call.method.split("/")[1] not in own) if own else None
         )
@@ -102,7 +109,7 @@ class GrpcServer:
             svc.register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(), self.server)
-        names = [s.name for s in self.services]
+        names = [n for s in self.services for n in s.names]
         reflection.enable_server_reflection(
             [
                 *names,
@@ -157,7 +164,8 @@ class GrpcServer:
                 if ok
                 else health_pb2.HealthCheckResponse.NOT_SERVING
             )
-            await self.health.set(svc.name, status)
+            for name in svc.names:
+                await self.health.set(name, status)
         overall = (
             health_pb2.HealthCheckResponse.SERVING
             if all_ok

@@ -204,6 +204,7 @@ def monitor_service(
     return MonitorApp(
         Service(
             name=SERVICE_NAME,
+            also=(OutcomeServicer.SERVICE_NAME,),
             register=lambda server: _register(server, servicer, outcomes),
             ready=ready,
             background=[follow],

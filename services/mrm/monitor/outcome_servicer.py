@@ -59,6 +59,8 @@ def _authorize(models: Iterable[str]) -> str:
 class OutcomeServicer(monitor_pb2_grpc.OutcomeServiceServicer):
     """Thin transport over `Outcomes`; the ledger calls run in a worker thread."""
 
+    SERVICE_NAME = pb.DESCRIPTOR.services_by_name["OutcomeService"].full_name
+
     def __init__(self, outcomes: Outcomes) -> None:
         self.outcomes = outcomes
 
@@ -72,6 +74,7 @@ class OutcomeServicer(monitor_pb2_grpc.OutcomeServiceServicer):
             source=request.source,
             skip_bad=request.skip_bad,
             authorize=_authorize,
+            validate_only=request.validate_only,
         )
         return pb.RecordOutcomesResponse(
             recorded=done.recorded,

@@ -13,6 +13,8 @@ anything is appended; the accepted ones are appended on behalf of the caller
 in one ledger batch, atomically, up to the ledger's 4096 records per call. A
 larger request goes in several batches: should the ledger fail between them,
 the earlier ones stay recorded and sending the request again completes it.
+A request with `validate_only` is checked the same way and appends nothing,
+so a client can check a file of any size before recording any of it.
 
 Clock skew: a decision is the one recorded at or before `decided_at` plus a
 minute, and an observation may precede the decision's ledger time by up to a
@@ -139,13 +141,22 @@ class Outcomes:
         """A version's (task, classes): fixed when it is registered, so kept."""
 
     def record(
-        self, outcomes: Sequence[OutcomeIn], *, source: str, skip_bad: bool, authorize: Authorize
+        self,
+        outcomes: Sequence[OutcomeIn],
+        *,
+        source: str,
+        skip_bad: bool,
+        authorize: Authorize,
+        validate_only: bool = False,
     ) -> Recorded:
-        """Validate and resolve every outcome, then append the new ones in one batch.
+        """Validate and resolve every outcome, then append the new ones (see `_append`).
 
         PERMISSION_DENIED (from `authorize`) unless the caller may change every
         model the resolved outcomes are about; INVALID_ARGUMENT naming each bad
         outcome, and nothing recorded, when one is bad and `skip_bad` is not set.
+        With `validate_only` nothing is appended and every bad outcome is in
+        `problems` (as with `skip_bad`); the counts and ids are what the good
+        outcomes would be.
         """
         now = self.now()
         try:
@@ -168,9 +179,10 @@ class Outcomes:
             else:
                 accepted.append((i, plan))
         actor = authorize(sorted({p.model for _, p in accepted}))
-        if out.problems and not skip_bad:
+        if out.problems and not (skip_bad or validate_only):
             raise _invalid(out.problems, len(outcomes))
-        already = self._append([p.record for _, p in accepted if not p.duplicate], actor)
+        new = [p.record for _, p in accepted if not p.duplicate]
+        already = set[str]() if validate_only else self._append(new, actor)
         for _, plan in accepted:
             out.record_ids.append(plan.record.record_id)
             if plan.duplicate or plan.record.record_id in already:

@@ -198,9 +198,9 @@ def test_upload_usage_errors(tmp_path: Path) -> None:
     code, output = _upload(str(header))
     assert code == 2
     assert "unknown column 'record'" in output
+    # More than one request's worth (10,000) is not refused: it goes to the monitor.
     big = tmp_path / "big.csv"
     big.write_text(_csv("mrm_record_id,label", *[f"{ID},1"] * 10_001))
     code, output = _upload(str(big))
-    assert code == 2, output
-    assert "10,001 outcomes" in output
-    assert "--skip-bad" in output
+    assert code == 3, output
+    assert "cannot reach the monitor" in output

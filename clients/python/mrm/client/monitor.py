@@ -69,8 +69,18 @@ class MonitorClient(ServiceClient):
         return self._call(self._monitor.AcknowledgeAlert, req)
 
     def record_outcomes(
-        self, outcomes: Sequence[Outcome], *, skip_bad: bool = False, source: str = ""
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        skip_bad: bool = False,
+        source: str = "",
+        validate_only: bool = False,
     ) -> monitor_pb2.RecordOutcomesResponse:
-        """Records outcomes in one request (1 to 10,000; batch larger uploads)."""
-        req = monitor_pb2.RecordOutcomesRequest(outcomes=outcomes, skip_bad=skip_bad, source=source)
+        """Records outcomes in one request (1 to 10,000; batch larger uploads).
+
+        With `validate_only`, checks them and records nothing: the answer lists
+        every bad outcome and what the good ones would be."""
+        req = monitor_pb2.RecordOutcomesRequest(
+            outcomes=outcomes, skip_bad=skip_bad, source=source, validate_only=validate_only
+        )
         return self._call(self._outcomes.RecordOutcomes, req)

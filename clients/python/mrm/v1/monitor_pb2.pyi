@@ -382,6 +382,7 @@ class RecordOutcomesRequest(_message.Message):
     OUTCOMES_FIELD_NUMBER: _builtins.int
     SKIP_BAD_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     skip_bad: _builtins.bool
     """Record the good outcomes and report the bad ones in `problems` instead
     of rejecting the whole request.
@@ -389,6 +390,19 @@ class RecordOutcomesRequest(_message.Message):
     source: _builtins.str
     """Where the outcomes come from, for example the uploaded file's name;
     recorded in each OUTCOME record.
+    """
+    validate_only: _builtins.bool
+    """Check every outcome exactly as a real request would, including two
+    outcomes for the same decision in the request and a label that differs
+    from the decision's recorded outcome, and the caller's access; append
+    nothing. The response lists every bad outcome in `problems` whether or
+    not `skip_bad` is set (INVALID_ARGUMENT only for a malformed request:
+    no outcomes, more than 10000, a bad `source` or timestamp); `recorded`
+    and `duplicates` count the good outcomes as a request with `skip_bad`
+    would record them, and `record_ids` holds the ids they would have (an
+    OUTCOME's id is derived from its decision's, so two outcomes with the
+    same id are about the same decision). A decision's outcome recorded
+    after the check is not seen by it: a real request may still reject one.
     """
     @_builtins.property
     def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Outcome]:
@@ -400,10 +414,11 @@ class RecordOutcomesRequest(_message.Message):
         outcomes: _abc.Iterable[Global___Outcome] | None = ...,
         skip_bad: _builtins.bool = ...,
         source: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes", "skip_bad", b"skip_bad", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes", "skip_bad", b"skip_bad", "source", b"source", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,7 +426,7 @@ Global___RecordOutcomesRequest: _TypeAlias = RecordOutcomesRequest  # noqa: Y015
 
 @_typing.final
 class OutcomeProblem(_message.Message):
-    """A rejected outcome (with `skip_bad`)."""
+    """A rejected outcome (with `skip_bad` or `validate_only`)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -445,7 +460,7 @@ Global___OutcomeProblem: _TypeAlias = OutcomeProblem  # noqa: Y015
 
 @_typing.final
 class RecordOutcomesResponse(_message.Message):
-    """What was recorded."""
+    """What was recorded (with `validate_only`: what would be)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -459,7 +474,9 @@ class RecordOutcomesResponse(_message.Message):
     """Outcomes that were already recorded, identically; nothing appended."""
     @_builtins.property
     def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeProblem]:
-        """The rejected outcomes (only with `skip_bad`)."""
+        """The rejected outcomes, in request order (only with `skip_bad` or
+        `validate_only`; every one of them, not only the first 25).
+        """
 
     @_builtins.property
     def record_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

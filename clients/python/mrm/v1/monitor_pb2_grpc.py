@@ -225,8 +225,12 @@ class OutcomeServiceStub:
 
     Errors: INVALID_ARGUMENT with one google.rpc.BadRequest field violation per
     bad outcome (`outcomes[i]`, the description starting with the outcome's
-    source line when given), and nothing recorded, unless `skip_bad` is set;
-    UNAVAILABLE when the ledger is down.
+    source line when given; at most 25 listed), and nothing recorded, unless
+    `skip_bad` or `validate_only` is set; UNAVAILABLE when the ledger or the
+    registry is down; ALREADY_EXISTS when another outcome for one of the
+    decisions was recorded concurrently. The last two say how many new
+    outcomes of the request were recorded before the failure (see
+    RecordOutcomes).
 
     Access: the deployer role for every model the outcomes are about, or
     admin. OUTCOME records carry the caller's principal as their actor.
@@ -250,15 +254,30 @@ class OutcomeServiceServicer:
 
     Errors: INVALID_ARGUMENT with one google.rpc.BadRequest field violation per
     bad outcome (`outcomes[i]`, the description starting with the outcome's
-    source line when given), and nothing recorded, unless `skip_bad` is set;
-    UNAVAILABLE when the ledger is down.
+    source line when given; at most 25 listed), and nothing recorded, unless
+    `skip_bad` or `validate_only` is set; UNAVAILABLE when the ledger or the
+    registry is down; ALREADY_EXISTS when another outcome for one of the
+    decisions was recorded concurrently. The last two say how many new
+    outcomes of the request were recorded before the failure (see
+    RecordOutcomes).
 
     Access: the deployer role for every model the outcomes are about, or
     admin. OUTCOME records carry the caller's principal as their actor.
     """
 
     def RecordOutcomes(self, request, context):
-        """Records outcomes as OUTCOME records, atomically (one ledger batch).
+        """Records outcomes as OUTCOME records. Every outcome is checked before
+        anything is appended; the new ones are then appended in request order, in
+        ledger batches of at most 4096 records (the ledger's AppendRecords limit).
+        Up to 4096 new outcomes is one ledger batch: recorded atomically, all or
+        none. Above that the request is not atomic: should the ledger fail
+        (UNAVAILABLE), or a conflicting outcome be recorded concurrently
+        (ALREADY_EXISTS), between batches, the batches before stay recorded and
+        the error says how many outcomes they hold. Sending the same request
+        again completes it: the recorded ones are then counted in `duplicates`
+        (after ALREADY_EXISTS, the conflicting outcome is then reported as bad).
+        `validate_only` checks a request without appending anything.
+
         Each outcome names its decision by `mrm_record_id`, or by `subject_id`
         (hashed on the server with the proxy's key, never stored raw) and the
         decision's time. Rejected per outcome: an unknown record id or subject,
@@ -293,8 +312,12 @@ class OutcomeService:
 
     Errors: INVALID_ARGUMENT with one google.rpc.BadRequest field violation per
     bad outcome (`outcomes[i]`, the description starting with the outcome's
-    source line when given), and nothing recorded, unless `skip_bad` is set;
-    UNAVAILABLE when the ledger is down.
+    source line when given; at most 25 listed), and nothing recorded, unless
+    `skip_bad` or `validate_only` is set; UNAVAILABLE when the ledger or the
+    registry is down; ALREADY_EXISTS when another outcome for one of the
+    decisions was recorded concurrently. The last two say how many new
+    outcomes of the request were recorded before the failure (see
+    RecordOutcomes).
 
     Access: the deployer role for every model the outcomes are about, or
     admin. OUTCOME records carry the caller's principal as their actor.

@@ -151,8 +151,12 @@ class OutcomeServiceStub:
 
     Errors: INVALID_ARGUMENT with one google.rpc.BadRequest field violation per
     bad outcome (`outcomes[i]`, the description starting with the outcome's
-    source line when given), and nothing recorded, unless `skip_bad` is set;
-    UNAVAILABLE when the ledger is down.
+    source line when given; at most 25 listed), and nothing recorded, unless
+    `skip_bad` or `validate_only` is set; UNAVAILABLE when the ledger or the
+    registry is down; ALREADY_EXISTS when another outcome for one of the
+    decisions was recorded concurrently. The last two say how many new
+    outcomes of the request were recorded before the failure (see
+    RecordOutcomes).
 
     Access: the deployer role for every model the outcomes are about, or
     admin. OUTCOME records carry the caller's principal as their actor.
@@ -163,7 +167,18 @@ class OutcomeServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OutcomeServiceAsyncStub: ...
     RecordOutcomes: _grpc.UnaryUnaryMultiCallable[_monitor_pb2.RecordOutcomesRequest, _monitor_pb2.RecordOutcomesResponse]
-    """Records outcomes as OUTCOME records, atomically (one ledger batch).
+    """Records outcomes as OUTCOME records. Every outcome is checked before
+    anything is appended; the new ones are then appended in request order, in
+    ledger batches of at most 4096 records (the ledger's AppendRecords limit).
+    Up to 4096 new outcomes is one ledger batch: recorded atomically, all or
+    none. Above that the request is not atomic: should the ledger fail
+    (UNAVAILABLE), or a conflicting outcome be recorded concurrently
+    (ALREADY_EXISTS), between batches, the batches before stay recorded and
+    the error says how many outcomes they hold. Sending the same request
+    again completes it: the recorded ones are then counted in `duplicates`
+    (after ALREADY_EXISTS, the conflicting outcome is then reported as bad).
+    `validate_only` checks a request without appending anything.
+
     Each outcome names its decision by `mrm_record_id`, or by `subject_id`
     (hashed on the server with the proxy's key, never stored raw) and the
     decision's time. Rejected per outcome: an unknown record id or subject,
@@ -180,8 +195,12 @@ class OutcomeServiceAsyncStub(OutcomeServiceStub):
 
     Errors: INVALID_ARGUMENT with one google.rpc.BadRequest field violation per
     bad outcome (`outcomes[i]`, the description starting with the outcome's
-    source line when given), and nothing recorded, unless `skip_bad` is set;
-    UNAVAILABLE when the ledger is down.
+    source line when given; at most 25 listed), and nothing recorded, unless
+    `skip_bad` or `validate_only` is set; UNAVAILABLE when the ledger or the
+    registry is down; ALREADY_EXISTS when another outcome for one of the
+    decisions was recorded concurrently. The last two say how many new
+    outcomes of the request were recorded before the failure (see
+    RecordOutcomes).
 
     Access: the deployer role for every model the outcomes are about, or
     admin. OUTCOME records carry the caller's principal as their actor.
@@ -189,7 +208,18 @@ class OutcomeServiceAsyncStub(OutcomeServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordOutcomes: _aio.UnaryUnaryMultiCallable[_monitor_pb2.RecordOutcomesRequest, _monitor_pb2.RecordOutcomesResponse]  # type: ignore[assignment]
-    """Records outcomes as OUTCOME records, atomically (one ledger batch).
+    """Records outcomes as OUTCOME records. Every outcome is checked before
+    anything is appended; the new ones are then appended in request order, in
+    ledger batches of at most 4096 records (the ledger's AppendRecords limit).
+    Up to 4096 new outcomes is one ledger batch: recorded atomically, all or
+    none. Above that the request is not atomic: should the ledger fail
+    (UNAVAILABLE), or a conflicting outcome be recorded concurrently
+    (ALREADY_EXISTS), between batches, the batches before stay recorded and
+    the error says how many outcomes they hold. Sending the same request
+    again completes it: the recorded ones are then counted in `duplicates`
+    (after ALREADY_EXISTS, the conflicting outcome is then reported as bad).
+    `validate_only` checks a request without appending anything.
+
     Each outcome names its decision by `mrm_record_id`, or by `subject_id`
     (hashed on the server with the proxy's key, never stored raw) and the
     decision's time. Rejected per outcome: an unknown record id or subject,
@@ -205,8 +235,12 @@ class OutcomeServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Errors: INVALID_ARGUMENT with one google.rpc.BadRequest field violation per
     bad outcome (`outcomes[i]`, the description starting with the outcome's
-    source line when given), and nothing recorded, unless `skip_bad` is set;
-    UNAVAILABLE when the ledger is down.
+    source line when given; at most 25 listed), and nothing recorded, unless
+    `skip_bad` or `validate_only` is set; UNAVAILABLE when the ledger or the
+    registry is down; ALREADY_EXISTS when another outcome for one of the
+    decisions was recorded concurrently. The last two say how many new
+    outcomes of the request were recorded before the failure (see
+    RecordOutcomes).
 
     Access: the deployer role for every model the outcomes are about, or
     admin. OUTCOME records carry the caller's principal as their actor.
@@ -218,7 +252,18 @@ class OutcomeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _monitor_pb2.RecordOutcomesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_monitor_pb2.RecordOutcomesResponse, _abc.Awaitable[_monitor_pb2.RecordOutcomesResponse]]:
-        """Records outcomes as OUTCOME records, atomically (one ledger batch).
+        """Records outcomes as OUTCOME records. Every outcome is checked before
+        anything is appended; the new ones are then appended in request order, in
+        ledger batches of at most 4096 records (the ledger's AppendRecords limit).
+        Up to 4096 new outcomes is one ledger batch: recorded atomically, all or
+        none. Above that the request is not atomic: should the ledger fail
+        (UNAVAILABLE), or a conflicting outcome be recorded concurrently
+        (ALREADY_EXISTS), between batches, the batches before stay recorded and
+        the error says how many outcomes they hold. Sending the same request
+        again completes it: the recorded ones are then counted in `duplicates`
+        (after ALREADY_EXISTS, the conflicting outcome is then reported as bad).
+        `validate_only` checks a request without appending anything.
+
         Each outcome names its decision by `mrm_record_id`, or by `subject_id`
         (hashed on the server with the proxy's key, never stored raw) and the
         decision's time. Rejected per outcome: an unknown record id or subject,
