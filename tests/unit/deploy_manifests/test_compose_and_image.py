@@ -137,6 +137,7 @@ def test_compose_metrics_listen_on_every_interface_at_the_published_port() -> No
     monitor = services["monitor"]
     assert "50054:50054" in monitor["ports"]
     assert monitor["environment"]["MRM_MONITOR_TOKEN_FILE"] == "/run/secrets/mrm-monitor-token"
+    assert monitor["environment"]["MRM_SUBJECT_KEY_FILE"] == "/run/secrets/mrm-subject-key"
     assert set(monitor["depends_on"]) == {"ledger", "registry"}
     assert monitor["environment"]["MRM_MONITOR_WEBHOOKS"] == "${MRM_MONITOR_WEBHOOKS:-}"
     assert any(v.endswith(":/var/lib/mrm") for v in monitor["volumes"])  # the webhook outbox

@@ -336,6 +336,11 @@ def test_the_monitor_runs_once_is_scraped_and_reaches_what_it_needs() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["MRM_MONITOR_METRICS_ADDR"]["value"] == f"0.0.0.0:{metrics_port}"
     assert env["MRM_MONITOR_TOKEN_FILE"]["value"] == "/etc/mrm/auth/monitor.token"
+    # outcomes' subject ids are hashed with the proxy's key, from the same Secret
+    assert env["MRM_SUBJECT_KEY_FILE"]["value"] == "/etc/mrm/subject/subject.key"
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes[mounts["/etc/mrm/subject"]]["secret"]["secretName"] == "mrm-subject-key"
     # webhook URLs are credentials: from a Secret, and the pod starts without it
     webhooks = env["MRM_MONITOR_WEBHOOKS"]["valueFrom"]["secretKeyRef"]
     assert webhooks == {"name": "mrm-monitor-webhooks", "key": "webhooks.json", "optional": True}
