@@ -76,7 +76,12 @@ class LinkedRecord:
     body_json: str
 
 
-LINKED_KINDS = ("DATA_LINEAGE", "PERFORMANCE_SNAPSHOT", "EXPLAINABILITY_BASELINE")
+LINKED_KINDS = (
+    "DATA_LINEAGE",
+    "PERFORMANCE_SNAPSHOT",
+    "FAIRNESS_SNAPSHOT",
+    "EXPLAINABILITY_BASELINE",
+)
 
 
 @dataclass(frozen=True)

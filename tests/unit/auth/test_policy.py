@@ -132,7 +132,7 @@ def test_the_explainer_appends_explanations_and_baselines() -> None:
     assert explainer == {"EXPLANATION", "EXPLAINABILITY_BASELINE"}
 
 
-@pytest.mark.parametrize("kind", ["MODEL_INGESTED", "DEPLOYMENT"])
+@pytest.mark.parametrize("kind", ["MODEL_INGESTED", "DEPLOYMENT", "FAIRNESS_SNAPSHOT"])
 def test_only_the_registry_appends_model_and_deployment_records(kind: str) -> None:
     assert {r for r in Role if kind in policy.appendable(frozenset({r}))} == {Role.REGISTRY}
 

@@ -79,6 +79,17 @@ class _RecordKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecordKind
     acknowledgement of one ("acknowledged", naming the alert's record id and
     who acknowledged it).
     """
+    RECORD_KIND_FAIRNESS_SNAPSHOT: _RecordKind.ValueType  # 13
+    """Fairness of a version on its evaluation data at deploy time, computed
+    with fairlearn: per sensitive attribute and group, the count, selection
+    rate of the favourable label, accuracy, true and false positive rates
+    (null where a group has no positive or no negative rows) and bootstrap
+    confidence intervals; the demographic-parity difference and ratio and
+    the equalized-odds difference; the gates and whether they passed.
+    Appended in the batch of the version's MODEL_INGESTED record; a deploy
+    that a fairness gate refuses has the same body in its DEPLOYMENT
+    "refused" record's facts, under "fairness".
+    """
 
 class RecordKind(_RecordKind, metaclass=_RecordKindEnumTypeWrapper):
     """The kind of an audit record. The leaf JSON spells it without the
@@ -129,6 +140,17 @@ RECORD_KIND_ALERT: RecordKind.ValueType  # 12
 """A threshold crossed ("firing", written before any notification) or an
 acknowledgement of one ("acknowledged", naming the alert's record id and
 who acknowledged it).
+"""
+RECORD_KIND_FAIRNESS_SNAPSHOT: RecordKind.ValueType  # 13
+"""Fairness of a version on its evaluation data at deploy time, computed
+with fairlearn: per sensitive attribute and group, the count, selection
+rate of the favourable label, accuracy, true and false positive rates
+(null where a group has no positive or no negative rows) and bootstrap
+confidence intervals; the demographic-parity difference and ratio and
+the equalized-odds difference; the gates and whether they passed.
+Appended in the batch of the version's MODEL_INGESTED record; a deploy
+that a fairness gate refuses has the same body in its DEPLOYMENT
+"refused" record's facts, under "fairness".
 """
 Global___RecordKind: _TypeAlias = RecordKind  # noqa: Y015
 

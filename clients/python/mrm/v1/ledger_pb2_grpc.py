@@ -99,12 +99,13 @@ class LedgerServiceServicer:
 
         Each kind has its writers: PREDICTION and GAP the proxy role;
         EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
-        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT, DEPLOYMENT (and a
-        baseline registered with its version) the registry role (deployers go
-        through the registry); ACCESS the admin
-        role. A batch with any other kind answers PERMISSION_DENIED and appends
-        nothing. Only the registry and explainer roles may send
-        `mrm-on-behalf-of` metadata naming the principal they verified.
+        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT,
+        FAIRNESS_SNAPSHOT, DEPLOYMENT (and a baseline registered with its
+        version) the registry role (deployers go through the registry); DRIFT,
+        ALERT and OUTCOME the monitor role; ACCESS the admin role. A batch
+        with any other kind answers PERMISSION_DENIED and appends nothing. Only
+        the registry and explainer roles may send `mrm-on-behalf-of` metadata
+        naming the principal they verified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

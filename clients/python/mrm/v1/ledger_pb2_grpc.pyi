@@ -60,12 +60,13 @@ class LedgerServiceStub:
 
     Each kind has its writers: PREDICTION and GAP the proxy role;
     EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
-    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT, DEPLOYMENT (and a
-    baseline registered with its version) the registry role (deployers go
-    through the registry); ACCESS the admin
-    role. A batch with any other kind answers PERMISSION_DENIED and appends
-    nothing. Only the registry and explainer roles may send
-    `mrm-on-behalf-of` metadata naming the principal they verified.
+    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT,
+    FAIRNESS_SNAPSHOT, DEPLOYMENT (and a baseline registered with its
+    version) the registry role (deployers go through the registry); DRIFT,
+    ALERT and OUTCOME the monitor role; ACCESS the admin role. A batch
+    with any other kind answers PERMISSION_DENIED and appends nothing. Only
+    the registry and explainer roles may send `mrm-on-behalf-of` metadata
+    naming the principal they verified.
     """
     GetRecord: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetRecordRequest, _ledger_pb2.GetRecordResponse]
     """Returns one record by its id. NOT_FOUND if the ledger has no such record."""
@@ -117,12 +118,13 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
 
     Each kind has its writers: PREDICTION and GAP the proxy role;
     EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
-    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT, DEPLOYMENT (and a
-    baseline registered with its version) the registry role (deployers go
-    through the registry); ACCESS the admin
-    role. A batch with any other kind answers PERMISSION_DENIED and appends
-    nothing. Only the registry and explainer roles may send
-    `mrm-on-behalf-of` metadata naming the principal they verified.
+    MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT,
+    FAIRNESS_SNAPSHOT, DEPLOYMENT (and a baseline registered with its
+    version) the registry role (deployers go through the registry); DRIFT,
+    ALERT and OUTCOME the monitor role; ACCESS the admin role. A batch
+    with any other kind answers PERMISSION_DENIED and appends nothing. Only
+    the registry and explainer roles may send `mrm-on-behalf-of` metadata
+    naming the principal they verified.
     """
     GetRecord: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetRecordRequest, _ledger_pb2.GetRecordResponse]  # type: ignore[assignment]
     """Returns one record by its id. NOT_FOUND if the ledger has no such record."""
@@ -177,12 +179,13 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Each kind has its writers: PREDICTION and GAP the proxy role;
         EXPLANATION and EXPLAINABILITY_BASELINE the explainer role;
-        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT, DEPLOYMENT (and a
-        baseline registered with its version) the registry role (deployers go
-        through the registry); ACCESS the admin
-        role. A batch with any other kind answers PERMISSION_DENIED and appends
-        nothing. Only the registry and explainer roles may send
-        `mrm-on-behalf-of` metadata naming the principal they verified.
+        MODEL_INGESTED, DATA_LINEAGE, PERFORMANCE_SNAPSHOT,
+        FAIRNESS_SNAPSHOT, DEPLOYMENT (and a baseline registered with its
+        version) the registry role (deployers go through the registry); DRIFT,
+        ALERT and OUTCOME the monitor role; ACCESS the admin role. A batch
+        with any other kind answers PERMISSION_DENIED and appends nothing. Only
+        the registry and explainer roles may send `mrm-on-behalf-of` metadata
+        naming the principal they verified.
         """
 
     @_abc_1.abstractmethod

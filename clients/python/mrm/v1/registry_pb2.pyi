@@ -490,8 +490,9 @@ class RegisterVersionRequest(_message.Message):
     def linked_records(self) -> _containers.RepeatedCompositeFieldContainer[_ledger_pb2.Record]:
         """Facts recorded with the version, appended in the same ledger batch as
         its MODEL_INGESTED record (which lists their ids): DATA_LINEAGE,
-        PERFORMANCE_SNAPSHOT and EXPLAINABILITY_BASELINE records, each with a
-        client-chosen UUIDv7 and this version's model_name and model_version.
+        PERFORMANCE_SNAPSHOT, FAIRNESS_SNAPSHOT and EXPLAINABILITY_BASELINE
+        records, each with a client-chosen UUIDv7 and this version's model_name
+        and model_version.
         """
 
     def __init__(

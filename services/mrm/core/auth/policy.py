@@ -83,6 +83,7 @@ APPEND_KINDS: Mapping[Role, frozenset[str]] = {
             "MODEL_INGESTED",
             "DATA_LINEAGE",
             "PERFORMANCE_SNAPSHOT",
+            "FAIRNESS_SNAPSHOT",
             "EXPLAINABILITY_BASELINE",  # a baseline registered with its version
             "DEPLOYMENT",
         }
