@@ -17,6 +17,7 @@ from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from mrm.deploy.schema import InputSchema, onnx_inputs
+from mrm.monitor.app import report_base
 from mrm.monitor.engine import Monitor
 from mrm.proxy.audit import prediction_record
 from mrm.v1 import registry_pb2
@@ -47,11 +48,15 @@ class World:
         self.sent = 0
 
     def monitor(self, notify: Any = None) -> Monitor:
+        # The stack's own monitor follows the same ledger and derives the same record
+        # ids: the records must match it byte for byte (the link too) to be duplicates.
+        base = report_base(self.stack.settings)
         return Monitor(
             LedgerClient(self.stack.addr, auth=self.monitor_auth),
             RegistryClient(self.stack.registry_addr, auth=self.monitor_auth),
             notify=notify,
             page_size=100,
+            report_link=f"{base}/reports/drift/{{model}}?version={{version}}",
         )
 
     def serve(self, frame: pd.DataFrame, version: str = "1.0.0") -> list[str]:
@@ -145,10 +150,38 @@ def test_drift_raises_an_alert_that_is_in_the_ledger_before_it_is_told(world: Wo
     assert all(e in shifted for b in bodies for e in b["examples"])
     assert [t[0] for t in told] == [a.record_id for a in alerts]
     assert all(a.actor == "mrm-monitor" for a in alerts)
+    # One alert per problem (rule, feature), holding every metric the window breached.
+    problems = [(b["rule"], b["feature"]) for b in bodies]
+    assert len(problems) == len(set(problems))
+    (income,) = [b for b in bodies if (b["rule"], b["feature"]) == ("feature_drift", "income")]
+    report = orjson.loads(world.kinds("DRIFT")[1].body_json)["report"]
+    crossed = {
+        (b["metric"], b["value"], b["threshold"])
+        for b in report["breaches"]
+        if (b["rule"], b["feature"]) == ("feature_drift", "income")
+    }
+    assert len(crossed) >= 2, "a 1.8x income shift should cross several thresholds"
+    assert {(b["metric"], b["value"], b["threshold"]) for b in income["breaches"]} == crossed
+    worst = max(income["breaches"], key=lambda b: b["value"] / b["threshold"])
+    assert (income["metric"], income["value"], income["threshold"]) == (
+        worst["metric"],
+        worst["value"],
+        worst["threshold"],
+    )
+    assert income["summary"].startswith("income drifted: ")
+    assert f"(>= {worst['threshold']:g})" in income["summary"]
 
     # Still drifted in the next window: the alert is firing, not raised again.
     world.serve(_applications(300, 13, income_factor=1.8))
     _drain(monitor)
+    assert len(world.kinds("DRIFT")) == 3
+    assert len(world.kinds("ALERT")) == len(alerts)
+
+    # A monitor that forgot everything replays the ledger into the same record ids:
+    # the ledger has them all (duplicates), so nothing new is appended.
+    amnesiac = world.monitor()
+    _drain(amnesiac)
+    assert amnesiac.evaluated == 3
     assert len(world.kinds("DRIFT")) == 3
     assert len(world.kinds("ALERT")) == len(alerts)
 

@@ -115,16 +115,24 @@ def test_outcomes_worse_than_at_deploy_raise_a_performance_alert(
     _drain(monitor)
     bad = _performance(world)[1]
     assert bad["metrics"]["live"]["accuracy"] == pytest.approx(0.6)
+    assert bad["report"]["p_values"]["accuracy"] < 0.001  # the drop is no sampling noise
+    assert {t["name"] for t in bad["report"]["tests"]} >= {"accuracy", "precision", "recall"}
+    # One alert for the problem, whichever metrics fell: each of them is in its body.
     alerts = [orjson.loads(a.body_json) | {"id": a.record_id} for a in world.kinds("ALERT")]
-    assert alerts
-    assert {a["rule"] for a in alerts} == {"performance"}
-    assert "accuracy" in {a["metric"] for a in alerts}
-    accuracy = next(a for a in alerts if a["metric"] == "accuracy")
+    (alert,) = alerts
+    assert alert["rule"] == "performance"
+    assert alert["feature"] == ""
+    fell = {b["metric"]: b for b in alert["breaches"]}
+    assert {b["metric"] for b in bad["report"]["breaches"]} == set(fell)
     deploy_accuracy = bad["metrics"]["deploy"]["accuracy"]
-    assert accuracy["value"] == pytest.approx(deploy_accuracy - 0.6)
-    assert accuracy["drift_record_id"] == bad["record_id"]
-    assert all(e in served[200:400] for e in accuracy["examples"])
-    assert told == [a["id"] for a in alerts]
+    assert fell["accuracy"]["value"] == pytest.approx(deploy_accuracy - 0.6)
+    worst = max(alert["breaches"], key=lambda b: b["value"] / b["threshold"])
+    assert (alert["metric"], alert["value"]) == (worst["metric"], worst["value"])
+    assert alert["summary"].startswith("live performance fell: ")
+    assert f"accuracy 0.600 vs {deploy_accuracy:.3f} at deploy" in alert["summary"]
+    assert alert["drift_record_id"] == bad["record_id"]
+    assert all(e in served[200:400] for e in alert["examples"])
+    assert told == [alert["id"]]
 
     # GetDrift shows the window's live metrics.
     with MonitorApi(pg_ledger_server.stack.stack.monitor_addr) as api:

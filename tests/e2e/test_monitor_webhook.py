@@ -205,6 +205,21 @@ def test_a_flaky_webhook_gets_each_alert_once_after_the_ledger_has_it(
         (am,) = [d.body for d in receiver.delivered("/am") if d.key == alerts[0]]
         assert am[0]["annotations"]["mrm_record_id"] == alerts[0]
         assert "endsAt" not in am[0]
+        # One Alertmanager alert per problem: labelled by its rule and feature, every
+        # breached metric of it in the description.
+        sent = [d.body[0] for d in receiver.delivered("/am")]
+        by_problem = {(a["labels"]["rule"], a["labels"].get("feature", "")): a for a in sent}
+        assert len(by_problem) == len(sent)
+        income = by_problem["feature_drift", "income"]
+        assert income["labels"]["alertname"] == "MRMDrift"
+        assert "metric" not in income["labels"]
+        body = json.loads(world.reader.get_record(income["annotations"]["mrm_record_id"]).body_json)
+        assert len(body["breaches"]) >= 2
+        for b in body["breaches"]:
+            assert (
+                f"{b['metric']} = {b['value']} (threshold {b['threshold']})"
+                in (income["annotations"]["description"])
+            )
         assert (
             _metric(stack, "mrm_monitor_webhook_failures_total", 'format="alertmanager"')
             + (_metric(stack, "mrm_monitor_webhook_failures_total", 'format="slack"'))

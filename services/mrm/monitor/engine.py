@@ -8,8 +8,9 @@ version's reference profile (mrm.drift). An OUTCOME is joined to the label its
 decision predicted and, every `min_rows` joined outcomes, live accuracy,
 precision, recall and F1 are compared with the deploy-time metrics
 (mrm.monitor.live). Either way the window's DRIFT record and an ALERT record
-per newly breached threshold are appended in one ledger batch; only then are
-notifications submitted: an alert is a ledger record first.
+per new problem (mrm.monitor.problems: the breaches of one rule and feature,
+grouped) are appended in one ledger batch; only then are notifications
+submitted: an alert is a ledger record first.
 
 Ids are derived (mrm.monitor.ids), so after a crash the same window is
 evaluated into the same records and the ledger reports duplicates. `resume()`
@@ -46,6 +47,7 @@ from mrm.monitor.live import (
     snapshot_of,
 )
 from mrm.monitor.notify import acknowledgement
+from mrm.monitor.problems import AlertKey, alert_key, problems
 from mrm.monitor.windows import Entry, WindowBuffer
 from mrm.v1 import ledger_pb2, registry_pb2
 
@@ -91,8 +93,8 @@ class Monitor:
     """Per version, the last decision's time of its latest recorded decisions window."""
     outcomes_done: dict[Key, int] = field(default_factory=dict)
     """Per version, the last leaf a recorded outcomes window covered."""
-    firing: dict[tuple[str, ...], str] = field(default_factory=dict)
-    """Alert key (model, version, rule, metric, feature) -> the firing ALERT's record id."""
+    firing: dict[AlertKey, str] = field(default_factory=dict)
+    """Alert key (model, version, rule, feature) -> the firing ALERT's record id."""
     buffers: dict[Key, WindowBuffer] = field(default_factory=dict)
     outcome_windows: dict[Key, OutcomeWindow] = field(default_factory=dict)
     references: dict[Key, Reference | None] = field(default_factory=dict)
@@ -134,20 +136,20 @@ class Monitor:
         return pending
 
     def _alerts(self) -> list[Notification]:
-        raised: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+        raised: dict[str, tuple[AlertKey, dict[str, Any]]] = {}
         acks: dict[str, ledger_pb2.Record] = {}
         for rec in self.ledger.query(kind="ALERT"):
             body = orjson.loads(rec.body_json)
             if body.get("state") == "acknowledged":
                 acks.setdefault(str(body.get("alert_record_id", "")), rec)
             else:
-                raised[rec.record_id] = (_alert_key(rec.model_name, rec.model_version, body), body)
+                raised[rec.record_id] = (alert_key(rec.model_name, rec.model_version, body), body)
         pending: list[Notification] = []
         since = datetime.now(UTC) - self.resubmit_acknowledgements
-        for record_id, (alert_key, body) in raised.items():
+        for record_id, (akey, body) in raised.items():
             ack = acks.get(record_id)
             if ack is None:
-                self.firing[alert_key] = record_id
+                self.firing[akey] = record_id
                 pending.append((record_id, {"alert_id": record_id, **body}))
             elif ack.recorded_at.ToDatetime(tzinfo=UTC) >= since:
                 pending.append((record_id, acknowledgement_of(record_id, body, ack)))
@@ -325,7 +327,8 @@ class Monitor:
         self.latest[key] = report
 
     def _judge_outcomes(self, key: Key, ref: Reference, win: OutcomeWindow) -> None:
-        live, breaches = win.judge(ref.snapshot, ref.config)
+        report = win.judge(ref.snapshot, ref.config)
+        live = report.live
         model, version = key
         window = win.to_json()
         drift_id = derived_uuid7(
@@ -335,11 +338,11 @@ class Monitor:
         body = {
             "window": window,
             "metrics": {"live": live, "deploy": deploy},
-            "report": {"judged": win.rows >= ref.config.min_rows, "breaches": _breaches(breaches)},
+            "report": report.to_json(),
             "thresholds": ref.config.to_json(),
         }
         context = {"top_features": [], "examples": win.decisions[-5:]}
-        self._record(key, drift_id, body, breaches, context)
+        self._record(key, drift_id, body, report.breaches, context, (live, deploy))
         del self.outcome_windows[key]
         self.outcomes_done[key] = win.last_leaf
         self.live[key] = live
@@ -351,8 +354,10 @@ class Monitor:
         drift: dict[str, Any],
         breaches: list[Breach],
         context: Mapping[str, Any],
+        metrics: tuple[Mapping[str, float], Mapping[str, float]] | None = None,
     ) -> None:
-        """Append the window's DRIFT record and its new ALERTs; then notify."""
+        """Append the window's DRIFT record and an ALERT per new problem; then notify.
+        `metrics` (live, deploy-time) word a performance alert's summary."""
         model, version = key
         ms = int(drift["window"]["last_recorded_at_us"]) // 1000
         link = self.report_link.format(model=model, version=version) if self.report_link else ""
@@ -360,14 +365,15 @@ class Monitor:
             new_record("DRIFT", drift, record_id=drift_id, model_name=model, model_version=version)
         ]
         alerts: list[Notification] = []
-        for breach in breaches:
-            akey = _alert_key(model, version, _breach_json(breach))
+        live, deploy = metrics if metrics is not None else (None, None)
+        for problem in problems(breaches):
+            akey = problem.key(model, version)
             if akey in self.firing:
                 continue  # still firing from an earlier window: not raised again
             body = {
                 "state": "firing",
-                **_breach_json(breach),
-                "summary": _summary(breach),
+                **problem.to_json(),
+                "summary": problem.summary(live, deploy),
                 "model": model,
                 "version": version,
                 "window": drift["window"],
@@ -384,7 +390,7 @@ class Monitor:
             alerts.append((alert_id, body))
         self.ledger.append(records)  # raises: the follower resumes from the ledger
         for alert_id, body in alerts:
-            self.firing[_alert_key(model, version, body)] = alert_id
+            self.firing[alert_key(model, version, body)] = alert_id
         self.evaluated += 1
         if self.notify is not None:
             for alert_id, body in alerts:
@@ -417,34 +423,3 @@ def _rows(body: Mapping[str, Any], schema: InputSchema) -> int:
     probe = DecisionWindow(schema)
     probe.add("", body)
     return probe.rows
-
-
-def _breach_json(b: Breach) -> dict[str, Any]:
-    return {
-        "rule": b.rule,
-        "metric": b.metric,
-        "feature": b.feature or "",
-        "value": b.value,
-        "threshold": b.threshold,
-    }
-
-
-def _breaches(breaches: Iterable[Breach]) -> list[dict[str, Any]]:
-    return [b.to_json() for b in breaches]
-
-
-def _alert_key(model: str, version: str, body: Mapping[str, Any]) -> tuple[str, ...]:
-    return (
-        model,
-        version,
-        str(body.get("rule", "")),
-        str(body.get("metric", "")),
-        str(body.get("feature", "")),
-    )
-
-
-def _summary(b: Breach) -> str:
-    if b.rule == "performance":
-        return f"performance: live {b.metric} fell by {b.value:.3g} (threshold {b.threshold:g})"
-    what = f"{b.feature} " if b.feature else ""
-    return f"{b.rule.replace('_', ' ')}: {what}{b.metric} {b.value:.3g} >= {b.threshold:g}"

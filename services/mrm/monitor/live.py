@@ -4,8 +4,10 @@ An OUTCOME record (OutcomeService.RecordOutcomes) names its decision's
 PREDICTION record and the observed label. The monitor joins it to the label
 the model predicted and, per model version, judges each window of `min_rows`
 joined outcomes (tumbling, in ledger order) with mrm.drift.performance against
-the deploy-time metrics. An outcome whose decision cannot be read (not found,
-not a PREDICTION, no single predicted label) is counted, never guessed at.
+the deploy-time metrics: a metric breaches when it dropped by the threshold and a
+one-sided test, Benjamini-Hochberg adjusted over the window's tests, says so.
+An outcome whose decision cannot be read (not found, not a PREDICTION, no
+single predicted label) is counted, never guessed at.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ from typing import Any
 
 import orjson
 
-from mrm.drift.compare import Breach
 from mrm.drift.config import MonitorConfig
-from mrm.drift.performance import live_metrics, performance_breaches
+from mrm.drift.performance import PerformanceReport, judge_performance
 
 DECISION_KEY = "decision_record_id"
 """The OUTCOME body's key naming the decision's PREDICTION record id."""
@@ -129,12 +130,9 @@ class OutcomeWindow:
     def rows(self) -> int:
         return len(self.truth)
 
-    def judge(
-        self, snapshot: Mapping[str, Any], config: MonitorConfig
-    ) -> tuple[dict[str, float], list[Breach]]:
-        positive = snapshot.get("positive_label")
-        live = live_metrics(self.truth, self.predicted, str(positive) if positive else None)
-        return live, performance_breaches(live, snapshot, self.rows, config)
+    def judge(self, snapshot: Mapping[str, Any], config: MonitorConfig) -> PerformanceReport:
+        """Live metrics, their tests against the deploy-time counts, and the breaches."""
+        return judge_performance(self.truth, self.predicted, snapshot, config)
 
     def to_json(self) -> dict[str, Any]:
         return {

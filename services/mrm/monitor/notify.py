@@ -130,27 +130,42 @@ def _summary(alert: dict[str, Any]) -> str:
     )
 
 
+def _breaches(alert: dict[str, Any]) -> list[str]:
+    """Each breached metric as `metric = value (threshold t)`, the most severe first; an
+    alert recorded before alerts were grouped has only its own metric."""
+    listed = alert.get("breaches")
+    if not isinstance(listed, list) or not listed:
+        listed = [alert]
+    return [
+        f"{b.get('metric')} = {b.get('value')} (threshold {b.get('threshold')})"
+        for b in listed
+        if isinstance(b, dict)
+    ]
+
+
 def _starts_at(alert: dict[str, Any]) -> str:
     window = alert.get("window") or {}
     return str(alert.get("raised_at") or window.get("end") or datetime.now(UTC).isoformat())
 
 
 def alertmanager_payload(alert_id: str, alert: dict[str, Any]) -> list[dict[str, Any]]:
-    """Alertmanager API v2 `POST /api/v2/alerts` body; acknowledged → resolved (endsAt)."""
+    """Alertmanager API v2 `POST /api/v2/alerts` body; acknowledged → resolved (endsAt).
+
+    The labels are the alert's identity, the monitor's alert key (model, version, rule,
+    feature): the breached metrics, which vary from window to window, are in the
+    description."""
     window = alert.get("window") or {}
     labels = {
         "alertname": ALERTNAME,
         "model": str(alert.get("model", "")),
         "version": str(alert.get("version", "")),
         "rule": str(alert.get("rule", "")),
-        "metric": str(alert.get("metric", "")),
         "feature": str(alert.get("feature") or ""),
         "severity": str(alert.get("severity") or "warning"),
     }
     description = (
-        f"{alert.get('metric')} = {alert.get('value')} (threshold {alert.get('threshold')}) "
-        f"over {window.get('rows', '?')} rows from {window.get('start', '?')} "
-        f"to {window.get('end', '?')}."
+        f"{'; '.join(_breaches(alert))} over {window.get('rows', '?')} rows "
+        f"from {window.get('start', '?')} to {window.get('end', '?')}."
     )
     if top := _top(alert):
         description += " Top features: " + ", ".join(top) + "."
@@ -198,11 +213,7 @@ def slack_payload(alert_id: str, alert: dict[str, Any]) -> dict[str, Any]:
                 "type": "mrkdwn",
                 "text": f"*Model*\n{_esc(alert.get('model'))} {_esc(alert.get('version'))}",
             },
-            {
-                "type": "mrkdwn",
-                "text": f"*{_esc(alert.get('metric'))}*\n{_esc(alert.get('value'))} "
-                f"(threshold {_esc(alert.get('threshold'))})",
-            },
+            {"type": "mrkdwn", "text": "*Breached*\n" + "\n".join(map(_esc, _breaches(alert)))},
         ]
         blocks = [
             {"type": "section", "text": {"type": "mrkdwn", "text": f":warning: *{_esc(summary)}*"}},

@@ -32,6 +32,10 @@ ALERT: dict[str, Any] = {
     "feature": "income",
     "value": 0.41,
     "threshold": 0.2,
+    "breaches": [
+        {"metric": "psi", "value": 0.41, "threshold": 0.2},
+        {"metric": "ks", "value": 0.17, "threshold": 0.1},
+    ],
     "model": "credit",
     "version": "1.2.4",
     "window": {
@@ -206,14 +210,18 @@ def test_alertmanager_payload_shape() -> None:
         "model": "credit",
         "version": "1.2.4",
         "rule": "feature_drift",
-        "metric": "psi",
         "feature": "income",
         "severity": "warning",
     }
     assert item["annotations"]["summary"] == ALERT["summary"]
     assert item["annotations"]["mrm_record_id"] == AID
     assert item["annotations"]["link"] == ALERT["link"]
-    assert "income" in item["annotations"]["description"]
+    description = item["annotations"]["description"]
+    assert "psi = 0.41 (threshold 0.2); ks = 0.17 (threshold 0.1) over 500 rows" in description
+    assert "income" in description
+    # The labels are the alert's key: another metric leading the same problem is the same alert.
+    (again,) = alertmanager_payload(AID, {**ALERT, "metric": "ks", "value": 0.17})
+    assert again["labels"] == item["labels"]
     assert item["startsAt"] == ALERT["window"]["end"]
     assert item["generatorURL"] == ALERT["link"]
     assert "endsAt" not in item
@@ -230,6 +238,10 @@ def test_slack_payload_shape() -> None:
     rendered = json.dumps(body["blocks"])
     for needle in ("credit", "1.2.4", "0.41", "0.2", "income", "age", ALERT["link"], AID):
         assert needle in rendered
+    assert "psi = 0.41 (threshold 0.2)\\nks = 0.17 (threshold 0.1)" in rendered
+    # An alert recorded before alerts were grouped names its one metric.
+    single = {k: v for k, v in ALERT.items() if k != "breaches"}
+    assert "psi = 0.41 (threshold 0.2)" in json.dumps(slack_payload(AID, single)["blocks"])
     ack = slack_payload(AID, acknowledgement(ALERT, by="alice"))
     assert ack["text"].startswith("Acknowledged by alice")
 
