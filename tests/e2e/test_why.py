@@ -33,6 +33,13 @@ KEYS = {
     "trace_url",
     "proof_verified",
     "registered_by",
+    "adverse",
+    "reasons",
+}
+# income is left without wording: its reasons get the generated sentence.
+WORDING = {
+    "debt_to_income": "Debt is high relative to income",
+    "credit_history_months": "Length of credit history is too short",
 }
 
 
@@ -80,6 +87,7 @@ def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
                 '[explain]\npositive_label = "1"\n'
                 'labels = { "1" = "Rejected", "0" = "Approved" }\n'
                 'output_name = "probability of default"\n'
+                "[explain.reasons]\n" + "".join(f'{k} = "{v}"\n' for k, v in WORDING.items())
             )
         mp.chdir(tmp)
         mp.setenv("GITHUB_SHA", "3f2a9c1" + "0" * 33)
@@ -114,6 +122,55 @@ def test_why_subject_gives_the_human_answer(journey: Journey) -> None:
     approved = cli(journey.stack, "why", "--subject", "bob-17")
     assert approved.exit_code == 0
     assert approved.stdout.startswith("Approved by credit-risk")
+    assert "Principal reasons" not in approved.stdout
+
+
+def test_a_rejection_gives_its_principal_reasons_in_the_configured_words(
+    journey: Journey,
+) -> None:
+    doc = json.loads(cli(journey.stack, "why", journey.alice[0], "--output", "json").stdout)
+    assert doc["adverse"] is True
+    # The factors that pushed towards "Rejected" (the explained probability of default
+    # went up), largest first, and none that pushed towards approval.
+    pushing = sorted((c for c in doc["contributions"] if c["shap"] > 0), key=lambda c: -c["shap"])
+    assert pushing, "a rejection has at least one factor pushing towards it"
+    assert [r["feature"] for r in doc["reasons"]] == [c["feature"] for c in pushing][:4]
+    for rank, (r, c) in enumerate(zip(doc["reasons"], pushing, strict=False), start=1):
+        assert set(r) == {"rank", "feature", "value", "contribution", "text"}
+        assert (r["rank"], r["value"], r["contribution"]) == (rank, c["value"], c["shap"])
+        want = WORDING.get(r["feature"], f"{r['feature']} of ")
+        assert r["text"].startswith(want)
+        if r["feature"] not in WORDING:
+            assert r["text"].endswith('weighed against "Approved"')
+    done = cli(journey.stack, "why", journey.alice[0])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    start = lines.index("  Principal reasons:")
+    assert lines[start - 1].startswith("Rejected by credit-risk")  # right after the factors
+    shown = lines[start + 1 : start + 1 + len(doc["reasons"])]
+    assert [line.split(". ", 1)[0].strip() for line in shown] == [
+        str(r["rank"]) for r in doc["reasons"]
+    ]
+    assert all(
+        line.split(". ", 1)[1].startswith(f"{r['text']} ({r['feature']} = ")
+        for line, r in zip(shown, doc["reasons"], strict=True)
+    )
+    bob = json.loads(cli(journey.stack, "why", journey.bob[0], "--output", "json").stdout)
+    assert (bob["adverse"], bob["reasons"]) == (False, [])
+
+
+def test_reasons_for_a_feature_the_model_lacks_refuse_the_deploy(journey: Journey) -> None:
+    # Next to the project's files, which the config names relative to itself.
+    config = journey.tmp / "bad-reasons.toml"
+    config.write_text((journey.tmp / "mrm.toml").read_text() + 'debt_ratio = "Debt is high"\n')
+    done = cli(journey.stack, "deploy", "model.pkl", "--version", "1.2.5", "--config", str(config))
+    assert done.exit_code != 0
+    # After the steps that ran, one line; before the model is converted or anything recorded.
+    *steps, message = done.stderr.strip().splitlines()
+    assert [s.split()[1] for s in steps] == ["load", "eval"]
+    assert message.startswith("mrmctl: error: ")
+    assert "[explain] reasons.debt_ratio in " in message
+    assert "the model has no input 'debt_ratio'" in message
 
 
 def test_why_json_has_exactly_the_issue_keys(journey: Journey) -> None:

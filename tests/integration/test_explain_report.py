@@ -19,12 +19,18 @@ from tests.e2e.test_why_support import EXPLAIN_TABLE, decide, deploy_explained
 from tests.support.auth import TEST_TOKEN
 
 HOSTILE = "<script>alert('x')</script>"
+# income has no wording: its reason, if it is one, is a generated sentence.
+REASONS = {
+    "debt_to_income": "Debt is high relative to income " + HOSTILE,
+    "credit_history_months": "Length of credit history is too short",
+}
 
 
 @dataclass
 class Reported:
     stack: RunningLedger
     decision: str
+    approval: str
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +40,13 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reported]:
     try:
         # Words from mrm.toml end up in the page: they must be escaped.
         labels = {"1": "Rejected " + HOSTILE, "0": "Approved " + HOSTILE}
-        model, X, _ = deploy_explained(stack, tmp, explain=EXPLAIN_TABLE | {"labels": labels})
+        explain = EXPLAIN_TABLE | {"labels": labels, "reasons": REASONS}
+        model, X, _ = deploy_explained(stack, tmp, explain=explain)
         rejected = X[model.predict(X) == 1].iloc[:1].to_numpy()
+        approved = X[model.predict(X) == 0].iloc[:1].to_numpy()
         (decision,) = decide(stack, "credit-risk", rejected, "a-1")
-        yield Reported(stack, decision)
+        (approval,) = decide(stack, "credit-risk", approved, "a-2")
+        yield Reported(stack, decision, approval)
     finally:
         stack.stack.stop()
 
@@ -117,3 +126,29 @@ def test_report_sentence_matches_the_client_sentence(reported: Reported, tmp_pat
         html = ex.report(exp.record_id).html
     (tmp_path / "report.html").write_text(html)
     assert markupsafe.escape(sentence(exp)) in html
+
+
+def test_a_rejection_states_its_principal_reasons_an_approval_none(reported: Reported) -> None:
+    with ExplainClient(reported.stack.explain_addr) as ex:
+        exp = ex.explain_record(reported.decision)
+    _, _, html = get(f"http://{reported.stack.http_addr}{exp.report_path}")
+    assert "Principal reasons for this decision" in html
+    items = re.search(r'<ol id="reasons">(.*?)</ol>', html, re.S)
+    assert items is not None
+    shown = [markupsafe.Markup(li).unescape() for li in re.findall(r"<li>(.*?)</li>", items[1])]
+    # The factors that raised the explained probability of default, the largest first.
+    pushing = sorted((c for c in exp.contributions if c.shap > 0), key=lambda c: -c.shap)
+    assert pushing
+    assert len(shown) == min(4, len(pushing))
+    for text, c in zip(shown, pushing, strict=False):
+        assert text == REASONS.get(c.feature) or (
+            c.feature not in REASONS
+            and text.startswith(f"{c.feature} of ")
+            and text.endswith(f'weighed against "Approved {HOSTILE}"')
+        )
+    assert HOSTILE not in html
+    with ExplainClient(reported.stack.explain_addr) as ex:
+        approval = ex.explain_record(reported.approval)
+    _, _, html = get(f"http://{reported.stack.http_addr}{approval.report_path}")
+    assert approval.decision.startswith("Approved")
+    assert "Principal reasons" not in html

@@ -19,6 +19,7 @@ import jinja2
 from mrm.client.explain import feature_value, format_shap, format_value, sentence
 from mrm.client.identity import identity_json
 from mrm.client.ledger import InclusionProof, Record
+from mrm.client.reasons import ReasonWording, is_adverse, principal_reasons
 from mrm.client.registry import stage_name
 from mrm.explain.drift import DriftReader
 from mrm.explain.records import explanation_pb
@@ -110,11 +111,14 @@ class ReportRenderer:
         proofs = [evidence.inclusion(prediction.record_id, latest.tree_size), latest]
         checkpoint = latest.checkpoint
         perf = found["PERFORMANCE_SNAPSHOT"]
+        wording = ReasonWording.from_facts(version.facts_json)
         return {
             "exp": exp,
             "sentence": sentence(exp),
             "recorded_at": _when(record),
             "decided_at": _when(prediction),
+            "adverse": is_adverse(exp, wording),
+            "reasons": principal_reasons(exp, wording),
             "inputs": [(c.feature, feature_value(c.value_json), c.shap) for c in exp.contributions],
             "chart": waterfall(
                 [(c.feature, c.shap) for c in exp.contributions], exp.base_value, exp.output_value

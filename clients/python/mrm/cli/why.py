@@ -27,7 +27,15 @@ from mrm.cli.output import console, emit_json, output_option, rfc3339
 from mrm.cli.params import IsoTime, RecordId
 from mrm.cli.session import LedgerSession, ledger_session, settings_of
 from mrm.client.errors import MrmRpcError, NotFound, Unavailable
-from mrm.client.explain import ExplainClient, Explanation, feature_value, sentence
+from mrm.client.explain import (
+    ExplainClient,
+    Explanation,
+    feature_value,
+    format_shap,
+    format_value,
+    sentence,
+)
+from mrm.client.reasons import ReasonWording, is_adverse, principal_reasons
 from mrm.client.registry import RegistryClient
 from mrm.client.trust import TrustedCheckpoint
 from mrm.tlog.leaf import leaf_bytes_from_proto
@@ -99,12 +107,15 @@ def _shows(exp: Explanation, body: dict[str, Any]) -> bool:
     )
 
 
-def registered_by(ctx: click.Context, explained: list[Explanation]) -> dict[str, Any]:
-    """Who registered each decision's model version, as the registry verified it
-    (`{}` per version the registry cannot tell: recorded before authentication, or
-    the registry unreachable)."""
+def version_facts(
+    ctx: click.Context, explained: list[Explanation]
+) -> dict[str, tuple[dict[str, Any], ReasonWording | None]]:
+    """Per decision's model version: who registered it, as the registry verified it
+    (`{}` when the registry cannot tell: recorded before authentication, or the
+    registry unreachable), and the wording of its adverse decisions from its
+    `explain` fact (None when the registry cannot be read)."""
     settings = settings_of(ctx)
-    found: dict[str, Any] = {}
+    found: dict[str, tuple[dict[str, Any], ReasonWording | None]] = {}
     with RegistryClient(
         settings.registry_addr, timeout=settings.timeout, auth=settings.client_auth()
     ) as reg:
@@ -113,9 +124,12 @@ def registered_by(ctx: click.Context, explained: list[Explanation]) -> dict[str,
             if key not in found:
                 try:
                     v = reg.get_version(exp.model_name, exp.model_version)
-                    found[key] = identity_json(v.created_by_identity) or {"claimed": v.created_by}
+                    found[key] = (
+                        identity_json(v.created_by_identity) or {"claimed": v.created_by},
+                        ReasonWording.from_facts(v.facts_json),
+                    )
                 except MrmRpcError:
-                    found[key] = {}
+                    found[key] = ({}, None)
     return found
 
 
@@ -125,7 +139,9 @@ def as_json(
     trace_url: str,
     verified: bool,
     deployed_by: dict[str, Any] | None = None,
+    wording: ReasonWording | None = None,
 ) -> dict[str, Any]:
+    """`adverse` is null, with no reasons, when the version's wording could not be read."""
     return {
         "record_id": exp.prediction_record_id,
         "model": exp.model_name,
@@ -143,7 +159,33 @@ def as_json(
         "trace_url": trace_url,
         "proof_verified": verified,
         "registered_by": deployed_by or {},
+        "adverse": None if wording is None else is_adverse(exp, wording),
+        "reasons": []
+        if wording is None
+        else [r.as_json() for r in principal_reasons(exp, wording)],
     }
+
+
+def _print_reasons(doc: dict[str, Any]) -> None:
+    """The principal reasons of an adverse decision, as an adverse-action notice states them."""
+    out = console()
+    if doc["adverse"] is None:
+        out.print(
+            "  Principal reasons: unknown (the registry could not give the version's wording)",
+            markup=False,
+        )
+    if not doc["adverse"]:
+        return
+    if not doc["reasons"]:
+        out.print("  Principal reasons: none (no factor pushed towards this outcome)", markup=False)
+        return
+    out.print("  Principal reasons:", markup=False)
+    for r in doc["reasons"]:
+        out.print(
+            f"    {r['rank']}. {r['text']} ({r['feature']} = {format_value(r['value'])}, "
+            f"{format_shap(r['contribution'])})",
+            markup=False,
+        )
 
 
 def _print_registered_by(doc: dict[str, Any]) -> None:
@@ -229,8 +271,9 @@ def why(
 ) -> int:
     """Explain a recorded decision: RECORD_ID, or every decision about --subject.
 
-    Prints the decision and its main factors, the report and trace links, and
-    whether the records are proven to be in the ledger. Exit 1 when no decision
+    Prints the decision and its main factors, an adverse decision's principal
+    reasons (from the model's `[explain]` wording), the report and trace links,
+    and whether the records are proven to be in the ledger. Exit 1 when no decision
     matches, a proof fails, or the archived model no longer reproduces the
     logged output.
     """
@@ -267,12 +310,12 @@ def why(
         if report_file is not None:
             report_file.write_text(ex.report(explained[0].record_id).html, encoding="utf-8")
     base = (report_base_url or _http_base()).rstrip("/")
-    who = registered_by(ctx, explained)
+    who = version_facts(ctx, explained)
     rows = []
     for exp, ok in zip(explained, checks, strict=True):
         trace = trace_url_template.replace("{trace_id}", exp.trace_id) if exp.trace_id else ""
-        by = who[f"{exp.model_name}@{exp.model_version}"]
-        rows.append((exp, as_json(exp, base + exp.report_path, trace, ok, by)))
+        by, wording = who[f"{exp.model_name}@{exp.model_version}"]
+        rows.append((exp, as_json(exp, base + exp.report_path, trace, ok, by, wording)))
     failed = not all(checks) or any(not exp.reproduction.matches for exp in explained)
     if output == "json":
         emit_json(rows[0][1] if record_id is not None else [doc for _, doc in rows])
@@ -292,6 +335,7 @@ def why(
         if exp.fallback_reason:
             out.print(f"  note: approximate explainer ({exp.method}): ", end="", markup=False)
             out.print(exp.fallback_reason, markup=False)
+        _print_reasons(doc)
         _print_registered_by(doc["registered_by"])
         out.print(f"  report: {doc['report_url']}", markup=False)
         out.print(f"  trace:  {doc['trace_url'] or '(none recorded)'}", markup=False)

@@ -29,6 +29,9 @@ one is one line naming the setting (and the file) to fix.
     positive_label = "1"               # the class whose probability explanations explain
     labels = { "1" = "Rejected", "0" = "Approved" }  # each label's decision in plain words
     output_name = "probability of default"  # the explained output in plain words
+    favourable_label = "0"             # default: the label in `labels` that is not positive_label
+    reasons = { debt_to_income = "Debt is high relative to income" }  # adverse-action wording
+    max_reasons = 4                    # principal reasons given for an adverse decision
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from mrm.client.naming import MODEL_NAME, MODEL_NAME_HELP, SEMVER
+from mrm.client.reasons import favourable_label
 from mrm.deploy.errors import DeployError
 from mrm.drift.config import MonitorConfig
 
@@ -186,11 +190,11 @@ def _monitor(table: dict[str, Any], where: str) -> MonitorConfig:
 
 def _explain(table: dict[str, Any], where: str) -> dict[str, Any]:
     """The [explain] table, checked: labels are strings, as ONNX labels are compared."""
-    unknown = set(table) - {"positive_label", "labels", "output_name"}
+    unknown = set(table) - set(_EXPLAIN_KEYS)
     if unknown:
         raise DeployError(
-            f"[explain] {', '.join(sorted(unknown))} in {where}: want positive_label, labels "
-            "or output_name"
+            f"[explain] {', '.join(sorted(unknown))} in {where}: want one of "
+            + ", ".join(_EXPLAIN_KEYS)
         )
     out: dict[str, Any] = {}
     if "positive_label" in table:
@@ -210,7 +214,67 @@ def _explain(table: dict[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip():
             raise DeployError(f"[explain] output_name in {where}: want words, e.g. 'probability'")
         out["output_name"] = name
+    out.update(_adverse(table, out, where))
     return out
+
+
+_EXPLAIN_KEYS = (
+    "positive_label",
+    "labels",
+    "output_name",
+    "favourable_label",
+    "reasons",
+    "max_reasons",
+)
+
+
+def _adverse(table: dict[str, Any], checked: dict[str, Any], where: str) -> dict[str, Any]:
+    """favourable_label (stored resolved, so the facts say which label was favourable),
+    reasons and max_reasons; reasons' feature names are checked against the schema
+    at deploy (check_reason_features)."""
+    out: dict[str, Any] = {}
+    if "favourable_label" in table:
+        label = table["favourable_label"]
+        if isinstance(label, bool) or not isinstance(label, str | int):
+            raise DeployError(f"[explain] favourable_label = {label!r} in {where}: want a label")
+        labels = checked.get("labels")
+        if labels is not None and str(label) not in labels:
+            raise DeployError(
+                f"[explain] favourable_label = {str(label)!r} in {where}: not one of labels "
+                f"({', '.join(map(repr, labels))})"
+            )
+        out["favourable_label"] = str(label)
+    else:
+        derived = favourable_label(checked)
+        if derived is not None:
+            out["favourable_label"] = derived
+    if "reasons" in table:
+        reasons = table["reasons"]
+        if not isinstance(reasons, dict):
+            raise DeployError(
+                f"[explain] reasons in {where}: want a table of feature = words, e.g. "
+                '{ debt_to_income = "Debt is high relative to income" }'
+            )
+        for feature, words in reasons.items():
+            if not isinstance(words, str) or not words.strip():
+                raise DeployError(f"[explain] reasons.{feature} in {where}: want words")
+        out["reasons"] = dict(reasons)
+    if "max_reasons" in table:
+        most = table["max_reasons"]
+        if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 10:
+            raise DeployError(f"[explain] max_reasons = {most!r} in {where}: want 1 to 10")
+        out["max_reasons"] = most
+    return out
+
+
+def check_reason_features(cfg: DeployConfig, features: list[str]) -> None:
+    """Every feature worded in [explain] reasons is an input of the model."""
+    for feature in cfg.explain.get("reasons", {}):
+        if feature not in features:
+            raise DeployError(
+                f"[explain] reasons.{feature} in {cfg.config_file or 'flags'}: the model has no "
+                f"input {feature!r} (its inputs: {', '.join(features)})"
+            )
 
 
 def _number(value: Any, name: str, where: str) -> float:

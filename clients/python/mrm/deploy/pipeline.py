@@ -24,7 +24,7 @@ from mrm.client.explain import ExplainClient
 from mrm.client.ids import new_record_id
 from mrm.client.ledger import new_record
 from mrm.client.registry import RegistryClient
-from mrm.deploy.config import GATEABLE, LOWER_IS_BETTER, DeployConfig
+from mrm.deploy.config import GATEABLE, LOWER_IS_BETTER, DeployConfig, check_reason_features
 from mrm.deploy.convert import Converted, convert
 from mrm.deploy.errors import GateFailed
 from mrm.deploy.evaldata import load_eval_csv
@@ -82,6 +82,7 @@ def prepare(
     progress("eval data", f"{len(y)} rows from {cfg.eval_data}")
     with _step(t, "convert"):
         schema = infer_schema(loaded.estimator, X)
+        check_reason_features(cfg, schema.names)
         converted = convert(loaded.estimator, schema)
     progress("convert", f"ONNX {converted.sha256[:12]}, {len(schema.features)} features")
     with _step(t, "fidelity"):
