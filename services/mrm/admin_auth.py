@@ -66,7 +66,7 @@ def auth_group() -> None:
 @auth_group.command(name="init")
 def init() -> None:
     """Create the tokens file and the local tokens (admin, registry, explain, proxy,
-    monitor); only what is missing or no longer live is issued."""
+    monitor, dashboard); only what is missing or no longer live is issued."""
     settings = _settings()
     try:
         written = bootstrap.ensure_local_tokens(settings)

@@ -25,6 +25,7 @@ from mrm.core.auth.bootstrap import ensure_local_tokens
 from mrm.core.errors import FailedPrecondition
 from mrm.core.server import GrpcServer, Service
 from mrm.core.settings import SERVICES, Settings
+from mrm.dashboard.app import dashboard
 from mrm.explain.app import explain_service
 from mrm.ledger.app import ledger_service, open_ledger
 from mrm.ledger.service import Ledger
@@ -154,6 +155,8 @@ class Stack:
                 settings, self.engine, self.target("ledger"), self._credential("registry")
             )
         elif name == "explain":
+            board = dashboard(settings, self.target)  # served with the reports
+            self.closers.append(board.close)
             try:
                 explain = explain_service(
                     settings,
@@ -161,6 +164,7 @@ class Stack:
                     self.target("ledger"),
                     self._credential("explain"),
                     self.auth,
+                    mount=board.mount,
                 )
             except OSError as exc:
                 raise BindError(

@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     """The token the monitor presents to the ledger and the registry. Default:
     `home`/monitor.token."""
 
+    dashboard_token_file: Path | None = None
+    """The auditor-role token the governance dashboard (served with the reports) presents
+    to the ledger, registry, monitor and proxy. Default: `home`/dashboard.token; when it
+    is missing the dashboard reads with the Explain service's token, which may not read
+    the monitor or the proxy."""
+
     proxy_token_file: Path | None = None
     """The token the proxy presents to the ledger and the registry. Default:
     `home`/proxy.token."""
@@ -248,6 +254,6 @@ class Settings(BaseSettings):
         return default if default.exists() else None
 
     def token_file(self, name: str) -> Path:
-        """The token file of `name` (admin, registry, explain, proxy or monitor)."""
+        """The token file of `name` (admin, registry, explain, proxy, monitor or dashboard)."""
         configured: Path | None = getattr(self, f"{name}_token_file")
         return configured or self.home / f"{name}.token"

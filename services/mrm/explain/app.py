@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
@@ -47,9 +50,11 @@ def explain_service(
     ledger_target: str,
     auth: ClientAuth,
     server_auth: ServerAuth,
+    mount: Callable[[web.Application], None] | None = None,
 ) -> ExplainApp:
     """`auth` is the service's own credential (role explainer); `server_auth` checks
-    the callers of the HTTP pages as the gRPC servers check theirs."""
+    the callers of the HTTP pages as the gRPC servers check theirs; `mount` adds
+    routes to the HTTP server (the governance dashboard)."""
     ledger = LedgerClient(ledger_target, timeout=30.0, auth=auth)
     registry = RegistryClient(registry_target, timeout=60.0, auth=auth)
     evidence = Evidence(ledger, registry)
@@ -64,7 +69,11 @@ def explain_service(
     sessions = Sessions(key, settings.session_hours, server_auth.authenticator)
     tls = server_auth.tls
     http = ReportServer(
-        reports, settings.http_addr, sessions, tls.ssl_context() if tls is not None else None
+        reports,
+        settings.http_addr,
+        sessions,
+        tls.ssl_context() if tls is not None else None,
+        mount=mount,
     )
 
     def dependencies_answer() -> bool:

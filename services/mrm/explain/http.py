@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -53,8 +54,14 @@ _READERS = TABLE["/mrm.v1.ExplainService/GetReport"]  # who may read a report ov
 
 
 def report_app(
-    reports: ReportRenderer, sessions: Sessions, *, secure_cookie: bool = False
+    reports: ReportRenderer,
+    sessions: Sessions,
+    *,
+    secure_cookie: bool = False,
+    mount: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
+    """The reports' routes; `mount` adds more behind the same sign-in (the dashboard)."""
+
     async def report(request: web.Request) -> web.Response:
         record_id = request.match_info["record_id"].removesuffix(".html")
         try:
@@ -95,6 +102,8 @@ def report_app(
     app.router.add_get("/reports/drift/{model}", drift)
     app.router.add_get("/reports/{record_id}", report)
     app.router.add_get("/healthz", healthz)
+    if mount is not None:
+        mount(app)
     return app
 
 
@@ -132,8 +141,9 @@ class ReportServer:
         address: str,
         sessions: Sessions,
         ssl_context: ssl.SSLContext | None = None,
+        mount: Callable[[web.Application], None] | None = None,
     ) -> None:
-        self.app = report_app(reports, sessions, secure_cookie=ssl_context is not None)
+        self.app = report_app(reports, sessions, secure_cookie=ssl_context is not None, mount=mount)
         self.ssl_context = ssl_context
         self.sock = bind(address)
         self.port: int = self.sock.getsockname()[1]

@@ -1,8 +1,9 @@
 """Credentials of a local installation, made by `mrm up` (or `mrm auth init`) once.
 
-Each of the five gets a token file in MRM_HOME (mode 0600) and an entry in the
+Each of the six gets a token file in MRM_HOME (mode 0600) and an entry in the
 tokens file: the admin token that `mrmctl` and `mrm status` on this machine pick
-up, and one token per service for calling the others. A token file that is
+up, and one token per service for calling the others (the dashboard's is an
+auditor's, for it reads everything and writes nothing). A token file that is
 missing, or whose token is no longer live, is replaced by a new token; nothing
 else in the tokens file is touched. The ledger records each issuance (an ACCESS
 record by "system:tokens-file") once it runs.
@@ -23,6 +24,7 @@ LOCAL = {
     "explain": ("mrm-explain", (Role.EXPLAINER,)),
     "proxy": ("mrm-proxy", (Role.PROXY,)),
     "monitor": ("mrm-monitor", (Role.MONITOR,)),
+    "dashboard": ("mrm-dashboard", (Role.AUDITOR,)),  # reads everything, writes nothing
 }
 ISSUER = "system:mrm-up"
 
