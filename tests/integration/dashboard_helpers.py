@@ -39,6 +39,7 @@ class Governed:
     acked_id: str
     ack_id: str
     gap_id: str
+    fairness_id: str
     refusal_id: str
     auditor: str
     deployer: str
@@ -144,9 +145,24 @@ def _populate(stack: RunningLedger, tmp: Path) -> Governed:
         {"dropped": 3, "reason": "ledger_unavailable", "model_name": "credit-risk"},
         model_name="credit-risk",
     )
+    fairness = new_record(
+        "FAIRNESS_SNAPSHOT",
+        {  # the shape mrm.deploy.fairness records at deploy
+            "attributes": {
+                "age_band": {"demographic_parity_ratio": 0.91, "equalized_odds_difference": 0.04},
+                "sex": {"demographic_parity_ratio": 0.72, "equalized_odds_difference": 0.11},
+            },
+            "passed": False,
+            "failures": ["sex: demographic parity ratio 0.7200 is below 0.8"],
+        },
+        model_name="credit-risk",
+        model_version="1.2.4",
+    )
     with LedgerClient(stack.addr) as led:
+        led.append([fairness])
         led.append([outcomes, *alerts])
         led.append([ack, gap])
+        led.checkpoint(refresh=True)  # as the ledger's timer would within seconds
     return Governed(
         stack=stack,
         decisions=decisions,
@@ -157,6 +173,7 @@ def _populate(stack: RunningLedger, tmp: Path) -> Governed:
         acked_id=alerts[0].record_id,
         ack_id=ack.record_id,
         gap_id=gap.record_id,
+        fairness_id=fairness.record_id,
         refusal_id=refusal,
         auditor=_issue(stack, "auditor-ann", "auditor"),
         deployer=_issue(stack, "deployer-dan", "deployer"),

@@ -71,7 +71,15 @@ def test_the_figures_are_the_ledgers(g: Governed) -> None:
         "accuracy": (0.74, 0.83),
         "f1": (0.61, 0.70),
     }
-    assert credit["fairness"] is None  # no FAIRNESS_SNAPSHOT: "not assessed"
+    fair = credit["fairness"]
+    assert fair["record_id"] == g.fairness_id
+    assert fair["passed"] is False
+    assert fair["failures"] == ["sex: demographic parity ratio 0.7200 is below 0.8"]
+    assert fair["attributes"] == [
+        {"name": "age_band", "parity_ratio": 0.91, "odds_difference": 0.04},
+        {"name": "sex", "parity_ratio": 0.72, "odds_difference": 0.11},
+    ]
+    assert quiet["fairness"] is None  # no FAIRNESS_SNAPSHOT: "not assessed"
     assert credit["unavailable"] == []
 
     # The summary names what needs attention, in words.
@@ -84,6 +92,7 @@ def test_the_figures_are_the_ledgers(g: Governed) -> None:
     assert "1 open alert" in why
     assert "inputs have shifted" in why
     assert "3 decisions went unrecorded" in why
+    assert "failed its fairness check" in why
 
 
 def test_one_model_and_an_unknown_one(g: Governed) -> None:
@@ -112,7 +121,7 @@ def _every_record_id(doc: Any) -> set[str]:
 
 def test_every_figure_names_a_record_whose_proof_verifies(g: Governed) -> None:
     ids = _every_record_id(_models(g))
-    assert {g.drift_id, g.outcomes_id, g.firing_id, g.gap_id} <= ids
+    assert {g.drift_id, g.outcomes_id, g.firing_id, g.gap_id, g.fairness_id} <= ids
     for record_id in sorted(ids):
         status, _, html = get(f"{g.base}/dashboard/records/{record_id}", accept="text/html")
         assert status == 200, record_id
@@ -138,7 +147,7 @@ def test_the_timeline_is_newest_first_and_pages_without_gaps(g: Governed) -> Non
     assert status == 200
     events = whole["events"]
     kinds = {e["kind"] for e in events}
-    assert {"registered", "promoted", "refused", "alert", "acknowledged"} <= kinds
+    assert {"registered", "promoted", "refused", "fairness", "alert", "acknowledged"} <= kinds
     leaves = [e["leaf_index"] for e in events]
     assert leaves == sorted(leaves, reverse=True)
     assert whole["next_page_token"] == ""

@@ -117,7 +117,10 @@ def page_size(value: str) -> int:
 def _event(record: Record) -> Event:
     body = body_of(record)
     identity = body.get("identity") if isinstance(body.get("identity"), dict) else {}
-    by = Actor.from_identity(identity or {}, str(body.get("actor") or record.actor))
+    if identity:
+        by = Actor.from_identity(identity, str(body.get("actor") or record.actor))
+    else:  # the ledger stamps `actor` from the principal it authenticated
+        by = Actor(record.actor or "—", bool(record.actor), "authenticated by the ledger")
     kind = kind_name(record.kind)
     model, version = record.model_name, record.model_version
     attention = False
@@ -145,7 +148,9 @@ def _event(record: Record) -> Event:
         )
     elif body.get("state") == "acknowledged":
         note = str(body.get("note") or "")
-        by = Actor(str(body.get("by") or record.actor), True, f"recorded by {record.actor}")
+        said = str(body.get("by") or record.actor)
+        # The monitor records an acknowledgement on behalf of whom it verified.
+        by = Actor(said, said == record.actor, f"recorded by {record.actor}")
         what = f"Alert on {model} acknowledged" + (f": {note}" if note else "")
         label = "acknowledged"
     else:
