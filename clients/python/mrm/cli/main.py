@@ -17,6 +17,7 @@ from mrm.cli import auth, models, records, verify
 from mrm.cli import monitor as monitor_cli
 from mrm.cli.deploy import deploy
 from mrm.cli.errors import EXIT_CHECK_FAILED, report
+from mrm.cli.evidence import evidence
 from mrm.cli.ledger import ledger
 from mrm.cli.outcomes import outcomes
 from mrm.cli.predictions import predictions
@@ -161,6 +162,7 @@ for command in (
     monitor_cli.drift,
     monitor_cli.alerts,
     outcomes,
+    evidence,
 ):
     mrmctl.add_command(command)
 

@@ -9,6 +9,14 @@ one is one line naming the setting (and the file) to fix.
     allowed_globals = []               # extra pickle globals to trust, "module.Name"
     trusted_types = []                 # extra skops types to trust
 
+    [card]                             # the model card, recorded at deploy (MODEL_INGESTED)
+    purpose = "Score consumer credit applications for default risk"
+    owner = "Credit Risk Analytics <risk@example.com>"
+    intended_use = "Pre-screening; a person decides every rejection"
+    limitations = ["Not validated for business loans"]  # or one string
+    risk_tier = "high"                 # low, medium or high
+    notes = ""                         # free text
+
     [data]
     eval = "data/eval.csv"             # evaluation data, with the target column
     target = "default"
@@ -75,6 +83,8 @@ class DeployConfig:
     strict: bool = False
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig.from_table({}))
     """The [monitor] table: windows and thresholds, stored in the reference profile."""
+    card: dict[str, Any] = field(default_factory=dict)
+    """The [card] table, stored in the version's facts (hashed into MODEL_INGESTED)."""
 
 
 def find_config(explicit: Path | None, model_path: Path) -> Path | None:
@@ -178,6 +188,7 @@ def load_config(
         explain=_explain(_table(doc, "explain", where), where),
         strict=strict,
         monitor=_monitor(_table(doc, "monitor", where), where),
+        card=_card(_table(doc, "card", where), where),
     )
 
 
@@ -186,6 +197,39 @@ def _monitor(table: dict[str, Any], where: str) -> MonitorConfig:
         return MonitorConfig.from_table(table)
     except ValueError as exc:
         raise DeployError(f"{exc} (in {where})") from None
+
+
+_CARD_TEXT = ("purpose", "owner", "intended_use", "notes")
+_RISK_TIERS = ("low", "medium", "high")
+
+
+def _card(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The [card] table, checked: text fields are strings, limitations one string or a
+    list of them (stored as a list), risk_tier one of low, medium, high."""
+    unknown = set(table) - {*_CARD_TEXT, "limitations", "risk_tier"}
+    if unknown:
+        raise DeployError(
+            f"[card] {', '.join(sorted(unknown))} in {where}: want purpose, owner, "
+            "intended_use, limitations, risk_tier or notes"
+        )
+    out: dict[str, Any] = {}
+    for key in _CARD_TEXT:
+        if key in table:
+            if not isinstance(table[key], str):
+                raise DeployError(f"[card] {key} = {table[key]!r} in {where}: want text")
+            out[key] = table[key]
+    if "limitations" in table:
+        lim = table["limitations"]
+        lim = [lim] if isinstance(lim, str) else lim
+        if not isinstance(lim, list) or not all(isinstance(x, str) for x in lim):
+            raise DeployError(f"[card] limitations in {where}: want text or a list of texts")
+        out["limitations"] = lim
+    if "risk_tier" in table:
+        tier = table["risk_tier"]
+        if tier not in _RISK_TIERS:
+            raise DeployError(f"[card] risk_tier = {tier!r} in {where}: want low, medium or high")
+        out["risk_tier"] = tier
+    return out
 
 
 def _explain(table: dict[str, Any], where: str) -> dict[str, Any]:

@@ -226,6 +226,8 @@ def publish(
     }
     if cfg.explain:
         facts["explain"] = cfg.explain
+    if cfg.card:
+        facts["card"] = cfg.card
     linked = [
         new_record(
             "DATA_LINEAGE",

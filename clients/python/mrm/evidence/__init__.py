@@ -1,0 +1,1 @@
+"""Evidence bundles: one zip an auditor takes away and checks offline (docs/evidence.md)."""
