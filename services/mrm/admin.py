@@ -78,6 +78,10 @@ def _run(settings: Settings, services: tuple[str, ...], *, bootstrap: bool = Fal
         if stack.http_port:
             scheme = "https" if settings.tls_cert_file else "http"
             click.echo(f"mrm: {'reports':<9} {scheme}://{stack.http_addr}/reports/<record id>")
+            click.echo(
+                f"mrm: {'dashboard':<9} {scheme}://{stack.http_addr}/dashboard "
+                "(sign in with an auditor's or the admin token)"
+            )
         admin_token = settings.token_file("admin")
         if not settings.insecure and admin_token.is_file():
             click.echo(

@@ -107,6 +107,8 @@ def test_up_prints_every_address_and_status_reports_health(
     for var in ("MRM_LEDGER_ADDR", "MRM_REGISTRY_ADDR", "MRM_PROXY_ADDR"):
         assert env[var] in printed
     assert "verifier key" in printed
+    assert "/dashboard (sign in with an auditor's or the admin token)" in printed
+    assert (Path(env["MRM_HOME"]) / "dashboard.token").is_file()  # its own auditor token
     done = _run(["status", "--output", "json"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     status = json.loads(done.stdout)

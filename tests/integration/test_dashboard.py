@@ -169,6 +169,16 @@ def test_the_timeline_is_newest_first_and_pages_without_gaps(g: Governed) -> Non
             break
     assert paged == [e["record_id"] for e in events]
 
+    # The page pages the same way: an API token opens the older events there too.
+    first = get_json(f"{g.base}/dashboard/api/timeline?page_size=2")[1]
+    status, _, html = get(
+        f"{g.base}/dashboard?page_token={first['next_page_token']}", accept="text/html"
+    )
+    assert status == 200
+    assert '<a href="/dashboard#timeline">Newest</a>' in html
+    assert events[2]["record_id"] in html
+    assert events[0]["record_id"] not in html.split('id="timeline"')[1]
+
     status, one = get_json(f"{g.base}/dashboard/api/timeline?model=quiet-model")
     assert status == 200
     assert one["events"] == []

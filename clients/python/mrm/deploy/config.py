@@ -32,6 +32,14 @@ one is one line naming the setting (and the file) to fix.
     fidelity_tolerance = 1e-5          # ONNX vs scikit-learn, absolute
     min = { accuracy = 0.8 }           # minimum metrics
     max_regression = 0.02              # largest drop of any gated metric vs production
+    min_demographic_parity_ratio = 0.8 # fairness: the four-fifths rule, per attribute
+    max_equalized_odds_difference = 0.1  # fairness: largest TPR or FPR gap between groups
+
+    [fairness]
+    sensitive = ["sex", "age_band"]    # columns of the evaluation data; model inputs or not
+    favourable_label = "0"             # the label that is good for the subject
+    bootstrap = 1000                   # resamples for the 95% intervals (seed 0), 100..10000
+    min_group_size = 30                # smaller groups are reported, flagged, not gated
 
     [explain]
     positive_label = "1"               # the class whose probability explanations explain
@@ -53,6 +61,7 @@ from typing import Any
 from mrm.client.naming import MODEL_NAME, MODEL_NAME_HELP, SEMVER
 from mrm.client.reasons import favourable_label
 from mrm.deploy.errors import DeployError
+from mrm.deploy.fairness import FairnessConfig
 from mrm.drift.config import MonitorConfig
 
 GATEABLE = ("accuracy", "f1", "precision", "recall", "roc_auc", "r2", "mae", "rmse")
@@ -83,6 +92,8 @@ class DeployConfig:
     strict: bool = False
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig.from_table({}))
     """The [monitor] table: windows and thresholds, stored in the reference profile."""
+    fairness: FairnessConfig | None = None
+    """The [fairness] table and the fairness gates; None: no fairness snapshot."""
     card: dict[str, Any] = field(default_factory=dict)
     """The [card] table, stored in the version's facts (hashed into MODEL_INGESTED)."""
 
@@ -188,6 +199,7 @@ def load_config(
         explain=_explain(_table(doc, "explain", where), where),
         strict=strict,
         monitor=_monitor(_table(doc, "monitor", where), where),
+        fairness=FairnessConfig.from_tables(_table(doc, "fairness", where), gates, where),
         card=_card(_table(doc, "card", where), where),
     )
 

@@ -27,7 +27,8 @@ from mrm.client.registry import RegistryClient
 from mrm.deploy.config import GATEABLE, LOWER_IS_BETTER, DeployConfig, check_reason_features
 from mrm.deploy.convert import Converted, convert
 from mrm.deploy.errors import GateFailed
-from mrm.deploy.evaldata import load_eval_csv
+from mrm.deploy.evaldata import load_eval
+from mrm.deploy.fairness import fairness_snapshot, fairness_summary, summary_line
 from mrm.deploy.fidelity import FidelityReport, check_fidelity
 from mrm.deploy.loading import LoadedModel, load_model
 from mrm.deploy.metrics import snapshot
@@ -60,6 +61,8 @@ class Prepared:
     background: bytes
     profile: bytes
     timings: dict[str, float] = field(default_factory=dict)
+    fairness: dict[str, Any] | None = None
+    """The FAIRNESS_SNAPSHOT body, with [fairness] in mrm.toml."""
 
 
 @contextmanager
@@ -78,7 +81,9 @@ def prepare(
         loaded = load_model(cfg.model_path, extra_allowed=cfg.allowed_globals + cfg.trusted_types)
     progress("load", f"{type(loaded.estimator).__name__} from {cfg.model_path} ({loaded.format})")
     with _step(t, "eval_data"):
-        X, y, eval_sha = load_eval_csv(cfg.eval_data, cfg.target, loaded.estimator)
+        sensitive = cfg.fairness.sensitive if cfg.fairness else ()
+        data = load_eval(cfg.eval_data, cfg.target, loaded.estimator, sensitive)
+        X, y, eval_sha = data.X, data.y, data.sha256
     progress("eval data", f"{len(y)} rows from {cfg.eval_data}")
     with _step(t, "convert"):
         schema = infer_schema(loaded.estimator, X)
@@ -91,6 +96,12 @@ def prepare(
     with _step(t, "metrics"):
         metrics = snapshot(loaded.estimator, X, y, eval_sha256=eval_sha)
     progress("metrics", ", ".join(f"{k} {v:.4f}" for k, v in gate_values(metrics).items()))
+    fairness = None
+    if cfg.fairness is not None:
+        with _step(t, "fairness"):
+            fairness = _fairness(cfg, loaded.estimator, X, y, data.sensitive, metrics)
+        line = summary_line(fairness)
+        progress("fairness", line if fairness["passed"] else f"FAILED {line}")
     with _step(t, "lineage"):
         lineage = training_data_id(cfg.dataset_id, cfg.training_data)
         commit = source_commit(cfg.source_commit, env, Path.cwd())
@@ -102,7 +113,46 @@ def prepare(
         profile = reference_profile(loaded.estimator, X, schema, metrics, cfg.monitor)
     progress("reference profile", f"{len(schema.features)} features, {len(y)} rows")
     return Prepared(
-        loaded, schema, converted, fidelity, metrics, lineage, commit, who, background, profile, t
+        loaded,
+        schema,
+        converted,
+        fidelity,
+        metrics,
+        lineage,
+        commit,
+        who,
+        background,
+        profile,
+        t,
+        fairness,
+    )
+
+
+def _fairness(
+    cfg: DeployConfig,
+    estimator: Any,
+    X: Any,
+    y: Any,
+    sensitive: dict[str, Any],
+    metrics: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The fairness snapshot of the original estimator's decisions (as the metrics)."""
+    from mrm.deploy.errors import DeployError
+
+    assert cfg.fairness is not None
+    if metrics.get("task") != "classification":
+        raise DeployError(
+            f"[fairness] in {cfg.config_file or 'flags'}: fairness needs a classifier's "
+            "decisions; this model is a regressor"
+        )
+    return fairness_snapshot(
+        cfg.fairness,
+        y,
+        estimator.predict(X),
+        sensitive,
+        classes=metrics["classes"],
+        rows=len(y),
+        eval_sha256=metrics["eval_sha256"],
     )
 
 
@@ -140,6 +190,8 @@ def check_gates(
             f"the ONNX model disagrees with the original on {prepared.fidelity.label_mismatches} "
             f"label(s) or beyond tolerance {cfg.fidelity_tolerance} (first: {first})"
         )
+    if prepared.fairness is not None:
+        reasons += prepared.fairness["failures"]
     values = gate_values(prepared.metrics)
     for metric, minimum in cfg.min_metrics.items():
         got = values.get(metric)
@@ -244,6 +296,18 @@ def publish(
             model_version=cfg.version,
         ),
     ]
+    fair_id = new_record_id()
+    if prepared.fairness is not None:
+        facts["fairness"] = fairness_summary(prepared.fairness)
+        linked.append(
+            new_record(
+                "FAIRNESS_SNAPSHOT",
+                prepared.fairness,
+                record_id=fair_id,
+                model_name=cfg.name,
+                model_version=cfg.version,
+            )
+        )
     done = registry.register(
         registry_pb2.ModelVersion(
             model_name=cfg.name,
@@ -264,6 +328,9 @@ def publish(
             "data_lineage": leafs["model_ingested"] + 1,
             "performance_snapshot": leafs["model_ingested"] + 2,
         }
+        if prepared.fairness is not None:
+            records["fairness_snapshot"] = fair_id
+            leafs["fairness_snapshot"] = leafs["model_ingested"] + 3
     progress(
         "register",
         f"{cfg.name} {cfg.version}" + (" (already registered)" if done.already_registered else ""),
@@ -298,6 +365,8 @@ def record_refusal(
         "source_commit": asdict(prepared.commit),
         "deployed_by": asdict(prepared.who),
     }
+    if prepared.fairness is not None:
+        facts["fairness"] = prepared.fairness
     return registry.record_refusal(cfg.name, cfg.version, reasons, facts).record_id
 
 
