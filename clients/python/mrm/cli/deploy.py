@@ -154,6 +154,7 @@ def _summary(
             "passed": prepared.fidelity.passed,
             "max_abs_prob_diff": prepared.fidelity.max_abs_prob_diff,
         },
+        "fairness": prepared.fairness,
         "training_data_id": prepared.lineage.training_data_id,
         "source_commit": prepared.commit.sha,
         "timings_s": prepared.timings | {"total": round(time.perf_counter() - started, 3)},
@@ -180,6 +181,10 @@ def _summary(
     table.add_column("value")
     for key, value in doc["metrics"].items():
         table.add_row(key, f"{value:.4f}")
+    if prepared.fairness is not None:
+        from mrm.deploy.fairness import summary_line
+
+        table.add_row("fairness", summary_line(prepared.fairness))
     table.add_row("onnx sha256", doc["onnx_sha256"])
     table.add_row("training data", doc["training_data_id"])
     table.add_row("source commit", doc["source_commit"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -27,6 +28,7 @@ def version_json(v: registry_pb2.ModelVersion) -> dict[str, Any]:
         "created_by_identity": identity_json(v.created_by_identity),
         "ingested_record_id": v.ingested_record_id,
         "artifacts": {role_name(a.role): {"sha256": a.sha256, "size": a.size} for a in v.artifacts},
+        "fairness": json.loads(v.facts_json or "{}").get("fairness"),
     }
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +86,29 @@ def _model_form(model: Any, X: pd.DataFrame) -> Any:
     return X.to_numpy()
 
 
+@dataclass(frozen=True)
+class EvalData:
+    X: Any
+    """The features, as the model takes them (see load_eval_csv)."""
+    y: Any
+    sha256: str
+    sensitive: dict[str, Any] = field(default_factory=dict)
+    """Each [fairness] sensitive column's values, row for row; model input or not."""
+
+
 def load_eval_csv(path: str | Path, target: str, model: Any) -> tuple[Any, Any, str]:
     """(X, y, sha256 of the file) for `model`, an estimator or an InputSchema.
 
     X is a DataFrame in the model's feature order when the model knows feature
     names (and always for an InputSchema), else a NumPy array.
     """
+    data = load_eval(path, target, model)
+    return data.X, data.y, data.sha256
+
+
+def load_eval(path: str | Path, target: str, model: Any, sensitive: Sequence[str] = ()) -> EvalData:
+    """load_eval_csv, and the `sensitive` columns: read from the file, fed to the
+    model only if they are among its features."""
     path = Path(path)
     frame, sha256 = _read(path)
     columns = [str(c) for c in frame.columns]
@@ -98,8 +117,14 @@ def load_eval_csv(path: str | Path, target: str, model: Any) -> tuple[Any, Any, 
         raise DeployError(
             f"evaluation data has no target column {target!r}; its columns are {_listing(columns)}"
         )
-    names = _feature_names(model, columns, target)
-    extra = [c for c in columns if c not in names and c != target]
+    absent = [c for c in sensitive if c not in columns]
+    if absent:
+        raise DeployError(
+            f"evaluation data {path} has no sensitive column {', '.join(map(repr, absent))} "
+            f"([fairness] sensitive); its columns are {_listing(columns)}"
+        )
+    names = _feature_names(model, [c for c in columns if c not in sensitive], target)
+    extra = [c for c in columns if c not in names and c != target and c not in sensitive]
     missing = [n for n in names if n not in columns]
     if extra or missing:
         raise DeployError(
@@ -115,7 +140,8 @@ def load_eval_csv(path: str | Path, target: str, model: Any) -> tuple[Any, Any, 
         X = _cast(X, model)
     if X.isna().any().any():
         _check_nan_accepted(model, X)
-    return _model_form(model, X), y.to_numpy(), sha256
+    groups = {c: frame[c].to_numpy() for c in sensitive}
+    return EvalData(_model_form(model, X), y.to_numpy(), sha256, groups)
 
 
 def _cast(X: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
