@@ -1,7 +1,7 @@
 """The monitor's windows against a real ledger and registry (PostgreSQL): rolling
-windows that survive a restart with the same records, a restart that reads from
-the least leaf any version still needs, and a large same-population window that
-stays silent."""
+windows that survive a restart with the same records, two windows of one version
+judged side by side across a restart, a restart that reads from the least leaf
+any version still needs, and a large same-population window that stays silent."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ from tests.e2e.test_monitor_engine import MONITOR_TOML, World, _applications, _d
 
 ROLLING_TOML = "[monitor]\nmin_rows = 200\n[[monitor.window]]\nrows = 300\nstep = 100\n"
 LARGE_TOML = "[monitor]\nmin_rows = 200\n[[monitor.window]]\nrows = 3000\n"
+TWO_TOML = (
+    "[monitor]\nmin_rows = 100\n"
+    "[[monitor.window]]\nrows = 300\n"
+    "[[monitor.window]]\nrows = 200\nstep = 100\n"
+)
 
 
 def _world(stack: RunningLedger, tmp: Path, monkeypatch: pytest.MonkeyPatch, toml: str) -> World:
@@ -77,6 +82,52 @@ def test_rolling_windows_overlap_by_step_and_survive_a_restart(
     _drain(third)
     assert third.evaluated == 4
     assert [r.record_id for r in world.kinds("DRIFT")] == drift_ids
+
+
+def test_two_windows_are_each_judged_across_a_restart(
+    pg_ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = _world(pg_ledger_server, tmp_path, monkeypatch, TWO_TOML)
+    tumbling, rolling = {"rows": 300}, {"rows": 200, "step": 100}
+    first = world.monitor()
+    first.resume()
+    served = world.serve(_applications(350, 61))
+    _drain(first)
+
+    def by_spec(spec: dict[str, int]) -> list[tuple[int, int]]:
+        index = {world.reader.get_record(rid).leaf_index: i for i, rid in enumerate(served)}
+        return [
+            (index[w["first_leaf"]], index[w["last_leaf"]])
+            for w in _windows(world)
+            if w["spec"] == spec
+        ]
+
+    assert by_spec(tumbling) == [(0, 299)]
+    assert by_spec(rolling) == [(0, 199), (100, 299)]
+    del first  # killed 50 decisions into the next tumbling window
+
+    second = world.monitor()
+    second.resume()
+    # The tumbling window needs decision 300 on, the rolling one its latest window's
+    # first decision (100): the least of the two.
+    assert second.next_leaf == world.reader.get_record(served[100]).leaf_index
+    served += world.serve(_applications(250, 62, income_factor=1.8))
+    _drain(second)
+    assert by_spec(tumbling) == [(0, 299), (300, 599)]
+    assert by_spec(rolling) == [(0, 199), (100, 299), (200, 399), (300, 499), (400, 599)]
+    drift = world.kinds("DRIFT")
+    assert len({r.record_id for r in drift}) == len(drift) == 7
+    # One alert per problem, whichever window saw it first; the others do not repeat it.
+    alerts = [orjson.loads(a.body_json) for a in world.kinds("ALERT")]
+    assert ("feature_drift", "income") in {(a["rule"], a["feature"]) for a in alerts}
+    assert len({(a["rule"], a["feature"]) for a in alerts}) == len(alerts)
+
+    # Judged again from leaf 0, every window of both specs is a duplicate.
+    before = [r.record_id for r in world.reader.query()]
+    third = world.monitor()
+    _drain(third)
+    assert third.evaluated == 7
+    assert [r.record_id for r in world.reader.query()] == before
 
 
 def test_a_restart_reads_from_the_least_leaf_a_version_still_needs(

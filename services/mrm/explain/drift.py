@@ -5,6 +5,9 @@ already holds (mrm.explain.drift_view turns their bodies into views). A
 decision's report shows the latest window recorded before the decision (the
 drift its model was known to have when it decided; the leaf index says which
 came first); a model's drift page shows its latest windows and its alerts.
+A version may configure several windows (say 500 rows and a rolling hour),
+whose DRIFT records interleave: the page shows the latest of each spec (the
+body's `window.spec`) per version, so a frequent window does not hide a slow one.
 """
 
 from __future__ import annotations
@@ -114,8 +117,9 @@ class DriftReader:
         return rows[:ALERTS_SHOWN], firing
 
     def for_model(self, model: str, version: str = "") -> ModelDrift:
-        """The model's latest window per version (or of `version`), its recent windows
-        and its alerts. NotFound for a model (or version) the registry does not know."""
+        """The model's latest window per version (or of `version`) and window spec, its
+        recent windows and its alerts. NotFound for a model (or version) the registry
+        does not know."""
         try:
             with upstream("registry"):
                 self.evidence.registry.get_model(model)
@@ -130,15 +134,30 @@ class DriftReader:
         q = RecordQuery(kind="DRIFT", model_name=model, newest_first=True)
         if version:
             q["model_version"] = version
-        latest: dict[str, Record] = {}
+        latest: dict[tuple[str, str], Record] = {}
+        versions: set[str] = set()
         history: list[DriftWindow] = []
         for i, rec in enumerate(self._records(**q)):
             if i >= _SCAN:
                 break
             if len(history) < WINDOWS_LISTED:
                 history.append(read_window(rec, f"drift-h{i}", plots=False))
-            if rec.model_version not in latest and len(latest) < VERSIONS_SHOWN:
-                latest[rec.model_version] = rec
+            key = (rec.model_version, _window_kind(rec))
+            if key in latest or (
+                rec.model_version not in versions and len(versions) >= VERSIONS_SHOWN
+            ):
+                continue
+            versions.add(rec.model_version)
+            latest[key] = rec
         windows = tuple(read_window(rec, f"drift-v{i}") for i, rec in enumerate(latest.values()))
         alerts, firing = self.alerts(model, version)
         return ModelDrift(model, version, windows, tuple(history), tuple(alerts), firing)
+
+
+def _window_kind(rec: Record) -> str:
+    """What a DRIFT record is a window of: outcomes, or decisions in its spec."""
+    try:
+        window = json.loads(rec.body_json)["window"]
+        return json.dumps([window.get("source", "decisions"), window.get("spec")], sort_keys=True)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""  # unreadable: read_window says so

@@ -1,22 +1,30 @@
 """The monitor's core: follow the ledger, evaluate windows, record what it finds.
 
 `Monitor.step()` reads the next page of records (QueryRecords from
-`next_leaf`, every kind, one cursor). A PREDICTION joins its model version's
-window (mrm.monitor.windows: tumbling or rolling, rows or seconds, judged on
-the ledger's order and times); when one is due it is compared with the
+`next_leaf`, every kind, one cursor). A PREDICTION joins each window its model
+version's `[[monitor.window]]` configures (mrm.monitor.windows: tumbling or
+rolling, rows or seconds, judged on the ledger's order and times); each window
+has its own buffer and position, and when one is due it is compared with the
 version's reference profile (mrm.drift). An OUTCOME is joined to the label its
 decision predicted and, every `min_rows` joined outcomes, live accuracy,
 precision, recall and F1 are compared with the deploy-time metrics
 (mrm.monitor.live). Either way the window's DRIFT record and an ALERT record
 per new problem (mrm.monitor.problems: the breaches of one rule and feature,
 grouped) are appended in one ledger batch; only then are notifications
-submitted: an alert is a ledger record first.
+submitted: an alert is a ledger record first. An alert is per problem (model,
+version, rule, feature), not per window: while it is unacknowledged, the same
+problem seen by another of the version's windows is not raised again.
 
 Ids are derived (mrm.monitor.ids), so after a crash the same window is
-evaluated into the same records and the ledger reports duplicates. `resume()`
-rebuilds everything from the ledger: per version, the windows its latest DRIFT
-records covered, the alerts still firing, and the leaf to read from, which is
-the least any version may still need rather than the ledger's first.
+evaluated into the same records and the ledger reports duplicates. A version
+with several windows names the window in its DRIFT ids (`rows=500`,
+`seconds=3600/step=600`: the spec, so reordering the configuration changes
+nothing), and so in its ALERT ids, which derive from the DRIFT id; a version
+with one window keeps the ids monitors that judged only one window wrote.
+`resume()` rebuilds everything from the ledger: per version and window spec
+(the DRIFT body's `window.spec`), what its latest DRIFT record covered; the
+alerts still firing; and the leaf to read from, which is the least any window
+of any version may still need rather than the ledger's first.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from mrm.v1 import ledger_pb2, registry_pb2
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (model, version)
+WindowKey = tuple[str, str, WindowSpec]  # (model, version, one of its windows)
 Notify = Callable[[str, dict[str, Any]], None]
 Notification = tuple[str, dict[str, Any]]
 
@@ -70,8 +79,9 @@ class Reference:
     """The deploy-time metrics live ones are compared with."""
 
     @property
-    def window(self) -> WindowSpec:
-        return self.config.windows[0]
+    def windows(self) -> tuple[WindowSpec, ...]:
+        """Every configured window, each judged on its own (no two are the same)."""
+        return self.config.windows
 
 
 @dataclass
@@ -85,24 +95,24 @@ class Monitor:
     resubmit_acknowledgements: timedelta = timedelta(days=1)
     """How far back `resume()` re-submits acknowledgements (firing alerts: all)."""
     next_leaf: int = 0
-    done_until: dict[Key, int] = field(default_factory=dict)
-    """Per version, the last leaf a recorded decisions window covered."""
-    window_start: dict[Key, int] = field(default_factory=dict)
-    """Per version, the first leaf of its latest recorded decisions window."""
-    window_end_us: dict[Key, int] = field(default_factory=dict)
-    """Per version, the last decision's time of its latest recorded decisions window."""
+    done_until: dict[WindowKey, int] = field(default_factory=dict)
+    """Per version and window, the last leaf its latest recorded window covered."""
+    window_start: dict[WindowKey, int] = field(default_factory=dict)
+    """Per version and window, the first leaf of its latest recorded window."""
+    window_end_us: dict[WindowKey, int] = field(default_factory=dict)
+    """Per version and window, when its latest recorded window closed."""
     outcomes_done: dict[Key, int] = field(default_factory=dict)
     """Per version, the last leaf a recorded outcomes window covered."""
     firing: dict[AlertKey, str] = field(default_factory=dict)
     """Alert key (model, version, rule, feature) -> the firing ALERT's record id."""
-    buffers: dict[Key, WindowBuffer] = field(default_factory=dict)
+    buffers: dict[WindowKey, WindowBuffer] = field(default_factory=dict)
     outcome_windows: dict[Key, OutcomeWindow] = field(default_factory=dict)
     references: dict[Key, Reference | None] = field(default_factory=dict)
     predictions: Predictions = field(default_factory=Predictions)
     evaluated: int = 0
     processed: int = 0
     latest: dict[Key, DriftReport] = field(default_factory=dict)
-    """Per version, the report of its latest evaluated window (for /metrics)."""
+    """Per version, the report of its latest evaluated window, whichever (for /metrics)."""
     live: dict[Key, dict[str, float]] = field(default_factory=dict)
     """Per version, the metrics of its latest outcomes window (for /metrics)."""
 
@@ -126,14 +136,31 @@ class Monitor:
             window = orjson.loads(rec.body_json)["window"]
             if window.get("source") == "outcomes":
                 self.outcomes_done.setdefault(key, int(window["last_leaf"]))
-            elif key not in self.done_until:
-                self.done_until[key] = int(window["last_leaf"])
-                self.window_start[key] = int(window["first_leaf"])
+                continue
+            spec = self._spec_of(key, window.get("spec"))
+            if spec is None:
+                continue
+            wkey = (*key, spec)
+            if wkey not in self.done_until:
+                self.done_until[wkey] = int(window["last_leaf"])
+                self.window_start[wkey] = int(window["first_leaf"])
                 closed = window.get("closed_at_us", window["last_recorded_at_us"])
-                self.window_end_us[key] = int(closed)
+                self.window_end_us[wkey] = int(closed)
         pending = self._alerts()
         self.next_leaf = self._start_leaf()
         return pending
+
+    def _spec_of(self, key: Key, recorded: object) -> WindowSpec | None:
+        """The window a DRIFT body's `window.spec` names; a body without one was
+        written when only the first configured window was judged."""
+        if recorded is None:
+            ref = self._reference(key)
+            return ref.windows[0] if ref is not None else None
+        try:
+            return WindowSpec.from_table("window.spec", recorded)
+        except ValueError:
+            log.warning("%s %s: a DRIFT record names no window: %r", *key, recorded)
+            return None
 
     def _alerts(self) -> list[Notification]:
         raised: dict[str, tuple[AlertKey, dict[str, Any]]] = {}
@@ -156,23 +183,28 @@ class Monitor:
         return pending
 
     def _start_leaf(self) -> int:
-        """The least leaf a version may still need: after its latest window (from its
-        first decision in it, for a rolling one), or its first record of the kind."""
+        """The least leaf any window of a version may still need: after its latest
+        recorded window (from its first decision in it, for a rolling one), or the
+        version's first record of the kind."""
         # The ledger's end first: a version registered after this is only in later leaves.
         newest = self.ledger.query_page(
             ledger_pb2.QueryRecordsRequest(newest_first=True, page_size=1)
         ).records
         starts = [newest[0].leaf_index + 1 if newest else 0]
-        keys = set(self.done_until) | set(self.outcomes_done) | set(self._versions())
+        keys = {wkey[:2] for wkey in self.done_until}
+        keys |= set(self.outcomes_done) | set(self._versions())
         for key in sorted(keys):
             ref = self._reference(key)
             if ref is None:
                 continue
-            if key in self.done_until:
-                rolling = ref.window.rolling
-                starts.append(self.window_start[key] if rolling else self.done_until[key] + 1)
-            else:
-                starts.extend(self._first_leaf(key, PREDICTION))
+            for spec in ref.windows:
+                wkey = (*key, spec)
+                if wkey in self.done_until:
+                    done = self.done_until[wkey] + 1
+                    starts.append(self.window_start[wkey] if spec.rolling else done)
+                else:  # a window not judged yet: it needs the version's first decision
+                    starts.extend(self._first_leaf(key, PREDICTION))
+                    break
             if key in self.outcomes_done:
                 starts.append(self.outcomes_done[key] + 1)
             else:
@@ -218,26 +250,30 @@ class Monitor:
 
     def _add_decision(self, rec: ledger_pb2.Record) -> None:
         key = (rec.model_name, rec.model_version)
-        done = self.done_until.get(key, -1)
         ref = self._reference(key)
         if ref is None:
             return
-        spec = ref.window
-        replay = rec.leaf_index <= done
-        if replay and not (spec.rolling and rec.leaf_index >= self.window_start.get(key, 0)):
-            return  # already in a recorded window, and not in any later one
-        body = _body(rec)
-        if not replay:
-            self.predictions.remember(rec.record_id, predicted_label(body))
-        us = _us(rec.recorded_at)
-        buf = self.buffers.get(key)
-        if buf is None:
-            buf = self.buffers[key] = WindowBuffer(spec, last_end_us=self.window_end_us.get(key))
-        if not replay and buf.closes_before(us):
-            self._judge_decisions(key, ref, buf, buf.take(us))  # this one opens the next
-        entry = Entry(rec.leaf_index, us, rec.record_id, body, _rows(body, ref.schema))
-        if buf.add(entry, replay=replay):
-            self._judge_decisions(key, ref, buf, buf.take())
+        entry: Entry | None = None
+        for spec in ref.windows:
+            wkey = (*key, spec)
+            replay = rec.leaf_index <= self.done_until.get(wkey, -1)
+            start = self.window_start.get(wkey, 0)
+            if replay and not (spec.rolling and rec.leaf_index >= start):
+                continue  # already in this window's recorded windows, and not in a later one
+            if entry is None:
+                body = _body(rec)
+                us = _us(rec.recorded_at)
+                entry = Entry(rec.leaf_index, us, rec.record_id, body, _rows(body, ref.schema))
+            if not replay:
+                self.predictions.remember(rec.record_id, predicted_label(entry.body))
+            buf = self.buffers.get(wkey)
+            if buf is None:
+                end = self.window_end_us.get(wkey)
+                buf = self.buffers[wkey] = WindowBuffer(spec, last_end_us=end)
+            if not replay and buf.closes_before(entry.us):
+                self._judge_decisions(wkey, ref, buf, buf.take(entry.us))  # it opens the next
+            if buf.add(entry, replay=replay):
+                self._judge_decisions(wkey, ref, buf, buf.take())
 
     def _add_outcome(self, rec: ledger_pb2.Record) -> None:
         key = (rec.model_name, rec.model_version)
@@ -294,10 +330,11 @@ class Monitor:
     # -- judging -------------------------------------------------------------------
 
     def _judge_decisions(
-        self, key: Key, ref: Reference, buf: WindowBuffer, entries: list[Entry]
+        self, wkey: WindowKey, ref: Reference, buf: WindowBuffer, entries: list[Entry]
     ) -> None:
         if not entries:
             return
+        model, version, spec = wkey
         decisions = gather(((e.record_id, e.body) for e in entries), ref.schema)
         report = compare(ref.profile, decisions.window())
         first, last = entries[0], entries[-1]
@@ -309,22 +346,23 @@ class Monitor:
             "decisions": len(decisions.record_ids),
             "rows": decisions.rows,
             "unreadable": decisions.unreadable,
-            "spec": ref.window.to_json(),
+            "spec": spec.to_json(),
         }
-        if ref.window.rolling and ref.window.unit == "seconds":
+        if spec.rolling and spec.unit == "seconds":
             window["closed_at_us"] = buf.last_end_us  # when the next window is due
-        model, version = key
         # A rolling window's first leaf may start two windows; the pair is unique.
-        parts = (str(first.leaf), str(last.leaf)) if ref.window.rolling else (str(first.leaf),)
+        parts = (str(first.leaf), str(last.leaf)) if spec.rolling else (str(first.leaf),)
+        if len(ref.windows) > 1:  # one window: the ids earlier monitors wrote
+            parts = (spec.label, *parts)
         drift_id = derived_uuid7(last.us // 1000, "drift", model, version, *parts)
         body = {"window": window, "report": report.to_json(), "thresholds": ref.config.to_json()}
         top = [{"name": f.name, "psi": f.psi} for f in report.top_features(3)]
         context = {"top_features": top, "examples": decisions.record_ids[-5:]}
-        self._record(key, drift_id, body, report.breaches, context)
-        self.done_until[key] = last.leaf
-        self.window_start[key] = buf.entries[0].leaf if buf.entries else last.leaf + 1
-        self.window_end_us[key] = buf.last_end_us if buf.last_end_us is not None else last.us
-        self.latest[key] = report
+        self._record((model, version), drift_id, body, report.breaches, context)
+        self.done_until[wkey] = last.leaf
+        self.window_start[wkey] = buf.entries[0].leaf if buf.entries else last.leaf + 1
+        self.window_end_us[wkey] = buf.last_end_us if buf.last_end_us is not None else last.us
+        self.latest[(model, version)] = report
 
     def _judge_outcomes(self, key: Key, ref: Reference, win: OutcomeWindow) -> None:
         report = win.judge(ref.snapshot, ref.config)
@@ -369,7 +407,7 @@ class Monitor:
         for problem in problems(breaches):
             akey = problem.key(model, version)
             if akey in self.firing:
-                continue  # still firing from an earlier window: not raised again
+                continue  # still firing from an earlier window, of any spec: not raised again
             body = {
                 "state": "firing",
                 **problem.to_json(),

@@ -2,8 +2,9 @@
 
 A window's DRIFT record and its ALERT records get UUIDv7s whose time is the
 window's last decision's and whose random bits are a hash of what identifies
-them (model, version, first leaf, and for an alert its rule and feature:
-one alert per problem, see mrm.monitor.problems). A monitor that crashed
+them (model, version, first leaf; the window's spec, such as `rows=500`, when
+the version configures several; and for an alert its DRIFT id, rule and
+feature: one alert per problem, see mrm.monitor.problems). A monitor that crashed
 after appending and evaluates the same window again sends the same ids with
 the same content: the ledger answers `duplicate` and nothing is appended twice.
 """

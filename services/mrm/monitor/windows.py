@@ -1,7 +1,8 @@
 """When a model version's decisions make a window: tumbling or rolling, by rows or seconds.
 
-A `WindowBuffer` holds one version's decisions in ledger order and says when a
-window is due; the engine judges `take()`'s entries. Nothing but the ledger's
+A `WindowBuffer` holds one version's decisions for one configured window in
+ledger order and says when that window is due; the engine judges `take()`'s
+entries, with a buffer per window when a version configures several. Nothing but the ledger's
 order and times decides, so a monitor that reads the same records again (after
 a restart) forms the same windows:
 

@@ -1,5 +1,6 @@
 """mrmctl drift's parsing and rendering, without a server: `--since`, and DRIFT
-bodies that lack parts (an older monitor, an outcomes window, a categorical feature)."""
+bodies that lack parts (an older monitor, an outcomes window, a categorical feature),
+and the latest windows of each spec when a version has several."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import click
 import pytest
 
-from mrm.cli.monitor import Since, _print_window, window_json
+from mrm.cli.monitor import Since, _print_window, latest_windows, window_json
 from mrm.client.ledger import new_record
 from mrm.v1 import ledger_pb2
 
@@ -99,3 +100,21 @@ def test_live_metrics_beside_the_deploy_time_ones(
     assert "0.610" in row
     assert "0.800" in row
     assert "performance: live f1 fell by 0.19 >= 0.05" in out
+
+
+def test_the_latest_windows_of_each_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    """Five 300-row windows recorded since the latest hourly one: both are shown."""
+    hourly = {"seconds": 3600, "step": 600}
+    specs = [{"rows": 300}] * 5 + [hourly, {"rows": 300}, hourly]  # newest first
+    bodies = [{"window": {"spec": spec, "first_leaf": i}} for i, spec in enumerate(specs)]
+    bodies.insert(2, {"window": {"source": "outcomes", "first_leaf": 99}})
+    views = [window_json(_drift(b)) for b in bodies]
+    latest = latest_windows(views, 1)
+    assert [(v["window"]["spec"], v["window"]["first_leaf"]) for v in latest] == [
+        ({"rows": 300}, 0),
+        (None, 99),
+        (hourly, 5),
+    ]
+    assert [v["window"]["first_leaf"] for v in latest_windows(views, 2)] == [0, 1, 99, 5, 7]
+    _print_window(latest[2])
+    assert "window of None decisions (3600 seconds, step 600)" in capsys.readouterr().out

@@ -67,6 +67,10 @@ def test_from_toml_and_roundtrip() -> None:
         ({"window": [{"rows": 5.5}]}, "monitor.window[0].rows: must be an integer > 0"),
         ({"window": [{"rows": 10, "step": 20}]}, "monitor.window[0].step: must be <= rows"),
         ({"window": [{"rows": 10}, {"hours": 1}]}, "monitor.window[1].hours: unknown key"),
+        (
+            {"window": [{"seconds": 60}, {"rows": 10}, {"rows": 10}]},
+            "monitor.window[2]: the same window as monitor.window[1] (rows=10)",
+        ),
     ],
 )
 def test_errors_name_the_key(table: dict[str, object], message: str) -> None:

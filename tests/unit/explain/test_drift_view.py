@@ -1,4 +1,5 @@
-"""DRIFT record bodies as the reports read them: ranked, plotted, and never a failed page."""
+"""DRIFT record bodies as the reports read them: ranked, plotted, and never a failed page;
+a model's page shows the latest window of each spec its versions configure."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from mrm.client.ledger import new_record
+from mrm.client.ledger import kind_value, new_record
 from mrm.core.errors import InvalidArgument
 from mrm.drift.compare import FeatureDrift, PredictionDrift
-from mrm.explain.drift import valid_model, valid_version
+from mrm.explain.drift import DriftReader, valid_model, valid_version
 from mrm.explain.drift_view import PLOTTED, read_window
 
 
@@ -188,3 +189,35 @@ def test_good_names_and_versions() -> None:
     assert valid_version("1.2.4") == "1.2.4"
     with pytest.raises(InvalidArgument, match=re.escape("version: '1.2' is not semver")):
         valid_version("1.2")
+
+
+class _Ledger:
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+
+    def query(self, **q: Any) -> Any:
+        """The records of the kind asked for, newest first (as they are listed)."""
+        return iter([r for r in self.records if r.kind == kind_value(q["kind"])])
+
+
+class _Registry:
+    def get_model(self, name: str) -> None:
+        return None
+
+
+def test_the_drift_page_shows_the_latest_window_of_each_spec() -> None:
+    """Interleaved 300-row and hourly windows (newest first): each spec's latest."""
+    hourly = {"seconds": 3600, "step": 600}
+    specs = [{"rows": 300}, {"rows": 300}, hourly, {"rows": 300}, hourly]
+    records = []
+    for i, spec in enumerate(specs):
+        b = body([feature("income", 0.1, False)])
+        b["window"]["spec"] = spec
+        records.append(drift_record(b, leaf=100 - i))
+    evidence: Any = type("E", (), {"ledger": _Ledger(records), "registry": _Registry()})()
+    page = DriftReader(evidence).for_model("credit-risk")
+    assert [(w.leaf_index, w.spec) for w in page.windows] == [
+        (100, "rows 300"),
+        (98, "seconds 3600, step 600"),
+    ]
+    assert [w.leaf_index for w in page.history] == [100, 99, 98, 97, 96]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,6 +128,19 @@ def window_json(record: ledger_pb2.Record) -> dict[str, Any]:
         "breaches": list(report.get("breaches") or []),
         "thresholds": body.get("thresholds"),
     }
+
+
+def latest_windows(views: Iterable[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The first `n` views (newest first) of each kind and window spec, in their order:
+    a version's 500-row windows do not crowd out its hourly ones."""
+    shown: Counter[tuple[str, str]] = Counter()
+    out = []
+    for view in views:
+        kind = (view["source"], json.dumps(view["window"]["spec"], sort_keys=True))
+        if shown[kind] < n:
+            shown[kind] += 1
+            out.append(view)
+    return out
 
 
 def _num(value: Any, fmt: str = ".3f") -> str:
@@ -257,7 +272,7 @@ def _metric(value: Any) -> str:
     type=click.IntRange(1, 1000),
     default=1,
     show_default=True,
-    help="How many of the latest evaluated windows.",
+    help="How many of the latest evaluated windows (of each configured window).",
 )
 @output_option
 @click.pass_context
@@ -273,19 +288,16 @@ def drift(
 
     The monitor evaluates two kinds of window, each a DRIFT record: decisions
     (feature and prediction drift) and, once outcomes are recorded, outcomes
-    (live metrics against the deploy-time ones). --windows N shows the latest N
-    of each kind, newest first.
+    (live metrics against the deploy-time ones). A version may configure several
+    decisions windows (say 500 rows and a rolling hour): --windows N shows the
+    latest N of each kind and each window spec, newest first.
     """
     with monitor_session(ctx) as monitor:
-        # Enough records that the latest N of both kinds are among them.
-        fetch = min(1000, max(20, 4 * windows))
+        # Enough records that the latest N of every kind and spec are among them: a
+        # short window records many for each of a long one's.
+        fetch = min(1000, max(100, 8 * windows))
         found = monitor.drift(model, model_version=version, since=since, page_size=fetch)
-    shown: dict[str, int] = {}
-    views = []
-    for view in map(window_json, found):
-        if shown.get(view["source"], 0) < windows:
-            shown[view["source"]] = shown.get(view["source"], 0) + 1
-            views.append(view)
+    views = latest_windows(map(window_json, found), windows)
     if output == "json":
         emit_json(views)
         return EXIT_OK

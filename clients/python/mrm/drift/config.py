@@ -4,6 +4,10 @@
     rows = 500                 # or seconds = 3600 (exactly one)
     step = 100                 # optional, same unit: rolling; absent: tumbling
 
+    [[monitor.window]]         # as many windows as wanted, no two the same
+    seconds = 3600
+    step = 600
+
     [monitor]
     min_rows = 200             # a window with fewer rows is not judged
     alpha = 0.01               # significance level, Benjamini-Hochberg corrected
@@ -12,6 +16,12 @@
     psi = 0.2
     js = 0.1
     ...
+
+Every window is judged on its own (mrm.monitor.engine): per model version, each
+has its own buffer, its own DRIFT records (their `window.spec` names it, and so
+does their id when there are several) and its own restart position. An alert
+is per problem, not per window: a drift one window raised is not raised again
+by another while it is unacknowledged.
 
 Every problem is one `ValueError` line that names the key, for example
 `monitor.thresholds.psi: must be a number > 0, got "x"`.
@@ -85,6 +95,12 @@ class WindowSpec:
     @property
     def rolling(self) -> bool:
         return self.step is not None
+
+    @property
+    def label(self) -> str:
+        """The spec as one word, e.g. `rows=500` or `seconds=3600/step=600`: what the
+        monitor's record ids name a window by when a version has several."""
+        return "/".join(f"{k}={v}" for k, v in self.to_json().items())
 
     def to_json(self) -> dict[str, int]:
         out: dict[str, int] = {self.unit: self.size}
@@ -163,6 +179,13 @@ class MonitorConfig:
             windows = tuple(
                 WindowSpec.from_table(f"{where}.window[{i}]", w) for i, w in enumerate(raw)
             )
+            for i, spec in enumerate(windows):
+                if spec in windows[:i]:
+                    same = windows.index(spec)
+                    raise ValueError(
+                        f"{where}.window[{i}]: the same window as {where}.window[{same}] "
+                        f"({spec.label})"
+                    )
         min_rows = _positive_int(f"{where}.min_rows", table.get("min_rows", cls.min_rows))
         alpha = table.get("alpha", cls.alpha)
         if not (isinstance(alpha, int | float) and _is_number(alpha) and 0 < alpha < 1):
