@@ -267,3 +267,16 @@ def test_only_auditors_and_admins_see_it(g: Governed) -> None:
     status, headers, _ = get(f"{g.base}/", token=g.auditor, accept="text/html")
     assert status == 302
     assert headers["Location"] == "/dashboard"
+
+
+def test_counts_are_capped_not_scanned(g: Governed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page load reads at most COUNT_CAP PREDICTION records per figure and says so
+    ("N+"); the stack runs in this process, so a small cap shows it applies."""
+    monkeypatch.setattr("mrm.dashboard.figures.COUNT_CAP", 2)
+    status, doc = get_json(f"{g.base}/dashboard/api/models/credit-risk")
+    assert status == 200
+    traffic = doc["traffic"]
+    assert (traffic["last_24h"], traffic["capped_24h"]) == (2, True)
+    assert (traffic["total"], traffic["capped_total"]) == (2, True)
+    _, _, html = get(f"{g.base}/dashboard", accept="text/html")
+    assert "<strong>2+</strong> in the last 24 h" in html

@@ -306,7 +306,11 @@ class Gatherer:
     def _count(self, name: str, since: datetime | None) -> tuple[int, bool, str]:
         n, newest = 0, ""
         pages = self.sources.ledger.query_pages(
-            kind="PREDICTION", model_name=name, since=since, newest_first=True, page_size=1000
+            kind="PREDICTION",
+            model_name=name,
+            since=since,
+            newest_first=True,
+            page_size=min(COUNT_CAP, 1000),
         )
         for page in pages:
             if not newest and page:
