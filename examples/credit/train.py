@@ -1,6 +1,8 @@
 """Train the example credit-application model: what a data scientist hands over.
 
-Writes model.pkl (a scikit-learn Pipeline), train.csv, eval.csv,
+Writes model.pkl (a scikit-learn Pipeline), train.csv, eval.csv (with
+age_band, a sensitive attribute the model never sees, for the fairness
+snapshot),
 applications.csv (2,000 new applicants to decide on), outcomes.csv (whether
 each of them later defaulted: the ground truth that arrives months after the
 decision) and applications_shifted.csv (1,000 later applicants whose incomes
@@ -60,6 +62,19 @@ def applicants(n: int, seed: int, income_factor: float = 1.0) -> pd.DataFrame:
     return frame
 
 
+def age_bands(frame: pd.DataFrame, seed: int) -> pd.Series:
+    """Each applicant's age band: not a model input, but older applicants have
+    longer credit histories, so a model that never sees age can still treat age
+    groups differently. That is what `[fairness]` in mrm.toml measures."""
+    rng = np.random.default_rng(seed)  # its own stream: the other columns stay as they were
+    years = np.minimum(frame.credit_history_months / 12, 40)
+    age = 18 + 0.15 * years + rng.uniform(0, 50, len(frame))
+    bands = pd.cut(
+        age, [0, 30, 45, 60, 200], right=False, labels=["18-29", "30-44", "45-59", "60+"]
+    )
+    return bands.astype(str)
+
+
 def main() -> None:
     train, evaluation = applicants(4000, 7), applicants(1000, 8)
     new = applicants(2000, 9)
@@ -87,6 +102,7 @@ def main() -> None:
     model.fit(train[NUMERIC + CATEGORICAL], train["default"])
     (HERE / "model.pkl").write_bytes(pickle.dumps(model))
     train.to_csv(HERE / "train.csv", index=False)
+    evaluation.insert(len(evaluation.columns) - 1, "age_band", age_bands(evaluation, 80))
     evaluation.to_csv(HERE / "eval.csv", index=False)
     print(
         f"trained on {len(train)} applicants; "
