@@ -31,10 +31,11 @@ from aiohttp import web
 from mrm.client.naming import MODEL_NAME
 from mrm.core.auth import Role, caller
 from mrm.core.errors import InvalidArgument, MrmError, NotFound, Unavailable
-from mrm.dashboard.figures import Gatherer, summarize
+from mrm.dashboard.figures import Gatherer
 from mrm.dashboard.integrity import CheckpointWatch, prove
 from mrm.dashboard.sources import Sources
 from mrm.dashboard.timeline import Cursor, page_size, time_range, timeline
+from mrm.dashboard.views import summarize
 from mrm.ledger.validate import parse_record_id
 
 log = logging.getLogger(__name__)

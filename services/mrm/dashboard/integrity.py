@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from mrm.client import errors as client_errors
 from mrm.client.ledger import Checkpoint
-from mrm.dashboard.figures import when
 from mrm.dashboard.sources import Sources, upstream
+from mrm.dashboard.views import when
 from mrm.tlog.checkpoint import CheckpointError, parse_checkpoint
 from mrm.tlog.leaf import kind_name, leaf_bytes_from_proto
 from mrm.tlog.merkle import ProofError, leaf_hash, verify_consistency

@@ -18,8 +18,8 @@ from itertools import islice
 
 from mrm.client.ledger import Record, kind_value
 from mrm.core.errors import InvalidArgument
-from mrm.dashboard.figures import Actor, body_of, when
 from mrm.dashboard.sources import Sources, upstream
+from mrm.dashboard.views import Actor, body_of, when
 from mrm.tlog.leaf import kind_name
 
 PAGE = 25
