@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 from mrm.cli.main import mrmctl
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient, role_name
-from mrm.evidence.bundle import MANIFEST, dump_json
+from mrm.evidence.bundle import DERIVED, MANIFEST, dump_json
 from mrm.evidence.derive import file_entry
 from mrm.tlog.checkpoint import Checkpoint, parse_checkpoint
 from mrm.tlog.note import generate_signer, parse_signer_key, sign_note, unverified_text
@@ -383,6 +383,18 @@ def test_a_changed_manifest_byte_is_named(evidence: Evidence, tmp_path: Path) ->
     bundle = _write(tmp_path / "t.zip", files, fix_manifest=False)
     problems = _problems(_verify(bundle, evidence.vkey, tmp_path))
     assert MANIFEST in {p["file"] for p in problems}, problems
+
+
+def test_a_bundle_of_another_layout_says_so(evidence: Evidence, tmp_path: Path) -> None:
+    """A bundle made by another mrmctl layout: its records still verify, and each derived
+    document is named as not re-derivable here (rather than as altered)."""
+    files = _members(evidence.bundle)
+    manifest = json.loads(files[MANIFEST])
+    manifest["renderer"]["layout"] = "0"
+    files[MANIFEST] = dump_json(manifest)
+    problems = _problems(_verify(_write(tmp_path / "old.zip", files), evidence.vkey, tmp_path))
+    assert sorted(p["file"] for p in problems) == sorted(DERIVED), problems
+    assert all("layout 0" in p["reason"] for p in problems)
 
 
 def test_a_flipped_byte_in_the_zip_itself_is_named(evidence: Evidence, tmp_path: Path) -> None:

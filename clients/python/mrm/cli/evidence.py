@@ -84,10 +84,12 @@ def build(
             )
         except EvidenceError as e:
             raise CliError(str(e), e.exit_code) from None
-    console().print(
-        f"[green]✓[/] wrote {built.path}: {built.records} records, {built.checkpoints} signed "
+    screen = console()
+    screen.print("[green]✓[/] ", end="")
+    screen.print(
+        f"wrote {built.path}: {built.records} records, {built.checkpoints} signed "
         f"checkpoints, log {built.origin} at tree size {built.tree_size}",
-        markup=True,
+        markup=False,
     )
     return EXIT_OK
 
@@ -134,13 +136,15 @@ def verify(bundle: Path, vkeys: tuple[str, ...], output: str) -> int:
 def _print(v: dict[str, Any]) -> None:
     out = console()
     if v["valid"]:
+        out.print("[green]✓ valid[/] ", end="")
         out.print(
-            f"[green]✓ valid[/] {v['bundle']}: {v['records']} records in log {v['origin']} "
-            f"at tree size {v['tree_size']}, {v['checkpoints']} signed checkpoints consistent, "
-            "model card, summaries, HTML, PDF and manifest re-derived",
-            markup=True,
+            f"{v['bundle']}: {v['records']} records in log {v['origin']} at tree size "
+            f"{v['tree_size']}, {v['checkpoints']} signed checkpoints consistent, model card, "
+            "summaries, HTML, PDF and manifest re-derived",
+            markup=False,
         )
         return
-    out.print(f"[red]✗ INVALID[/] {v['bundle']}: {len(v['problems'])} problem(s)")
+    out.print("[red]✗ INVALID[/] ", end="")
+    out.print(f"{v['bundle']}: {len(v['problems'])} problem(s)", markup=False)
     for p in v["problems"]:
         out.print(f"  {p['file']}: {p['reason']}", markup=False)

@@ -186,6 +186,46 @@ def _drift(r: Leaf) -> dict[str, Any]:
     }
 
 
+_FAIRNESS_FIGURES = (
+    "demographic_parity_ratio",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+)
+_GROUP_FIGURES = ("count", "selection_rate", "accuracy", "tpr", "fpr", "small")
+
+
+def _fairness(r: Leaf) -> dict[str, Any]:
+    """A FAIRNESS_SNAPSHOT's headline figures per sensitive attribute, with its groups."""
+    attributes = _get(r.body, "attributes", {})
+    out = []
+    for name, a in sorted(attributes.items() if isinstance(attributes, dict) else []):
+        if not isinstance(a, dict):
+            continue
+        ci = _get(a, "ci", {})
+        groups = _get(a, "groups", {})
+        out.append(
+            {
+                "attribute": name,
+                **{k: a.get(k) for k in _FAIRNESS_FIGURES},
+                "demographic_parity_ratio_ci": ci.get("demographic_parity_ratio")
+                if isinstance(ci, dict)
+                else None,
+                "groups": {
+                    g: {k: v.get(k) for k in _GROUP_FIGURES}
+                    for g, v in sorted(groups.items() if isinstance(groups, dict) else [])
+                    if isinstance(v, dict)
+                },
+            }
+        )
+    return {
+        **r.ref(),
+        "passed": r.body.get("passed"),
+        "favourable_label": r.body.get("favourable_label"),
+        "failures": _get(r.body, "failures", []),
+        "attributes": out,
+    }
+
+
 def _when(micros: object) -> str:
     return format_timestamp(micros) if type(micros) is int and micros >= 0 else ""
 
@@ -224,7 +264,7 @@ def summary(scope: Scope, log: LogState, leaves: Sequence[Leaf]) -> dict[str, An
     """Fairness and drift summaries, alerts and their acknowledgements, decision counts."""
     counts = Counter(r.kind for r in leaves)
     drift = [_drift(r) for r in _of(leaves, "DRIFT")]
-    fairness = [{**r.ref(), "snapshot": dict(r.body)} for r in _of(leaves, "FAIRNESS_SNAPSHOT")]
+    fairness = [_fairness(r) for r in _of(leaves, "FAIRNESS_SNAPSHOT")]
     return {
         "format": "mrm.evidence-summary.v1",
         "scope": scope.to_json(),

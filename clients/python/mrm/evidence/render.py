@@ -36,9 +36,15 @@ class Report:
     tables: list[Table] = field(default_factory=list)
 
 
+# Bump whenever derive.py or this module would turn the same records into other
+# bytes: a verifier re-derives only the layout it implements.
+LAYOUT = "2"
+
+
 def renderer() -> dict[str, str]:
-    """The PDF renderer's version: a different one lays bytes out differently."""
-    return {"fpdf2": package_version("fpdf2")}
+    """What the derived documents' bytes depend on besides the records: this layout and
+    the PDF library's version."""
+    return {"layout": LAYOUT, "fpdf2": package_version("fpdf2")}
 
 
 def _text(value: Any) -> str:
@@ -146,11 +152,37 @@ def build_report(card: Mapping[str, Any], summary: Mapping[str, Any]) -> Report:
             ],
         ),
         _table(
-            "Fairness",
-            ["version", "recorded", "snapshot", "record"],
+            "Fairness at deploy",
             [
-                [f["version"], f["recorded_at"], _text(f["snapshot"]), f["record_id"]]
+                "version",
+                "attribute",
+                "DP ratio [95% CI]",
+                "DP difference",
+                "EO difference",
+                "groups (rows, selection rate)",
+                "gates",
+                "record",
+            ],
+            [
+                [
+                    f["version"],
+                    a["attribute"],
+                    f"{_text(a['demographic_parity_ratio'])} "
+                    f"[{_text(a['demographic_parity_ratio_ci'])}]",
+                    _text(a["demographic_parity_difference"]),
+                    _text(a["equalized_odds_difference"]),
+                    _text(
+                        [
+                            f"{g}: {_text(v['count'])}, {_text(v['selection_rate'])}"
+                            + (" (small)" if v["small"] else "")
+                            for g, v in a["groups"].items()
+                        ]
+                    ),
+                    "passed" if f["passed"] else _text(f["failures"]) or "failed",
+                    f["record_id"],
+                ]
                 for f in summary["fairness"]
+                for a in f["attributes"]
             ],
             "" if summary["fairness"] else "No FAIRNESS_SNAPSHOT record for this model.",
         ),

@@ -259,8 +259,29 @@ class _Checker:
                     "or made from records not in the bundle)",
                 )
 
+    def other_renderer(self, claimed: object) -> bool:
+        """Whether the bundle was derived by another layout or PDF library than this
+        verifier's: then its documents cannot be re-derived here, and each says so."""
+        mine = render.renderer()
+        if claimed == mine:
+            return False
+        for name in DERIVED:
+            if self.take(name) is not None:
+                self.v.fail(
+                    name,
+                    f"cannot be re-derived here: made by {_spell(claimed)}, this verifier has "
+                    f"{_spell(mine)}; check it with the mrmctl release that made it (records, "
+                    "proofs and checkpoints are checked regardless)",
+                )
+        return True
+
     def manifest(
-        self, manifest_bytes: bytes, scope: derive.Scope, log: derive.LogState, newest: int
+        self,
+        manifest_bytes: bytes,
+        scope: derive.Scope,
+        log: derive.LogState,
+        newest: int,
+        renderer: dict[str, str],
     ) -> None:
         claimed = parse_json_object(manifest_bytes)
         listed = claimed.get("files") if isinstance(claimed.get("files"), dict) else {}
@@ -271,19 +292,20 @@ class _Checker:
                 self.v.fail(name, "its sha256 or size is not the one manifest.json lists")
         for name in sorted(set(listed) - set(self.files)):
             self.v.fail(name, "listed in manifest.json but missing from the bundle")
-        expected = derive.manifest(scope, log, note_path(newest), render.renderer(), self.files)
+        expected = derive.manifest(scope, log, note_path(newest), renderer, self.files)
         if expected != manifest_bytes:
             self.v.fail(MANIFEST, _manifest_difference(claimed, parse_json_object(expected)))
+
+
+def _spell(renderer: object) -> str:
+    if not isinstance(renderer, dict):
+        return "an unknown renderer"
+    return ", ".join(f"{k} {v}" for k, v in sorted(renderer.items()))
 
 
 def _manifest_difference(claimed: dict[str, object], expected: dict[str, object]) -> str:
     for key in sorted(set(claimed) | set(expected)):
         if claimed.get(key) != expected.get(key):
-            if key == "renderer":
-                return (
-                    f"made with renderer {claimed.get(key)}, this verifier has "
-                    f"{expected.get(key)}: install that version to re-render report.pdf"
-                )
             return f"field {key!r} is not what the bundle's verified contents give"
     return "bytes differ from the manifest the bundle's verified contents give"
 
@@ -320,8 +342,18 @@ def verify_bundle(path: str, verifiers: Sequence[Verifier]) -> Verdict:
     if manifest_bytes is not None:
         scope = checker.scope(manifest, leaves)
         if scope is not None:
-            checker.derived(scope, log, leaves)
-            checker.manifest(manifest_bytes, scope, log, cp.size)
+            claimed = manifest.get("renderer")
+            if checker.other_renderer(claimed):
+                # Not a dict: the manifest is then named as not what the contents give.
+                renderer = (
+                    {str(k): str(v) for k, v in claimed.items()}
+                    if isinstance(claimed, dict)
+                    else {}
+                )
+            else:
+                checker.derived(scope, log, leaves)
+                renderer = render.renderer()
+            checker.manifest(manifest_bytes, scope, log, cp.size, renderer)
     for name in sorted(set(files) - checker.used):
         v.fail(name, "not a file an evidence bundle holds (unexpected)")
     return v
