@@ -17,6 +17,7 @@ from mrm.client.trust import TrustedCheckpoint
 from mrm.evidence import derive, render
 from mrm.evidence.bundle import (
     MANIFEST,
+    MAX_RECORDS,
     MODEL_CARD,
     REPORT_HTML,
     REPORT_PDF,
@@ -85,6 +86,13 @@ def _records(
         for rec in q:
             if rec.leaf_index < size:
                 out[int(rec.leaf_index)] = rec
+            if len(out) > MAX_RECORDS:
+                raise EvidenceError(
+                    f"{scope.model} has more than {MAX_RECORDS} records"
+                    + (f" since {scope.since}" if scope.since else "")
+                    + ", more than one bundle may hold; narrow the decisions with --since "
+                    "(or --version)"
+                )
     return [out[i] for i in sorted(out)]
 
 

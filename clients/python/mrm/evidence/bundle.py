@@ -29,6 +29,8 @@ DERIVED = (MODEL_CARD, SUMMARY, REPORT_HTML, REPORT_PDF)
 MAX_MEMBERS = 200_000
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+# A record takes two members (leaf and proof); the rest is checkpoints and documents.
+MAX_RECORDS = (MAX_MEMBERS - 10_000) // 2
 
 _RECORD = re.compile(r"records/([0-9]{12})\.json")
 _PROOF = re.compile(r"proofs/([0-9]{12})\.json")
