@@ -268,3 +268,12 @@ def test_sensitive_columns_are_read_but_not_fed_to_the_model(tmp_path: Path) -> 
     assert "\n" not in str(e.value)
     with pytest.raises(DeployError, match="extra"):  # without [fairness], still an extra column
         load_eval(tmp_path / "eval.csv", "default", model)
+
+
+def test_a_sensitive_column_that_is_a_model_input_stays_an_input(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"age": [20.0, 30.0, 40.0, 50.0], "default": [1, 1, 0, 0]})
+    model = LogisticRegression().fit(frame[["age"]], frame["default"])
+    frame.to_csv(tmp_path / "eval.csv", index=False)
+    data = load_eval(tmp_path / "eval.csv", "default", model, ("age",))
+    assert list(data.X.columns) == ["age"]
+    assert data.sensitive["age"].tolist() == [20.0, 30.0, 40.0, 50.0]
