@@ -41,6 +41,11 @@ risk_tier = "high"
 notes = "Reviewed by the model risk committee"
 """
 
+FAIRNESS = (
+    '[fairness]\nsensitive = ["employment"]\nfavourable_label = "0"\n'
+    "bootstrap = 100\nmin_group_size = 20\n"
+)
+
 
 @dataclass
 class Evidence:
@@ -128,12 +133,12 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
             train, test = applicants(600, 1), applicants(200, 2)
             model, cols, target = tree_model(train)
             (project / "model.pkl").write_bytes(pickle.dumps(model))
-            test[[*cols, target]].to_csv(project / "eval.csv", index=False)
+            test[[*cols, "employment", target]].to_csv(project / "eval.csv", index=False)
             train.to_csv(project / "train.csv", index=False)
             (project / "mrm.toml").write_text(
                 '[model]\nname = "credit-risk"\n[data]\neval = "eval.csv"\n'
                 'target = "default"\ntraining = "train.csv"\n'
-                "[gates]\nfidelity_tolerance = 1e-4\n" + CARD
+                "[gates]\nfidelity_tolerance = 1e-4\n" + FAIRNESS + CARD
             )
             mp.chdir(project)
             deployed = _cli(stack, "deploy", "model.pkl", "--version", "1.0.0")
@@ -258,6 +263,17 @@ def test_model_card_holds_the_card_the_facts_and_the_identity(evidence: Evidence
     assert card["card"]["source"]["record_id"] == version["record_id"]
     assert card["performance"][0]["metrics"]["rows"] == 200
     summary = json.loads(files["summary.json"])
+    (snapshot,) = [
+        json.loads(files[n])
+        for n in sorted(files)
+        if n.startswith("records/") and json.loads(files[n])["kind"] == "FAIRNESS_SNAPSHOT"
+    ]
+    (fair,) = summary["fairness"]
+    (employment,) = fair["attributes"]
+    recorded = snapshot["body"]["attributes"]["employment"]
+    assert employment["demographic_parity_ratio"] == recorded["demographic_parity_ratio"]
+    assert set(employment["groups"]) == {"salaried", "self-employed", "unemployed"}
+    assert fair["record_id"] == snapshot["record_id"]
     (alert,) = summary["alerts"]
     assert alert["summary"] == "income drifted (PSI 0.31 > 0.2)"
     assert alert["acknowledgement"]["note"] == "retraining"
