@@ -7,12 +7,14 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
 import sys
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,6 +287,12 @@ def test_model_card_holds_the_card_the_facts_and_the_identity(evidence: Evidence
     assert "href=" not in html
     assert "<script" not in html
     assert files["report.pdf"].startswith(b"%PDF-")
+    text = b"".join(
+        zlib.decompress(m.group(1))
+        for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", files["report.pdf"], re.S)
+    )
+    for section in (b"Model card", b"Fairness at deploy", b"Alerts and acknowledgements"):
+        assert section in text
 
 
 def test_since_limits_decisions_only(evidence: Evidence, tmp_path: Path) -> None:
