@@ -9,8 +9,8 @@ one is one line naming the setting (and the file) to fix.
     allowed_globals = []               # extra pickle globals to trust, "module.Name"
     trusted_types = []                 # extra skops types to trust
 
-    [card]                             # the model card, recorded at deploy (MODEL_INGESTED)
-    purpose = "Score consumer credit applications for default risk"
+    [card]
+    purpose = "Score consumer credit applications for default risk"  # recorded at deploy
     owner = "Credit Risk Analytics <risk@example.com>"
     intended_use = "Pre-screening; a person decides every rejection"
     limitations = ["Not validated for business loans"]  # or one string
