@@ -89,12 +89,28 @@ step "5. Legal calls: \"why was $applicant rejected?\""
 echo "\$ mrmctl why --subject $applicant"
 "$BIN/mrmctl" why --subject "$applicant" --report-file "$MRM_HOME/report-$applicant.html"
 
-step "6. An auditor checks the whole log: every leaf re-derived, every checkpoint verified"
+step "6. The regulator asks for proof: the whole log checked, then one file to take away"
 "$BIN/mrmctl" ledger verify
+vkey=$("$BIN/mrmctl" ledger checkpoint --output json |
+  "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["verifier_key"])')
+bundle="$MRM_HOME/evidence-credit-risk.zip"
+echo "\$ mrmctl evidence credit-risk -o $bundle"
+"$BIN/mrmctl" evidence credit-risk -o "$bundle"
+echo "\$ mrmctl evidence verify $bundle --vkey \$VKEY     # offline: no server, no network"
+( cd /tmp && env -i PATH=/usr/bin:/bin "$BIN/mrmctl" evidence verify "$bundle" --vkey "$vkey" )
 
-step "7. Done"
+step "7. The C-suite asks: are our models under control? (the governance dashboard)"
+"$BIN/mrm" auth issue --principal auditor@credit-team.example --role auditor \
+  --expires-in 1d >"$MRM_HOME/auditor.token"
+chmod 600 "$MRM_HOME/auditor.token"
+echo "Dashboard: http://$MRM_HTTP_ADDR/dashboard  (sign in with the token in $MRM_HOME/auditor.token)"
+
+step "8. Done"
 echo "The report for $applicant: $MRM_HOME/report-$applicant.html"
 echo "  (while MRM runs it is also served at http://$MRM_HTTP_ADDR/reports/…; see the link above)"
-echo "The ledger's verifier key: $("$BIN/mrmctl" ledger checkpoint --output json |
-  "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["verifier_key"])')"
+echo "The evidence bundle: $bundle (docs/evidence.md says how to check it by hand)"
+echo "The ledger's verifier key: $vkey"
+if [ -t 0 ]; then
+  read -r -p "MRM is still running: open the dashboard, then press Enter to stop it. " _
+fi
 echo "Stopping MRM."
