@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from mrm.cli.main import mrmctl
 from mrm.client.ledger import LedgerClient
+from mrm.client.reasons import MIN_SHARE
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_deploy import project, tree_model
 from tests.e2e.test_why_support import decide, wait_ready
@@ -134,8 +135,10 @@ def test_a_rejection_gives_its_principal_reasons_in_the_configured_words(
     # went up), largest first, and none that pushed towards approval.
     pushing = sorted((c for c in doc["contributions"] if c["shap"] > 0), key=lambda c: -c["shap"])
     assert pushing, "a rejection has at least one factor pushing towards it"
-    assert [r["feature"] for r in doc["reasons"]] == [c["feature"] for c in pushing][:4]
-    for rank, (r, c) in enumerate(zip(doc["reasons"], pushing, strict=False), start=1):
+    total = sum(c["shap"] for c in pushing)
+    principal = [c for c in pushing if c["shap"] >= MIN_SHARE * total]  # none that barely mattered
+    assert [r["feature"] for r in doc["reasons"]] == [c["feature"] for c in principal][:4]
+    for rank, (r, c) in enumerate(zip(doc["reasons"], principal, strict=False), start=1):
         assert set(r) == {"rank", "feature", "value", "contribution", "text"}
         assert (r["rank"], r["value"], r["contribution"]) == (rank, c["value"], c["shap"])
         want = WORDING.get(r["feature"], f"{r['feature']} of ")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mrm.client.explain import Explanation
 from mrm.client.reasons import (
+    MIN_SHARE,
     ReasonWording,
     favourable_label,
     is_adverse,
@@ -106,7 +107,9 @@ def test_ties_keep_the_schema_order() -> None:
 def test_max_reasons_is_configurable() -> None:
     wording = ReasonWording.from_explain(CREDIT | {"max_reasons": 2})
     assert len(principal_reasons(explanation("1", "1", SHAP), wording)) == 2
-    assert len(principal_reasons(explanation("1", "1", SHAP), wording, n=6)) == 5
+    # five features pushed towards rejection; credit_history_months (0.10 of 2.20) is under
+    # MIN_SHARE, so at most four can be reasons
+    assert len(principal_reasons(explanation("1", "1", SHAP), wording, n=6)) == 4
 
 
 def test_a_favourable_decision_has_no_reasons() -> None:
@@ -176,4 +179,14 @@ def test_reasons_are_the_strongest_adverse_pushes_in_order(
     assert all(p > 0 for p in pushes)
     assert pushes == sorted(pushes, reverse=True)
     adverse = sorted((towards * s for s in shap.values() if towards * s > 0), reverse=True)
-    assert pushes == adverse[:4]
+    assert pushes == [a for a in adverse if a >= MIN_SHARE * sum(adverse)][:4]
+
+
+def test_a_factor_that_barely_mattered_is_not_a_reason() -> None:
+    shap = {"debt_to_income": 0.90, "late_payments_12m": 0.60, "income": 0.05}
+    # income carries 0.05 / 1.55 = 3% of the push towards rejection: below MIN_SHARE
+    reasons = principal_reasons(explanation("1", "1", shap), ReasonWording.from_explain(CREDIT))
+    assert [r.feature for r in reasons] == ["debt_to_income", "late_payments_12m"]
+    shap["income"] = 0.09  # 0.09 / 1.59 = 5.7%: a reason
+    reasons = principal_reasons(explanation("1", "1", shap), ReasonWording.from_explain(CREDIT))
+    assert [r.feature for r in reasons] == ["debt_to_income", "late_payments_12m", "income"]

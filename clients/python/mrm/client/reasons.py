@@ -18,7 +18,9 @@ reasons are the features that pushed the explained output towards the adverse
 outcome, largest first: positive SHAP values when the explained class is not
 the favourable one (say the probability of default), negative ones when it is
 (the probability of approval). Features that pushed the other way are never
-reasons. The output space (probability or log-odds) does not matter: both are
+reasons, and neither is a feature that carried less than MIN_SHARE (5%) of
+the total push towards the adverse outcome: a notice should not name a
+factor that barely mattered. The output space (probability or log-odds) does not matter: both are
 monotone in the class's probability, so the signs agree.
 
 Only the pushing direction is known, not whether a value was high or low, so
@@ -37,6 +39,8 @@ from typing import Any
 from mrm.client.explain import Explanation, feature_value, format_value
 
 MAX_REASONS = 4
+MIN_SHARE = 0.05
+"""A reason carries at least this share of the summed push towards the adverse outcome."""
 
 
 def favourable_label(table: Mapping[str, Any]) -> str | None:
@@ -147,6 +151,8 @@ def principal_reasons(
     towards = -1.0 if exp.class_label == wording.favourable_label else 1.0
     pushing = [c for c in exp.contributions if towards * c.shap > 0]
     pushing.sort(key=lambda c: towards * c.shap, reverse=True)  # stable: ties keep schema order
+    total = sum(towards * c.shap for c in pushing)
+    pushing = [c for c in pushing if towards * c.shap >= MIN_SHARE * total]
     most = wording.max_reasons if n is None else n
     return [
         Reason(
