@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 
-.PHONY: chromium docs install test lint typecheck buf-lint proto proto-check pytest demo bench clean
+.PHONY: chromium docs install test lint typecheck buf-lint buf-breaking proto proto-check proto-release pytest demo bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ buf-lint: install
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
+# The wire contract may only grow. proto/release.binpb is the image of proto/ as
+# last released (a file in the tree, so it works in any clone: CI's is fresh and
+# the repository has no tags). `buf breaking` (FILE rules) fails on any change
+# that would break a client built against it. At a release, and only then, run
+# `make proto-release` and commit the new image with the release.
+buf-breaking: install
+	$(BUF) breaking --against proto/release.binpb
+
+proto-release: install
+	$(BUF) build -o proto/release.binpb
+
 proto: install
 	tools/genproto.sh
 
@@ -47,7 +58,7 @@ chromium:
 pytest: install chromium
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test: lint typecheck buf-lint proto-check pytest
+test: lint typecheck buf-lint buf-breaking proto-check pytest
 
 docs: install  ## regenerate the README's configuration reference from the code
 	$(BIN)/python tools/readme_config.py
