@@ -17,10 +17,11 @@ new mrm-db-owner.pgpass && echo "postgres:5432:mrm:mrm:$(cat "$dir/postgres-pass
 new mrm-db-app.pgpass && echo "postgres:5432:mrm:mrm_app:$(cat "$dir/mrm-app-password")" >"$dir/mrm-db-app.pgpass"
 new subject.key && "$python" -c 'import secrets; print(secrets.token_hex(32))' >"$dir/subject.key"
 # Credentials: the tokens file and the local tokens (admin, registry, explain,
-# proxy, monitor); the admin token (auth/admin.token) is yours, for mrmctl and `mrm auth`.
-# `mrm auth init` issues only what is missing (such as the monitor's token in
-# an older deploy/secrets/auth) and keeps every live token.
-[ -e "$dir/auth/tokens.json" ] && [ -e "$dir/auth/monitor.token" ] && echo "keeping $dir/auth" ||
+# proxy, monitor, dashboard); the admin token (auth/admin.token) is yours, for mrmctl
+# and `mrm auth`. `mrm auth init` issues only what is missing (such as the monitor's
+# or the dashboard's token in an older deploy/secrets/auth) and keeps every live token.
+[ -e "$dir/auth/tokens.json" ] && [ -e "$dir/auth/monitor.token" ] &&
+  [ -e "$dir/auth/dashboard.token" ] && echo "keeping $dir/auth" ||
   MRM_HOME="$dir/auth" "$(dirname "$python")/mrm" auth init
 new auth/session.key && "$python" -c 'import secrets; print(secrets.token_hex(32))' >"$dir/auth/session.key"
 new ledger.key && "$python" -c "import sys; from mrm.tlog.note import generate_signer; print(generate_signer(sys.argv[1]).encode())" "$name" >"$dir/ledger.key"
@@ -32,7 +33,7 @@ if [ "$(id -u)" = 0 ]; then
   chown 10001:10001 "$dir"/*.pgpass "$dir/ledger.key" "$dir/subject.key"
   chown 10001:10001 "$dir/auth/tokens.json" "$dir/auth/registry.token" \
     "$dir/auth/explain.token" "$dir/auth/proxy.token" "$dir/auth/monitor.token" \
-    "$dir/auth/session.key"
+    "$dir/auth/dashboard.token" "$dir/auth/session.key"
   chown 999:999 "$dir/postgres-password" "$dir/mrm-app-password"
 else
   echo "not root: run  sudo chown 10001:10001 $dir/*.pgpass $dir/ledger.key $dir/subject.key"

@@ -146,6 +146,22 @@ def test_compose_metrics_listen_on_every_interface_at_the_published_port() -> No
     assert '"$dir/auth/monitor.token"' in script
 
 
+def test_compose_dashboard_reads_with_its_own_token_from_the_other_containers() -> None:
+    spec = compose()
+    explain = spec["services"]["explain"]["environment"]
+    assert explain["MRM_DASHBOARD_TOKEN_FILE"] == "/run/secrets/mrm-dashboard-token"
+    assert spec["secrets"]["mrm-dashboard-token"]["file"] == "./secrets/auth/dashboard.token"
+    # the monitor and the proxy by their compose names, at the ports they publish
+    for name in ("monitor", "proxy"):
+        host, _, port = explain[f"MRM_{name.upper()}_ADDR"].rpartition(":")
+        assert host == name
+        assert f"{port}:{port}" in spec["services"][name]["ports"], name
+    # make-secrets.sh reruns `mrm auth init` for an auth/ without it, and hands it over
+    script = (DEPLOY / "compose" / "make-secrets.sh").read_text()
+    assert '[ -e "$dir/auth/dashboard.token" ]' in script
+    assert '"$dir/auth/dashboard.token" "$dir/auth/session.key"' in script
+
+
 def test_every_service_the_image_runs_listens_everywhere_and_is_health_checked() -> None:
     env = " ".join(rest for word, rest in dockerfile_instructions() if word == "ENV")
     addrs = dict(re.findall(r"(MRM_\w+_ADDR)=(\S+)", env))

@@ -15,7 +15,9 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
+from mrm.core.auth import bootstrap
 from mrm.core.auth.config import AuthConfig
+from mrm.core.auth.principal import Role
 from mrm.core.settings import Settings
 from tests.unit.deploy_manifests.kustomize import KustomizeError, Obj, build, load_yaml
 
@@ -165,7 +167,8 @@ def test_every_server_checks_credentials_and_presents_its_own(tmp_path: Path) ->
     loaded = AuthConfig.load(tmp_path / "auth.toml")
     assert loaded.oidc[0].issuer == "https://token.actions.githubusercontent.com"
     own = {"ledger": set(), "registry": {"registry.token"}, "proxy": {"proxy.token"},
-           "explain": {"explain.token", "session.key"}, "monitor": {"monitor.token"}}  # fmt: skip
+           "explain": {"explain.token", "session.key", "dashboard.token"},
+           "monitor": {"monitor.token"}}  # fmt: skip
     for service, files in own.items():
         spec = pod_spec(of_kind(objects, "Deployment")[f"mrm-{service}"])
         (container,) = spec["containers"]
@@ -391,3 +394,39 @@ def test_the_monitor_rules_name_metrics_the_monitor_exports() -> None:
         "mrm_monitor_webhook_given_up_total",
     ):
         assert metric in used, metric
+
+
+def test_the_dashboard_reads_with_its_own_token_and_reaches_the_monitor_and_proxy() -> None:
+    objects = render("base")
+    (container,) = pod_spec(of_kind(objects, "Deployment")["mrm-explain"])["containers"]
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    # the auditor token `mrm auth init` issues (the explainer's may not read the
+    # monitor or the proxy), from the mrm-auth items the test above pins
+    assert env["MRM_DASHBOARD_TOKEN_FILE"] == "/etc/mrm/auth/dashboard.token"
+    assert bootstrap.LOCAL["dashboard"][1] == (Role.AUDITOR,)
+    assert env["MRM_MONITOR_ADDR"] == f"mrm-monitor:{SERVICES['monitor']}"
+    assert env["MRM_PROXY_ADDR"] == f"mrm-proxy:{SERVICES['proxy']}"
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert "MRM_DASHBOARD_TOKEN_FILE" in readme
+
+    policies = of_kind(objects, "NetworkPolicy")
+    egress = policies["mrm-explain"]["spec"]["egress"]
+    reached = {
+        (r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], p["port"])
+        for r in egress
+        for p in r["ports"]
+    }
+    assert {("mrm-monitor", 50054), ("mrm-proxy", 8001)} <= reached
+    for callee, port in (("mrm-monitor", 50054), ("mrm-proxy", 8001)):
+        admitted = False
+        for rule in policies[callee]["spec"]["ingress"]:
+            if port not in {p["port"] for p in rule["ports"]}:
+                continue
+            for peer in rule["from"]:
+                labels = peer.get("podSelector", {}).get("matchLabels")
+                # same namespace by name, or every pod of every namespace
+                by_name = "namespaceSelector" not in peer and labels == {
+                    "app.kubernetes.io/name": "mrm-explain"
+                }
+                admitted |= by_name or peer == {"namespaceSelector": {}}
+        assert admitted, callee
