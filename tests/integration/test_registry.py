@@ -335,3 +335,48 @@ def test_linked_records_land_with_the_version(
         }
         assert ledger.get_record(lineage).leaf_index == done.leaf_index + 1
         assert ledger.get_record(perf).leaf_index == done.leaf_index + 2
+    want = [
+        (ledger_pb2.RECORD_KIND_DATA_LINEAGE, lineage, done.leaf_index + 1),
+        (ledger_pb2.RECORD_KIND_PERFORMANCE_SNAPSHOT, perf, done.leaf_index + 2),
+    ]
+    assert [(r.kind, r.record_id, r.leaf_index) for r in done.linked_records] == want
+    # A replay reads them back from the ledger: the same leaves, nothing appended.
+    again = reg([linked(ledger_pb2.RECORD_KIND_DATA_LINEAGE, lineage)])
+    assert again.already_registered
+    assert [(r.kind, r.record_id, r.leaf_index) for r in again.linked_records] == want
+
+
+def test_stage_changes_page(registry: pbg.RegistryServiceStub) -> None:
+    registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
+    for v in ("1.0.0", "1.1.0"):
+        upload(registry, v.encode())
+        register(registry, v, v.encode())
+    for v in ("1.0.0", "1.1.0", "1.0.0"):
+        promote(registry, v, pb.STAGE_PRODUCTION)
+    everything = registry.ListStageChanges(pb.ListStageChangesRequest(model_name="credit-risk"))
+    assert everything.next_page_token == ""
+    assert len(everything.changes) == 5  # three promotions, two demotions
+    paged: list[pb.StageChange] = []
+    req = pb.ListStageChangesRequest(model_name="credit-risk", page_size=2)
+    pages = 0
+    while True:
+        page = registry.ListStageChanges(req)
+        assert len(page.changes) <= 2
+        paged.extend(page.changes)
+        pages += 1
+        if not page.next_page_token:
+            break
+        req.page_token = page.next_page_token
+    assert pages == 3
+    assert [c.record_id + c.version for c in paged] == [
+        c.record_id + c.version for c in everything.changes
+    ]
+
+    def bad(**kw: object) -> tuple[grpc.StatusCode, str]:
+        request = pb.ListStageChangesRequest(model_name="credit-risk", **kw)  # type: ignore[arg-type]
+        return bad_request(lambda: registry.ListStageChanges(request))[:2]
+
+    assert bad(page_size=-1) == (grpc.StatusCode.INVALID_ARGUMENT, "page_size")
+    assert bad(page_size=1001) == (grpc.StatusCode.INVALID_ARGUMENT, "page_size")
+    assert bad(page_token="not a token!") == (grpc.StatusCode.INVALID_ARGUMENT, "page_token")
+    assert bad(page_token="eHl6") == (grpc.StatusCode.INVALID_ARGUMENT, "page_token")  # "xyz"

@@ -23,10 +23,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class LinkedLeaf:
+    kind: str  # DATA_LINEAGE, PERFORMANCE_SNAPSHOT, …
+    record_id: str
+    leaf_index: int
+
+
+@dataclass(frozen=True)
 class Registered:
     version: VersionInfo
     already_registered: bool
     leaf_index: int
+    linked: tuple[LinkedLeaf, ...] = ()
 
 
 class Registry:
@@ -43,8 +51,13 @@ class Registry:
         """Append records in one atomic batch, on behalf of `by`; the first one's
         leaf index. Their ids make a retry after a lost reply harmless.
         """
+        return self._append_all(*records, by=by)[0]
+
+    def _append_all(self, *records: ledger_pb2.Record, by: Principal) -> list[int]:
+        """`_append`, with every record's leaf index, in order."""
         try:
-            return int(self.ledger.append(list(records), on_behalf_of=by.name)[0].leaf_index)
+            done = self.ledger.append(list(records), on_behalf_of=by.name)
+            return [int(r.leaf_index) for r in done]
         except client_errors.Unavailable as e:
             raise Unavailable(
                 f"the ledger is unavailable ({e.summary()}); nothing was changed"
@@ -94,7 +107,7 @@ class Registry:
         check_commit(who, facts, "version.facts_json")
         existing = self.store.check_registrable(new)
         if existing is not None:
-            return Registered(existing, True, self._leaf_of(existing.ingested_record_id))
+            return self._replayed(existing)
         identity = recorded(who, facts)
         body = {
             "artifacts": {a.role.lower(): a.sha256 for a in new.artifacts},
@@ -122,13 +135,33 @@ class Registry:
             )
             for r in new.linked
         ]
-        leaf = self._append(ingested, *linked, by=who)
+        leaf, *linked_leaves = self._append_all(ingested, *linked, by=who)
         version, created = self.store.register_version(new, who.name, now_us(), as_json(identity))
-        return Registered(version, not created, leaf)
+        landed = tuple(
+            LinkedLeaf(r.kind, r.record_id, i)
+            for r, i in zip(new.linked, linked_leaves, strict=True)
+        )
+        return Registered(version, not created, leaf, landed)
 
-    def _leaf_of(self, record_id: str) -> int:
+    def _replayed(self, existing: VersionInfo) -> Registered:
+        """The original registration, its linked records read back from the ledger."""
+        ingested = self._record(existing.ingested_record_id)
+        listed = parse_json_object(ingested.body_json).get("linked_records")
+        linked = []
+        for record_id in listed.values() if isinstance(listed, dict) else ():
+            r = self._record(str(record_id))
+            linked.append(
+                LinkedLeaf(
+                    ledger_pb2.RecordKind.Name(r.kind).removeprefix("RECORD_KIND_"),
+                    r.record_id,
+                    int(r.leaf_index),
+                )
+            )
+        return Registered(existing, True, int(ingested.leaf_index), tuple(linked))
+
+    def _record(self, record_id: str) -> ledger_pb2.Record:
         try:
-            return int(self.ledger.get_record(record_id).leaf_index)
+            return self.ledger.get_record(record_id)
         except client_errors.MrmRpcError as e:
             raise Unavailable(f"the ledger cannot find record {record_id}: {e.summary()}") from e
 
@@ -215,9 +248,9 @@ class Registry:
         )
         return identity, leaf
 
-    def history(self, model_name: str) -> list[StageEvent]:
-        self.store.get_model(model_name)
-        return self.store.history(model_name)
+    def history(self, model_name: str, *, offset: int, limit: int) -> list[StageEvent]:
+        self.store.get_model(model_name)  # NOT_FOUND for an unknown model
+        return self.store.history(model_name, offset=offset, limit=limit)
 
     def deployments(self, model_name: str) -> list[VersionInfo]:
         return self.store.deployments(model_name or None)

@@ -15,7 +15,7 @@ from mrm.core.errors import InvalidArgument
 from mrm.registry import validate
 from mrm.registry.entities import ModelInfo, VersionInfo
 from mrm.registry.service import Registry
-from mrm.v1 import auth_pb2, registry_pb2_grpc
+from mrm.v1 import auth_pb2, ledger_pb2, registry_pb2_grpc
 from mrm.v1 import registry_pb2 as pb
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -131,6 +131,14 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             version=version_pb(done.version),
             already_registered=done.already_registered,
             leaf_index=done.leaf_index,
+            linked_records=[
+                pb.LinkedRecordLeaf(
+                    kind=ledger_pb2.RecordKind.Value("RECORD_KIND_" + r.kind),
+                    record_id=r.record_id,
+                    leaf_index=r.leaf_index,
+                )
+                for r in done.linked
+            ],
         )
 
     async def GetVersion(
@@ -147,10 +155,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> pb.ListVersionsResponse:
         name = validate.model_name(request.model_name, "model_name")
         size = validate.page_size(request.page_size)
-        token = validate.decode_token(request.page_token)
-        if token and not token.isdigit():
-            raise InvalidArgument("page_token", "is not a token this server issued")
-        offset = int(token or 0)
+        offset = validate.offset_token(request.page_token)
         found = await asyncio.to_thread(
             lambda: self.registry.list_versions(name, offset=offset, limit=size + 1)
         )
@@ -186,8 +191,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: pb.ListStageChangesRequest, context: Context
     ) -> pb.ListStageChangesResponse:
         name = validate.model_name(request.model_name, "model_name")
-        events = await asyncio.to_thread(self.registry.history, name)
+        size = validate.page_size(request.page_size)
+        offset = validate.offset_token(request.page_token)
+        found = await asyncio.to_thread(
+            lambda: self.registry.history(name, offset=offset, limit=size + 1)
+        )
+        events = found[:size]
+        nxt = validate.encode_token(str(offset + size)) if len(found) > size else ""
         return pb.ListStageChangesResponse(
+            next_page_token=nxt,
             changes=[
                 pb.StageChange(
                     version=e.version,
@@ -199,7 +211,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                     identity=_identity(e.identity_json),
                 )
                 for e in events
-            ]
+            ],
         )
 
     async def RecordRefusal(

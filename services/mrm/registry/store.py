@@ -306,13 +306,16 @@ class RegistryStore:
                 ],
             )
 
-    def history(self, model_name: str) -> list[StageEvent]:
-        """Every stage change of a model's versions, oldest first."""
+    def history(self, model_name: str, *, offset: int, limit: int) -> list[StageEvent]:
+        """A model's stage changes, oldest first, from the `offset`th (events are
+        only appended, so an offset stays put while a client pages)."""
         q = (
             sa.select(versions.c.version, stage_events)
             .join(stage_events, stage_events.c.version_id == versions.c.id)
             .where(versions.c.model_name == model_name)
             .order_by(stage_events.c.id)
+            .offset(offset)
+            .limit(limit)
         )
         with self.engine.connect() as conn:
             return [

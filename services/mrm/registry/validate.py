@@ -67,6 +67,14 @@ def decode_token(token: str) -> str:
         raise InvalidArgument("page_token", "is not a token this server issued") from None
 
 
+def offset_token(token: str) -> int:
+    """The offset a page token of an offset-paged list carries; 0 for none."""
+    value = decode_token(token)
+    if value and not value.isdigit():
+        raise InvalidArgument("page_token", "is not a token this server issued")
+    return int(value or 0)
+
+
 def validate_create_model(req: registry_pb2.CreateModelRequest) -> tuple[str, str]:
     return model_name(req.model.name, "model.name"), _text(
         req.model.description, "model.description"

@@ -120,8 +120,15 @@ class RegistryClient(ServiceClient):
         return self._call(self._stub.RegisterVersion, req)
 
     def stage_changes(self, model_name: str) -> list[registry_pb2.StageChange]:
-        req = registry_pb2.ListStageChangesRequest(model_name=model_name)
-        return list(self._call(self._stub.ListStageChanges, req).changes)
+        """A model's whole stage history, oldest first (every page)."""
+        req = registry_pb2.ListStageChangesRequest(model_name=model_name, page_size=1000)
+        changes: list[registry_pb2.StageChange] = []
+        while True:
+            page = self._call(self._stub.ListStageChanges, req)
+            changes.extend(page.changes)
+            if not page.next_page_token:
+                return changes
+            req.page_token = page.next_page_token
 
     def rollback_target(self, model_name: str) -> str:
         """The version that was in production before the current one ("" if none)."""

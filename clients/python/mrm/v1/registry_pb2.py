@@ -27,7 +27,7 @@ from mrm.v1 import auth_pb2 as mrm_dot_v1_dot_auth__pb2
 from mrm.v1 import ledger_pb2 as mrm_dot_v1_dot_ledger__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mrm/v1/registry.proto\x12\x06mrm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11mrm/v1/auth.proto\x1a\x13mrm/v1/ledger.proto\"\x91\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12production_version\x18\x04 \x01(\t\x12\x18\n\x10staging_versions\x18\x05 \x03(\t\"c\n\x0b\x41rtifactRef\x12\"\n\x04role\x18\x01 \x01(\x0e\x32\x14.mrm.v1.ArtifactRole\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"\xc2\x02\n\x0cModelVersion\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\tartifacts\x18\x03 \x03(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x1c\n\x05stage\x18\x04 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12\x1a\n\x12ingested_record_id\x18\x08 \x01(\t\x12\x12\n\nfacts_json\x18\t \x01(\t\x12\x0e\n\x06strict\x18\n \x01(\x08\x12-\n\x13\x63reated_by_identity\x18\x0b \x01(\x0b\x32\x10.mrm.v1.Identity\"2\n\x12\x43reateModelRequest\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"3\n\x13\x43reateModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x10GetModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.mrm.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x15UploadArtifactRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRefH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"W\n\x16UploadArtifactResponse\x12%\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x16\n\x0e\x61lready_stored\x18\x02 \x01(\x08\"{\n\x16RegisterVersionRequest\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12&\n\x0elinked_records\x18\x03 \x03(\x0b\x32\x0e.mrm.v1.Record\"p\n\x17RegisterVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x1a\n\x12\x61lready_registered\x18\x02 \x01(\x08\x12\x12\n\nleaf_index\x18\x03 \x01(\x04\"8\n\x11GetVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\";\n\x12GetVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\"P\n\x13ListVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x14ListVersionsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x12GetArtifactRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"$\n\x13GetArtifactResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"~\n\x15PromoteVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1c\n\x05stage\x18\x03 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"k\n\x16PromoteVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0f\x64\x65moted_version\x18\x02 \x01(\t\x12\x11\n\trecord_id\x18\x03 \x01(\t\"-\n\x17WatchDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"m\n\x18WatchDeploymentsResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x0f\n\x07initial\x18\x02 \x01(\x08\x12\x19\n\x11snapshot_complete\x18\x03 \x01(\x08\"-\n\x17ListStageChangesRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\xc3\x01\n\x0bStageChange\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x1c\n\x05stage\x18\x02 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x11\n\trecord_id\x18\x05 \x01(\t\x12/\n\x0b\x63hange_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x08identity\x18\x07 \x01(\x0b\x32\x10.mrm.v1.Identity\"@\n\x18ListStageChangesResponse\x12$\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x13.mrm.v1.StageChange\"t\n\x14RecordRefusalRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x12\n\nfacts_json\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"b\n\x15RecordRefusalResponse\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\"\n\x08identity\x18\x03 \x01(\x0b\x32\x10.mrm.v1.Identity*k\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTAGE_NONE\x10\x01\x12\x11\n\rSTAGE_STAGING\x10\x02\x12\x14\n\x10STAGE_PRODUCTION\x10\x03\x12\x12\n\x0eSTAGE_ARCHIVED\x10\x04*\xd3\x01\n\x0c\x41rtifactRole\x12\x1d\n\x19\x41RTIFACT_ROLE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41RTIFACT_ROLE_ONNX_MODEL\x10\x01\x12#\n\x1f\x41RTIFACT_ROLE_BACKGROUND_SAMPLE\x10\x02\x12\x1e\n\x1a\x41RTIFACT_ROLE_INPUT_SCHEMA\x10\x03\x12\x1c\n\x18\x41RTIFACT_ROLE_EVALUATION\x10\x04\x12#\n\x1f\x41RTIFACT_ROLE_REFERENCE_PROFILE\x10\x05\x32\xad\x07\n\x0fRegistryService\x12\x46\n\x0b\x43reateModel\x12\x1a.mrm.v1.CreateModelRequest\x1a\x1b.mrm.v1.CreateModelResponse\x12=\n\x08GetModel\x12\x17.mrm.v1.GetModelRequest\x1a\x18.mrm.v1.GetModelResponse\x12\x43\n\nListModels\x12\x19.mrm.v1.ListModelsRequest\x1a\x1a.mrm.v1.ListModelsResponse\x12Q\n\x0eUploadArtifact\x12\x1d.mrm.v1.UploadArtifactRequest\x1a\x1e.mrm.v1.UploadArtifactResponse(\x01\x12R\n\x0fRegisterVersion\x12\x1e.mrm.v1.RegisterVersionRequest\x1a\x1f.mrm.v1.RegisterVersionResponse\x12\x43\n\nGetVersion\x12\x19.mrm.v1.GetVersionRequest\x1a\x1a.mrm.v1.GetVersionResponse\x12I\n\x0cListVersions\x12\x1b.mrm.v1.ListVersionsRequest\x1a\x1c.mrm.v1.ListVersionsResponse\x12H\n\x0bGetArtifact\x12\x1a.mrm.v1.GetArtifactRequest\x1a\x1b.mrm.v1.GetArtifactResponse0\x01\x12O\n\x0ePromoteVersion\x12\x1d.mrm.v1.PromoteVersionRequest\x1a\x1e.mrm.v1.PromoteVersionResponse\x12U\n\x10ListStageChanges\x12\x1f.mrm.v1.ListStageChangesRequest\x1a .mrm.v1.ListStageChangesResponse\x12W\n\x10WatchDeployments\x12\x1f.mrm.v1.WatchDeploymentsRequest\x1a .mrm.v1.WatchDeploymentsResponse0\x01\x12L\n\rRecordRefusal\x12\x1c.mrm.v1.RecordRefusalRequest\x1a\x1d.mrm.v1.RecordRefusalResponseB7\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mrm/v1/registry.proto\x12\x06mrm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11mrm/v1/auth.proto\x1a\x13mrm/v1/ledger.proto\"\x91\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12production_version\x18\x04 \x01(\t\x12\x18\n\x10staging_versions\x18\x05 \x03(\t\"c\n\x0b\x41rtifactRef\x12\"\n\x04role\x18\x01 \x01(\x0e\x32\x14.mrm.v1.ArtifactRole\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"\xc2\x02\n\x0cModelVersion\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\tartifacts\x18\x03 \x03(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x1c\n\x05stage\x18\x04 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x01\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12\x1a\n\x12ingested_record_id\x18\x08 \x01(\t\x12\x12\n\nfacts_json\x18\t \x01(\t\x12\x0e\n\x06strict\x18\n \x01(\x08\x12-\n\x13\x63reated_by_identity\x18\x0b \x01(\x0b\x32\x10.mrm.v1.Identity\"2\n\x12\x43reateModelRequest\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"3\n\x13\x43reateModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x10GetModelResponse\x12\x1c\n\x05model\x18\x01 \x01(\x0b\x32\r.mrm.v1.Model\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.mrm.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x15UploadArtifactRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRefH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"W\n\x16UploadArtifactResponse\x12%\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.mrm.v1.ArtifactRef\x12\x16\n\x0e\x61lready_stored\x18\x02 \x01(\x08\"{\n\x16RegisterVersionRequest\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12&\n\x0elinked_records\x18\x03 \x03(\x0b\x32\x0e.mrm.v1.Record\"\xa2\x01\n\x17RegisterVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x1a\n\x12\x61lready_registered\x18\x02 \x01(\x08\x12\x12\n\nleaf_index\x18\x03 \x01(\x04\x12\x30\n\x0elinked_records\x18\x04 \x03(\x0b\x32\x18.mrm.v1.LinkedRecordLeaf\"[\n\x10LinkedRecordLeaf\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.mrm.v1.RecordKind\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x12\n\nleaf_index\x18\x03 \x01(\x04\"8\n\x11GetVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\";\n\x12GetVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\"P\n\x13ListVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x14ListVersionsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x12GetArtifactRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"$\n\x13GetArtifactResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"~\n\x15PromoteVersionRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1c\n\x05stage\x18\x03 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"k\n\x16PromoteVersionResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x17\n\x0f\x64\x65moted_version\x18\x02 \x01(\t\x12\x11\n\trecord_id\x18\x03 \x01(\t\"-\n\x17WatchDeploymentsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"m\n\x18WatchDeploymentsResponse\x12%\n\x07version\x18\x01 \x01(\x0b\x32\x14.mrm.v1.ModelVersion\x12\x0f\n\x07initial\x18\x02 \x01(\x08\x12\x19\n\x11snapshot_complete\x18\x03 \x01(\x08\"T\n\x17ListStageChangesRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xc3\x01\n\x0bStageChange\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x1c\n\x05stage\x18\x02 \x01(\x0e\x32\r.mrm.v1.Stage\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x11\n\trecord_id\x18\x05 \x01(\t\x12/\n\x0b\x63hange_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x08identity\x18\x07 \x01(\x0b\x32\x10.mrm.v1.Identity\"Y\n\x18ListStageChangesResponse\x12$\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x13.mrm.v1.StageChange\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"t\n\x14RecordRefusalRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x12\n\nfacts_json\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"b\n\x15RecordRefusalResponse\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\"\n\x08identity\x18\x03 \x01(\x0b\x32\x10.mrm.v1.Identity*k\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTAGE_NONE\x10\x01\x12\x11\n\rSTAGE_STAGING\x10\x02\x12\x14\n\x10STAGE_PRODUCTION\x10\x03\x12\x12\n\x0eSTAGE_ARCHIVED\x10\x04*\xd3\x01\n\x0c\x41rtifactRole\x12\x1d\n\x19\x41RTIFACT_ROLE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41RTIFACT_ROLE_ONNX_MODEL\x10\x01\x12#\n\x1f\x41RTIFACT_ROLE_BACKGROUND_SAMPLE\x10\x02\x12\x1e\n\x1a\x41RTIFACT_ROLE_INPUT_SCHEMA\x10\x03\x12\x1c\n\x18\x41RTIFACT_ROLE_EVALUATION\x10\x04\x12#\n\x1f\x41RTIFACT_ROLE_REFERENCE_PROFILE\x10\x05\x32\xad\x07\n\x0fRegistryService\x12\x46\n\x0b\x43reateModel\x12\x1a.mrm.v1.CreateModelRequest\x1a\x1b.mrm.v1.CreateModelResponse\x12=\n\x08GetModel\x12\x17.mrm.v1.GetModelRequest\x1a\x18.mrm.v1.GetModelResponse\x12\x43\n\nListModels\x12\x19.mrm.v1.ListModelsRequest\x1a\x1a.mrm.v1.ListModelsResponse\x12Q\n\x0eUploadArtifact\x12\x1d.mrm.v1.UploadArtifactRequest\x1a\x1e.mrm.v1.UploadArtifactResponse(\x01\x12R\n\x0fRegisterVersion\x12\x1e.mrm.v1.RegisterVersionRequest\x1a\x1f.mrm.v1.RegisterVersionResponse\x12\x43\n\nGetVersion\x12\x19.mrm.v1.GetVersionRequest\x1a\x1a.mrm.v1.GetVersionResponse\x12I\n\x0cListVersions\x12\x1b.mrm.v1.ListVersionsRequest\x1a\x1c.mrm.v1.ListVersionsResponse\x12H\n\x0bGetArtifact\x12\x1a.mrm.v1.GetArtifactRequest\x1a\x1b.mrm.v1.GetArtifactResponse0\x01\x12O\n\x0ePromoteVersion\x12\x1d.mrm.v1.PromoteVersionRequest\x1a\x1e.mrm.v1.PromoteVersionResponse\x12U\n\x10ListStageChanges\x12\x1f.mrm.v1.ListStageChangesRequest\x1a .mrm.v1.ListStageChangesResponse\x12W\n\x10WatchDeployments\x12\x1f.mrm.v1.WatchDeploymentsRequest\x1a .mrm.v1.WatchDeploymentsResponse0\x01\x12L\n\rRecordRefusal\x12\x1c.mrm.v1.RecordRefusalRequest\x1a\x1d.mrm.v1.RecordRefusalResponseB7\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mrm.v1.registry_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\ndev.mrm.v1P\001Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1'
-  _globals['_STAGE']._serialized_start=2713
-  _globals['_STAGE']._serialized_end=2820
-  _globals['_ARTIFACTROLE']._serialized_start=2823
-  _globals['_ARTIFACTROLE']._serialized_end=3034
+  _globals['_STAGE']._serialized_start=2921
+  _globals['_STAGE']._serialized_end=3028
+  _globals['_ARTIFACTROLE']._serialized_start=3031
+  _globals['_ARTIFACTROLE']._serialized_end=3242
   _globals['_MODEL']._serialized_start=107
   _globals['_MODEL']._serialized_end=252
   _globals['_ARTIFACTREF']._serialized_start=254
@@ -63,38 +63,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADARTIFACTRESPONSE']._serialized_end=1182
   _globals['_REGISTERVERSIONREQUEST']._serialized_start=1184
   _globals['_REGISTERVERSIONREQUEST']._serialized_end=1307
-  _globals['_REGISTERVERSIONRESPONSE']._serialized_start=1309
-  _globals['_REGISTERVERSIONRESPONSE']._serialized_end=1421
-  _globals['_GETVERSIONREQUEST']._serialized_start=1423
-  _globals['_GETVERSIONREQUEST']._serialized_end=1479
-  _globals['_GETVERSIONRESPONSE']._serialized_start=1481
-  _globals['_GETVERSIONRESPONSE']._serialized_end=1540
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=1542
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=1622
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=1624
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=1711
-  _globals['_GETARTIFACTREQUEST']._serialized_start=1713
-  _globals['_GETARTIFACTREQUEST']._serialized_end=1749
-  _globals['_GETARTIFACTRESPONSE']._serialized_start=1751
-  _globals['_GETARTIFACTRESPONSE']._serialized_end=1787
-  _globals['_PROMOTEVERSIONREQUEST']._serialized_start=1789
-  _globals['_PROMOTEVERSIONREQUEST']._serialized_end=1915
-  _globals['_PROMOTEVERSIONRESPONSE']._serialized_start=1917
-  _globals['_PROMOTEVERSIONRESPONSE']._serialized_end=2024
-  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_start=2026
-  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_end=2071
-  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_start=2073
-  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_end=2182
-  _globals['_LISTSTAGECHANGESREQUEST']._serialized_start=2184
-  _globals['_LISTSTAGECHANGESREQUEST']._serialized_end=2229
-  _globals['_STAGECHANGE']._serialized_start=2232
-  _globals['_STAGECHANGE']._serialized_end=2427
-  _globals['_LISTSTAGECHANGESRESPONSE']._serialized_start=2429
-  _globals['_LISTSTAGECHANGESRESPONSE']._serialized_end=2493
-  _globals['_RECORDREFUSALREQUEST']._serialized_start=2495
-  _globals['_RECORDREFUSALREQUEST']._serialized_end=2611
-  _globals['_RECORDREFUSALRESPONSE']._serialized_start=2613
-  _globals['_RECORDREFUSALRESPONSE']._serialized_end=2711
-  _globals['_REGISTRYSERVICE']._serialized_start=3037
-  _globals['_REGISTRYSERVICE']._serialized_end=3978
+  _globals['_REGISTERVERSIONRESPONSE']._serialized_start=1310
+  _globals['_REGISTERVERSIONRESPONSE']._serialized_end=1472
+  _globals['_LINKEDRECORDLEAF']._serialized_start=1474
+  _globals['_LINKEDRECORDLEAF']._serialized_end=1565
+  _globals['_GETVERSIONREQUEST']._serialized_start=1567
+  _globals['_GETVERSIONREQUEST']._serialized_end=1623
+  _globals['_GETVERSIONRESPONSE']._serialized_start=1625
+  _globals['_GETVERSIONRESPONSE']._serialized_end=1684
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=1686
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=1766
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=1768
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=1855
+  _globals['_GETARTIFACTREQUEST']._serialized_start=1857
+  _globals['_GETARTIFACTREQUEST']._serialized_end=1893
+  _globals['_GETARTIFACTRESPONSE']._serialized_start=1895
+  _globals['_GETARTIFACTRESPONSE']._serialized_end=1931
+  _globals['_PROMOTEVERSIONREQUEST']._serialized_start=1933
+  _globals['_PROMOTEVERSIONREQUEST']._serialized_end=2059
+  _globals['_PROMOTEVERSIONRESPONSE']._serialized_start=2061
+  _globals['_PROMOTEVERSIONRESPONSE']._serialized_end=2168
+  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_start=2170
+  _globals['_WATCHDEPLOYMENTSREQUEST']._serialized_end=2215
+  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_start=2217
+  _globals['_WATCHDEPLOYMENTSRESPONSE']._serialized_end=2326
+  _globals['_LISTSTAGECHANGESREQUEST']._serialized_start=2328
+  _globals['_LISTSTAGECHANGESREQUEST']._serialized_end=2412
+  _globals['_STAGECHANGE']._serialized_start=2415
+  _globals['_STAGECHANGE']._serialized_end=2610
+  _globals['_LISTSTAGECHANGESRESPONSE']._serialized_start=2612
+  _globals['_LISTSTAGECHANGESRESPONSE']._serialized_end=2701
+  _globals['_RECORDREFUSALREQUEST']._serialized_start=2703
+  _globals['_RECORDREFUSALREQUEST']._serialized_end=2819
+  _globals['_RECORDREFUSALRESPONSE']._serialized_start=2821
+  _globals['_RECORDREFUSALRESPONSE']._serialized_end=2919
+  _globals['_REGISTRYSERVICE']._serialized_start=3245
+  _globals['_REGISTRYSERVICE']._serialized_end=4186
 # @@protoc_insertion_point(module_scope)

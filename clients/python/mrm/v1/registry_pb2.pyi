@@ -519,6 +519,7 @@ class RegisterVersionResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     ALREADY_REGISTERED_FIELD_NUMBER: _builtins.int
     LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    LINKED_RECORDS_FIELD_NUMBER: _builtins.int
     already_registered: _builtins.bool
     """True when the version was registered before with the same artifacts."""
     leaf_index: _builtins.int
@@ -527,20 +528,60 @@ class RegisterVersionResponse(_message.Message):
     def version(self) -> Global___ModelVersion:
         """The version."""
 
+    @_builtins.property
+    def linked_records(self) -> _containers.RepeatedCompositeFieldContainer[Global___LinkedRecordLeaf]:
+        """Where each of the request's `linked_records` landed, in request order
+        (they follow the MODEL_INGESTED record in the same batch). On a replay
+        (`already_registered`), the records the original registration linked,
+        read back from the ledger, in the order its MODEL_INGESTED record lists
+        them.
+        """
+
     def __init__(
         self,
         *,
         version: Global___ModelVersion | None = ...,
         already_registered: _builtins.bool = ...,
         leaf_index: _builtins.int = ...,
+        linked_records: _abc.Iterable[Global___LinkedRecordLeaf] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_registered", b"already_registered", "leaf_index", b"leaf_index", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_registered", b"already_registered", "leaf_index", b"leaf_index", "linked_records", b"linked_records", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterVersionResponse: _TypeAlias = RegisterVersionResponse  # noqa: Y015
+
+@_typing.final
+class LinkedRecordLeaf(_message.Message):
+    """A record registered with a version, and where it is in the ledger."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    kind: _ledger_pb2.RecordKind.ValueType
+    """The record's kind (DATA_LINEAGE, PERFORMANCE_SNAPSHOT, …)."""
+    record_id: _builtins.str
+    """The record's id, as the client chose it."""
+    leaf_index: _builtins.int
+    """Its leaf index in the ledger."""
+    def __init__(
+        self,
+        *,
+        kind: _ledger_pb2.RecordKind.ValueType = ...,
+        record_id: _builtins.str = ...,
+        leaf_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "leaf_index", b"leaf_index", "record_id", b"record_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkedRecordLeaf: _TypeAlias = LinkedRecordLeaf  # noqa: Y015
 
 @_typing.final
 class GetVersionRequest(_message.Message):
@@ -829,16 +870,29 @@ class ListStageChangesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_NAME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """The model's name."""
+    page_size: _builtins.int
+    """Maximum changes to return, 0 to 1000; 0 means 100. Out of range is
+    INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of a previous response for the same model; empty
+    for the first page. A token this server did not issue is
+    INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
         model_name: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_name", b"model_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_name", b"model_name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -903,18 +957,22 @@ class ListStageChangesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
     @_builtins.property
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageChange]:
-        """The changes."""
+        """The changes, at most `page_size` of them."""
 
     def __init__(
         self,
         *,
         changes: _abc.Iterable[Global___StageChange] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -207,7 +207,9 @@ class RegistryServiceServicer:
 
     def ListStageChanges(self, request, context):
         """Lists every stage change of a model's versions, oldest first: the
-        deployment history, rollbacks included.
+        deployment history, rollbacks included. Paged; changes made while a
+        client pages are appended after the pages it has read, so following
+        `next_page_token` to the end sees each change once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -93,7 +93,9 @@ class RegistryServiceStub:
     """
     ListStageChanges: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListStageChangesRequest, _registry_pb2.ListStageChangesResponse]
     """Lists every stage change of a model's versions, oldest first: the
-    deployment history, rollbacks included.
+    deployment history, rollbacks included. Paged; changes made while a
+    client pages are appended after the pages it has read, so following
+    `next_page_token` to the end sees each change once.
     """
     WatchDeployments: _grpc.UnaryStreamMultiCallable[_registry_pb2.WatchDeploymentsRequest, _registry_pb2.WatchDeploymentsResponse]
     """Streams the current deployments, then every later stage change, until
@@ -164,7 +166,9 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """
     ListStageChanges: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListStageChangesRequest, _registry_pb2.ListStageChangesResponse]  # type: ignore[assignment]
     """Lists every stage change of a model's versions, oldest first: the
-    deployment history, rollbacks included.
+    deployment history, rollbacks included. Paged; changes made while a
+    client pages are appended after the pages it has read, so following
+    `next_page_token` to the end sees each change once.
     """
     WatchDeployments: _aio.UnaryStreamMultiCallable[_registry_pb2.WatchDeploymentsRequest, _registry_pb2.WatchDeploymentsResponse]  # type: ignore[assignment]
     """Streams the current deployments, then every later stage change, until
@@ -292,7 +296,9 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ListStageChangesResponse, _abc.Awaitable[_registry_pb2.ListStageChangesResponse]]:
         """Lists every stage change of a model's versions, oldest first: the
-        deployment history, rollbacks included.
+        deployment history, rollbacks included. Paged; changes made while a
+        client pages are appended after the pages it has read, so following
+        `next_page_token` to the end sees each change once.
         """
 
     @_abc_1.abstractmethod
