@@ -300,3 +300,40 @@ def test_an_answer_that_differs_from_the_proven_record_is_not_verified(journey: 
         elsewhere.CopyFrom(exp)
         elsewhere.prediction_record_id = journey.bob[0]
         assert not proven(session, latest, elsewhere)
+
+
+def _explanations_of(stack: RunningLedger, record_id: str) -> list[str]:
+    with LedgerClient(stack.addr) as led:
+        return [
+            r.record_id
+            for r in led.query(kind="EXPLANATION")
+            if json.loads(r.body_json)["prediction_record_id"] == record_id
+        ]
+
+
+def test_why_reads_the_recorded_explanation_unless_asked_to_re_explain(
+    journey: Journey, tmp_path: Path
+) -> None:
+    decision = journey.bob[0]
+    before = _explanations_of(journey.stack, decision)
+    first = cli(journey.stack, "why", decision, "--output", "json")
+    assert first.exit_code == 0, first.output
+    after_one = _explanations_of(journey.stack, decision)
+    assert len(after_one) == max(len(before), 1)  # one recorded when there was none
+    report = tmp_path / "why.html"
+    second = cli(journey.stack, "why", decision, "--output", "json", "--report-file", str(report))
+    assert second.exit_code == 0, second.output
+    assert _explanations_of(journey.stack, decision) == after_one  # read, not appended
+    doc = json.loads(second.stdout)
+    assert doc["proof_verified"] is True
+    assert doc["report_url"].endswith("/reports/" + after_one[-1])  # the latest one
+    assert after_one[-1] in report.read_text()
+    fresh = cli(journey.stack, "why", decision, "--re-explain", "--output", "json")
+    assert fresh.exit_code == 0, fresh.output
+    after_re = _explanations_of(journey.stack, decision)
+    assert after_re[:-1] == after_one
+    assert json.loads(fresh.stdout)["report_url"].endswith("/reports/" + after_re[-1])
+    assert json.loads(fresh.stdout)["proof_verified"] is True
+    again = cli(journey.stack, "why", decision, "--output", "json")
+    assert json.loads(again.stdout)["report_url"].endswith("/reports/" + after_re[-1])
+    assert _explanations_of(journey.stack, decision) == after_re

@@ -148,6 +148,16 @@ class Evidence:
         with upstream("registry"):
             return self.registry.get_version(model_name, version)
 
+    def archived_hashes(self, version: registry_pb2.ModelVersion) -> dict[str, str]:
+        """The sha256 of what an explanation of `version` is computed from, as the
+        registry archives it, keyed as `Artifacts.hashes` (nothing downloaded)."""
+        refs = {role_name(a.role): a.sha256 for a in version.artifacts}
+        return {
+            "onnx_sha256": refs.get("onnx_model", ""),
+            "input_schema_sha256": refs.get("input_schema", ""),
+            "background_sha256": refs.get("background_sample", ""),
+        }
+
     def artifacts(self, version: registry_pb2.ModelVersion, onnx_sha256: str = "") -> Artifacts:
         """The version's ONNX model, input schema and background sample, byte-checked.
 

@@ -169,6 +169,32 @@ class Explain:
         )
         return _with_leaf(record, self.evidence.append(record)), prediction
 
+    def recorded_explanation(self, record_id: str, row: int = 0) -> tuple[Record, Record] | None:
+        """The row's most recent EXPLANATION and the PREDICTION, if it still stands.
+
+        The record is in the ledger, so its bytes are what was given out then
+        (a client proves it by inclusion). It stands for the decision when it
+        names the decision and row, and was computed from the artifacts the
+        registry archives for the version now, the decision's own ONNX model
+        among them: registered artifacts never change, so an explanation of
+        those bytes is the explanation they give. None otherwise, and the
+        caller explains anew, which re-checks every byte and reports tampering.
+        """
+        prediction = self.evidence.prediction(record_id)
+        found = self._latest_explanation(prediction, row)
+        if found is None:
+            return None
+        mv = self.evidence.version(prediction.model_name, prediction.model_version)
+        archived = self.evidence.archived_hashes(mv)
+        try:
+            served = json.loads(prediction.body_json).get("onnx_sha256")
+        except (ValueError, AttributeError):
+            return None
+        recorded = json.loads(found.body_json).get("artifacts")
+        if recorded != archived or (served and served != archived.get("onnx_sha256")):
+            return None
+        return found, prediction
+
     def explanation(self, record_id: str) -> tuple[Record, Record]:
         """An EXPLANATION and its PREDICTION, from either record's id.
 
@@ -184,7 +210,8 @@ class Explain:
         found = self._latest_explanation(record)
         return (found, record) if found is not None else self.explain_record(record_id)
 
-    def _latest_explanation(self, prediction: Record) -> Record | None:
+    def _latest_explanation(self, prediction: Record, row: int | None = None) -> Record | None:
+        """The decision's (`row`'s, when given) most recent EXPLANATION."""
         recent = self.evidence.recent(
             _SCAN,
             kind="EXPLANATION",
@@ -194,7 +221,10 @@ class Explain:
             trace_id=prediction.trace_id,
         )
         for record in recent:
-            if json.loads(record.body_json).get("prediction_record_id") == prediction.record_id:
+            body = json.loads(record.body_json)
+            if body.get("prediction_record_id") != prediction.record_id:
+                continue
+            if row is None or body.get("row", 0) == row:
                 return record
         return None
 

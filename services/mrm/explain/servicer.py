@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 
+from mrm.client.ledger import Record
 from mrm.core.auth import deployer_of
 from mrm.explain import validate
 from mrm.explain.records import baseline_pb, explanation_pb
@@ -36,10 +37,18 @@ class ExplainServicer(explain_pb2_grpc.ExplainServiceServicer):
         self, request: pb.ExplainRecordRequest, context: Context
     ) -> pb.ExplainRecordResponse:
         record_id, row = validate.validate_explain(request)
-        explanation, prediction = await asyncio.to_thread(
-            self.explain.explain_record, record_id, row
+
+        def explain() -> tuple[Record, Record, bool]:
+            if request.reuse_latest:
+                found = self.explain.recorded_explanation(record_id, row)
+                if found is not None:
+                    return *found, True
+            return *self.explain.explain_record(record_id, row), False
+
+        explanation, prediction, reused = await asyncio.to_thread(explain)
+        return pb.ExplainRecordResponse(
+            explanation=explanation_pb(explanation, prediction), reused=reused
         )
-        return pb.ExplainRecordResponse(explanation=explanation_pb(explanation, prediction))
 
     async def GetReport(
         self, request: pb.GetReportRequest, context: Context

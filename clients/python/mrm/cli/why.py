@@ -3,9 +3,12 @@
     mrmctl why --subject a-1003 --at 2026-11-24
     mrmctl why RECORD_ID --output json
 
-Each decision is explained by the Explain service (which records the
-explanation in the ledger); the decision's and the explanation's records are
-then proven to be in the ledger against this client's trusted checkpoint.
+Each decision is explained by the Explain service: the explanation it recorded
+in the ledger before, when it has one computed from the artifacts the version
+still archives, else a new one it records (`--re-explain` always asks for a new
+one, re-running the archived model). The decision's and the explanation's
+records are then proven to be in the ledger against this client's trusted
+checkpoint, and the explanation shown is checked against its proven record.
 """
 
 from __future__ import annotations
@@ -238,6 +241,12 @@ def _window(
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also save the (newest) decision's HTML report to this file.",
 )
+@click.option(
+    "--re-explain",
+    is_flag=True,
+    help="Explain anew (re-running the archived model) and record it, rather than read "
+    "the decision's recorded explanation.",
+)
 @explain_options
 @click.option(
     "--report-base-url",
@@ -264,6 +273,7 @@ def why(
     model_name: str,
     limit: int,
     report_file: Path | None,
+    re_explain: bool,
     explain_addr: str,
     report_base_url: str | None,
     trace_url_template: str,
@@ -302,8 +312,8 @@ def why(
                 )
         else:
             ids = [record_id or ""]
-        explained = [ex.explain_record(rid) for rid in ids]
-        # Proven after the explanations were appended, against a fresh checkpoint.
+        explained = [ex.explain_record(rid, reuse_latest=not re_explain) for rid in ids]
+        # Proven after any explanation was appended, against a fresh checkpoint.
         with ledger_session(ctx) as s:
             latest = s.trusted(refresh=True)
             checks = [proven(s, latest, exp) for exp in explained]

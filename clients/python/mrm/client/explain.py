@@ -39,9 +39,18 @@ class ExplainClient(ServiceClient):
         req = explain_pb2.ComputeBaselineRequest(model_name=model_name, version=version)
         return self._call(self._stub.ComputeBaseline, req)
 
-    def explain_record(self, record_id: str, row: int = 0) -> Explanation:
-        """Explain a recorded decision (and record the explanation in the ledger)."""
-        req = explain_pb2.ExplainRecordRequest(record_id=record_id, row=row)
+    def explain_record(
+        self, record_id: str, row: int = 0, *, reuse_latest: bool = False
+    ) -> Explanation:
+        """Explain a recorded decision (and record the explanation in the ledger).
+
+        With `reuse_latest`, the decision's recorded explanation when it has one
+        that still stands (see ExplainRecordRequest.reuse_latest); nothing is
+        appended then.
+        """
+        req = explain_pb2.ExplainRecordRequest(
+            record_id=record_id, row=row, reuse_latest=reuse_latest
+        )
         return self._call(self._stub.ExplainRecord, req).explanation
 
     def report(self, record_id: str) -> explain_pb2.GetReportResponse:

@@ -191,6 +191,7 @@ class ExplainRecordRequest(_message.Message):
 
     RECORD_ID_FIELD_NUMBER: _builtins.int
     ROW_FIELD_NUMBER: _builtins.int
+    REUSE_LATEST_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     """The PREDICTION record's UUIDv7. Required. Another kind of record is
     INVALID_ARGUMENT; an unknown id NOT_FOUND.
@@ -199,15 +200,26 @@ class ExplainRecordRequest(_message.Message):
     """Which row of a batched request to explain, from 0. Must be below the
     number of rows the request carried.
     """
+    reuse_latest: _builtins.bool
+    """Return the row's most recent EXPLANATION instead of appending a new one,
+    when it was computed from the artifacts (ONNX model, input schema,
+    background sample, by sha256) the registry archives for the decision's
+    version now, and the decision names that ONNX model as the one that
+    served it; otherwise, or when the row has none, explain it as without
+    this flag. A reused explanation is the recorded one: its re-run and
+    SHAP values are those of when it was recorded (re-explain to re-run the
+    archived bytes now).
+    """
     def __init__(
         self,
         *,
         record_id: _builtins.str = ...,
         row: _builtins.int = ...,
+        reuse_latest: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["record_id", b"record_id", "row", b"row"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["record_id", b"record_id", "reuse_latest", b"reuse_latest", "row", b"row"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -428,6 +440,11 @@ class ExplainRecordResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXPLANATION_FIELD_NUMBER: _builtins.int
+    REUSED_FIELD_NUMBER: _builtins.int
+    reused: _builtins.bool
+    """True when `reuse_latest` returned a recorded explanation and nothing
+    was appended.
+    """
     @_builtins.property
     def explanation(self) -> Global___Explanation:
         """The explanation, as recorded."""
@@ -436,10 +453,11 @@ class ExplainRecordResponse(_message.Message):
         self,
         *,
         explanation: Global___Explanation | None = ...,
+        reused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["explanation", b"explanation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["explanation", b"explanation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["explanation", b"explanation", "reused", b"reused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

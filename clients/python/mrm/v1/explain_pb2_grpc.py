@@ -108,7 +108,8 @@ class ExplainServiceServicer:
         difference is reported in `reproduction`, never hidden), computes the
         decision's SHAP values, checks that they add up, and appends an
         EXPLANATION record. Explaining the same decision again appends a new
-        EXPLANATION record with a new id each time.
+        EXPLANATION record with a new id each time, unless `reuse_latest` is
+        set and the decision's row already has one (see there).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -69,7 +69,8 @@ class ExplainServiceStub:
     difference is reported in `reproduction`, never hidden), computes the
     decision's SHAP values, checks that they add up, and appends an
     EXPLANATION record. Explaining the same decision again appends a new
-    EXPLANATION record with a new id each time.
+    EXPLANATION record with a new id each time, unless `reuse_latest` is
+    set and the decision's row already has one (see there).
     """
     GetReport: _grpc.UnaryUnaryMultiCallable[_explain_pb2.GetReportRequest, _explain_pb2.GetReportResponse]
     """Renders the self-contained HTML report (inline CSS and SVG, no external
@@ -122,7 +123,8 @@ class ExplainServiceAsyncStub(ExplainServiceStub):
     difference is reported in `reproduction`, never hidden), computes the
     decision's SHAP values, checks that they add up, and appends an
     EXPLANATION record. Explaining the same decision again appends a new
-    EXPLANATION record with a new id each time.
+    EXPLANATION record with a new id each time, unless `reuse_latest` is
+    set and the decision's row already has one (see there).
     """
     GetReport: _aio.UnaryUnaryMultiCallable[_explain_pb2.GetReportRequest, _explain_pb2.GetReportResponse]  # type: ignore[assignment]
     """Renders the self-contained HTML report (inline CSS and SVG, no external
@@ -184,7 +186,8 @@ class ExplainServiceServicer(metaclass=_abc_1.ABCMeta):
         difference is reported in `reproduction`, never hidden), computes the
         decision's SHAP values, checks that they add up, and appends an
         EXPLANATION record. Explaining the same decision again appends a new
-        EXPLANATION record with a new id each time.
+        EXPLANATION record with a new id each time, unless `reuse_latest` is
+        set and the decision's row already has one (see there).
         """
 
     @_abc_1.abstractmethod
