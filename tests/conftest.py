@@ -3,36 +3,36 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
 from mrm.core import db
 from mrm.core.settings import Settings
 from mrm.stack import BackgroundStack
+from tests.support import postgres
 from tests.support.auth import TEST_TOKEN, seed_test_token
 
-PG_ADMIN_URL = os.environ.get("MRM_TEST_PG_ADMIN", "postgresql://root@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = postgres.ADMIN_URL
+_pg_base = postgres.server_url
 
 
-def _pg_base() -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0]
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(postgres.PostgresGate(), "mrm-postgres-gate")
 
 
 def pytest_report_header() -> str:
     """Say which databases this run uses (the storage suite runs on both)."""
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-        number = version[0] if version else "?"
-        pg = f"PostgreSQL {number} at {_pg_base()} (a fresh database per test)"
-    except psycopg.Error as exc:
-        pg = f"PostgreSQL at {_pg_base()} NOT REACHABLE ({exc}); its tests will fail"
+    version = postgres.version()
+    if version is not None:
+        pg = f"PostgreSQL {version} at {_pg_base()} (a fresh database per test)"
+    elif postgres.required():
+        pg = f"PostgreSQL at {_pg_base()} NOT REACHABLE; its tests will fail"
+    else:
+        pg = f"PostgreSQL at {_pg_base()} NOT REACHABLE; its tests will be skipped"
     return f"databases: embedded SQLite (a fresh file per test) and {pg}"
 
 
@@ -63,17 +63,20 @@ def _isolated_client_config(
     monkeypatch.setenv("MRM_TOKEN", TEST_TOKEN)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The local PostgreSQL server's admin URL; a test using it (even through another
+    fixture) is marked `postgres` and skipped when the server does not answer (on CI,
+    MRM_TEST_REQUIRE_POSTGRES=1, failed). See tests/support/postgres.py."""
+    postgres.require_server()
+    return postgres.ADMIN_URL
+
+
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(postgres_server: str) -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"mrm_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{_pg_base().replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres.fresh_database() as url:
+        yield url
 
 
 @pytest.fixture
