@@ -14,14 +14,16 @@ import grpc
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import pytest
+from google.protobuf import json_format
 
 from mrm.client.errors import InvalidArgument, MrmRpcError, NotFound
 from mrm.client.explain import ExplainClient
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
-from mrm.v1 import explain_pb2
+from mrm.v1 import explain_pb2, explain_pb2_grpc
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_why_support import decide, deploy_explained
+from tests.support.auth import channel as authorized_channel
 
 
 @dataclass
@@ -71,6 +73,7 @@ def test_deploy_records_the_baseline_once(deployed: Deployed) -> None:
     assert len(body["background_sha256"]) == 64
     assert body["artifacts"]["onnx_sha256"]
     assert body["expected_value"] == base.expected_value
+    assert json_format.MessageToDict(base.parameters) == body["parameters"]
     # debt_to_income drives the synthetic risk the most (see tests.e2e.test_deploy.applicants)
     top = max(base.global_importance, key=lambda g: g.mean_abs_shap)
     assert top.feature == "debt_to_income"
@@ -96,6 +99,8 @@ def test_explaining_records_an_explanation_every_time(deployed: Deployed) -> Non
     assert [c.feature for c in one.contributions] == list(deployed.X.columns)
     for c in one.contributions:
         assert json.loads(c.value_json) == pytest.approx(float(np.float32(row[c.feature])))
+        assert c.value.number_value == json.loads(c.value_json)  # the typed field, the same
+    assert json_format.MessageToDict(one.parameters) == json.loads(one.parameters_json)
     total = one.base_value + sum(c.shap for c in one.contributions)
     assert abs(total - one.output_value) <= one.tolerance
     assert one.exact
@@ -215,3 +220,26 @@ def test_ledger_down_is_unavailable(tmp_path: Path) -> None:
 def test_not_found_subject_is_not_confused_with_no_match(deployed: Deployed) -> None:
     with ExplainClient(deployed.stack.explain_addr) as ex, pytest.raises(NotFound):
         list(ex.decisions("applicant-7 "))  # a different id, byte for byte
+
+
+def test_reuse_latest_returns_the_recorded_explanation(deployed: Deployed) -> None:
+    decision = deployed.decisions[1]
+    reuse = explain_pb2.ExplainRecordRequest(record_id=decision, reuse_latest=True)
+    with authorized_channel(deployed.stack.explain_addr) as ch:
+        stub = explain_pb2_grpc.ExplainServiceStub(ch)
+        first, again = stub.ExplainRecord(reuse), stub.ExplainRecord(reuse)
+    with ExplainClient(deployed.stack.explain_addr) as ex:
+        fresh = ex.explain_record(decision)
+        latest = ex.explain_record(decision, reuse_latest=True)
+    with LedgerClient(deployed.stack.addr) as led:
+        recorded = [
+            r.record_id
+            for r in led.query(kind="EXPLANATION")
+            if json.loads(r.body_json)["prediction_record_id"] == decision
+        ]
+    assert not first.reused  # none recorded yet: explained, and recorded
+    assert again.reused
+    assert again.explanation == first.explanation
+    assert fresh.record_id != first.explanation.record_id
+    assert latest == fresh  # the most recent one
+    assert recorded == [first.explanation.record_id, fresh.record_id]

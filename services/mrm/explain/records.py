@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+from google.protobuf.struct_pb2 import NULL_VALUE, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mrm.client.ledger import Record
@@ -97,13 +98,17 @@ def explanation_pb(record: Record, prediction: Record) -> pb.Explanation:
         output_value=float(body.get("output_value", 0.0)),
         contributions=[
             pb.Contribution(
-                feature=c["feature"], value_json=json.dumps(c["value"]), shap=float(c["shap"])
+                feature=c["feature"],
+                value_json=json.dumps(c["value"]),
+                shap=float(c["shap"]),
+                value=_value(c["value"]),
             )
             for c in body.get("contributions", [])
         ],
         additivity_error=float(body.get("additivity_error", 0.0)),
         tolerance=float(body.get("tolerance", 0.0)),
         parameters_json=json.dumps(body.get("parameters", {}), sort_keys=True),
+        parameters=_struct(body.get("parameters", {})),
         fallback_reason=body.get("fallback_reason", ""),
         reproduction=pb.Reproduction(
             matches=bool(rep.get("matches")),
@@ -116,6 +121,27 @@ def explanation_pb(record: Record, prediction: Record) -> pb.Explanation:
         probability=body.get("probability"),
         probability_label=body.get("probability_label", ""),
     )
+
+
+def _value(value: Any) -> Value:
+    """A recorded feature value (a JSON scalar) as a google.protobuf.Value."""
+    out = Value()
+    if isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int | float):
+        out.number_value = float(value)
+    elif value is None:
+        out.null_value = NULL_VALUE
+    else:
+        out.string_value = str(value)
+    return out
+
+
+def _struct(parameters: Any) -> Struct:
+    out = Struct()
+    if isinstance(parameters, dict):
+        out.update(parameters)
+    return out
 
 
 def baseline_body(base: Baseline, artifacts: dict[str, str]) -> dict[str, Any]:
@@ -152,6 +178,7 @@ def baseline_pb(record: Record) -> pb.Baseline:
             for g in body.get("global_importance", [])
         ],
         parameters_json=json.dumps(body.get("parameters", {}), sort_keys=True),
+        parameters=_struct(body.get("parameters", {})),
         background_sha256=body.get("background_sha256", ""),
         shap_version=body.get("shap_version", ""),
         fallback_reason=body.get("fallback_reason", ""),

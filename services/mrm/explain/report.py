@@ -119,7 +119,7 @@ class ReportRenderer:
             "decided_at": _when(prediction),
             "adverse": is_adverse(exp, wording),
             "reasons": principal_reasons(exp, wording),
-            "inputs": [(c.feature, feature_value(c.value_json), c.shap) for c in exp.contributions],
+            "inputs": [(c.feature, feature_value(c), c.shap) for c in exp.contributions],
             "chart": waterfall(
                 [(c.feature, c.shap) for c in exp.contributions], exp.base_value, exp.output_value
             ),

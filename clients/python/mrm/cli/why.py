@@ -155,7 +155,7 @@ def as_json(
         "base_value": exp.base_value,
         "output_space": exp.output_space,
         "contributions": [
-            {"feature": c.feature, "value": feature_value(c.value_json), "shap": c.shap}
+            {"feature": c.feature, "value": feature_value(c), "shap": c.shap}
             for c in exp.contributions
         ],
         "report_url": report_url,

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format
+
 from mrm.client.channel import ServiceClient
 from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import Record
@@ -85,11 +87,15 @@ class ExplainClient(ServiceClient):
             req.page_token = page.next_page_token
 
 
-def feature_value(value_json: str) -> Any:
+def feature_value(c: explain_pb2.Contribution) -> Any:
+    """The feature's value in the decision: the typed `value`, or from `value_json`
+    when a server older than the typed field sent only that."""
+    if c.HasField("value"):
+        return json_format.MessageToDict(c.value)
     try:
-        return json.loads(value_json)
+        return json.loads(c.value_json)
     except ValueError:
-        return value_json
+        return c.value_json
 
 
 def format_value(value: Any) -> str:
@@ -121,7 +127,7 @@ def sentence(exp: Explanation, n: int = MAIN_FACTORS) -> str:
     """'Rejected by credit-risk 1.2.4 on 2026-11-24 14:03 UTC (probability of default
     0.83). Main factors: debt_to_income = 0.62 (+0.21), …'"""
     factors = ", ".join(
-        f"{c.feature} = {format_value(feature_value(c.value_json))} ({format_shap(c.shap)})"
+        f"{c.feature} = {format_value(feature_value(c))} ({format_shap(c.shap)})"
         for c in main_factors(exp, n)
     )
     more = ", …" if len(exp.contributions) > n else ""

@@ -158,9 +158,9 @@ def principal_reasons(
         Reason(
             rank=i + 1,
             feature=c.feature,
-            value=feature_value(c.value_json),
+            value=feature_value(c),
             contribution=c.shap,
-            text=wording.text(c.feature, feature_value(c.value_json)),
+            text=wording.text(c.feature, feature_value(c)),
         )
         for i, c in enumerate(pushing[:most])
     ]

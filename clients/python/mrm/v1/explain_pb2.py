@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mrm.v1 import ledger_pb2 as mrm_dot_v1_dot_ledger__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mrm/v1/explain.proto\x12\x06mrm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mrm/v1/ledger.proto\"=\n\x16\x43omputeBaselineRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\";\n\x11\x46\x65\x61tureImportance\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x15\n\rmean_abs_shap\x18\x02 \x01(\x01\"\xd1\x02\n\x08\x42\x61seline\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05\x65xact\x18\x04 \x01(\x08\x12\x14\n\x0coutput_space\x18\x05 \x01(\t\x12\x13\n\x0b\x63lass_label\x18\x06 \x01(\t\x12\x16\n\x0e\x65xpected_value\x18\x07 \x01(\x01\x12\x34\n\x11global_importance\x18\x08 \x03(\x0b\x32\x19.mrm.v1.FeatureImportance\x12\x17\n\x0fparameters_json\x18\t \x01(\t\x12\x19\n\x11\x62\x61\x63kground_sha256\x18\n \x01(\t\x12\x14\n\x0cshap_version\x18\x0b \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x0c \x01(\t\x12\x11\n\trecord_id\x18\r \x01(\t\x12\x12\n\nleaf_index\x18\x0e \x01(\x04\"W\n\x17\x43omputeBaselineResponse\x12\"\n\x08\x62\x61seline\x18\x01 \x01(\x0b\x32\x10.mrm.v1.Baseline\x12\x18\n\x10\x61lready_recorded\x18\x02 \x01(\x08\"L\n\x14\x45xplainRecordRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0b\n\x03row\x18\x02 \x01(\r\x12\x14\n\x0creuse_latest\x18\x03 \x01(\x08\"A\n\x0c\x43ontribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\x12\x0c\n\x04shap\x18\x03 \x01(\x01\"W\n\x0cReproduction\x12\x0f\n\x07matches\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x11\n\ttolerance\x18\x03 \x01(\x01\x12\x13\n\x0bonnx_sha256\x18\x04 \x01(\t\"\x93\x05\n\x0b\x45xplanation\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x1c\n\x14prediction_record_id\x18\x03 \x01(\t\x12\x0b\n\x03row\x18\x04 \x01(\r\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12.\n\ndecided_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65\x63ision\x18\x08 \x01(\t\x12\x17\n\x0fpredicted_label\x18\t \x01(\t\x12\x13\n\x0b\x63lass_label\x18\n \x01(\t\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\r\n\x05\x65xact\x18\x0c \x01(\x08\x12\x14\n\x0coutput_space\x18\r \x01(\t\x12\x14\n\x0coutput_label\x18\x0e \x01(\t\x12\x12\n\nbase_value\x18\x0f \x01(\x01\x12\x14\n\x0coutput_value\x18\x10 \x01(\x01\x12+\n\rcontributions\x18\x11 \x03(\x0b\x32\x14.mrm.v1.Contribution\x12\x18\n\x10\x61\x64\x64itivity_error\x18\x12 \x01(\x01\x12\x11\n\ttolerance\x18\x13 \x01(\x01\x12\x17\n\x0fparameters_json\x18\x14 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x15 \x01(\t\x12*\n\x0creproduction\x18\x16 \x01(\x0b\x32\x14.mrm.v1.Reproduction\x12\x10\n\x08trace_id\x18\x17 \x01(\t\x12\x13\n\x0breport_path\x18\x18 \x01(\t\x12\x18\n\x0bprobability\x18\x19 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x11probability_label\x18\x1a \x01(\tB\x0e\n\x0c_probability\"Q\n\x15\x45xplainRecordResponse\x12(\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\x13.mrm.v1.Explanation\x12\x0e\n\x06reused\x18\x02 \x01(\x08\"%\n\x10GetReportRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\"@\n\x11GetReportResponse\x12\x0c\n\x04html\x18\x01 \x01(\t\x12\x1d\n\x15\x65xplanation_record_id\x18\x02 \x01(\t\"\xc3\x01\n\x14ListDecisionsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Q\n\x15ListDecisionsResponse\x12\x1f\n\x07records\x18\x01 \x03(\x0b\x32\x0e.mrm.v1.Record\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc2\x02\n\x0e\x45xplainService\x12R\n\x0f\x43omputeBaseline\x12\x1e.mrm.v1.ComputeBaselineRequest\x1a\x1f.mrm.v1.ComputeBaselineResponse\x12L\n\rExplainRecord\x12\x1c.mrm.v1.ExplainRecordRequest\x1a\x1d.mrm.v1.ExplainRecordResponse\x12@\n\tGetReport\x12\x18.mrm.v1.GetReportRequest\x1a\x19.mrm.v1.GetReportResponse\x12L\n\rListDecisions\x12\x1c.mrm.v1.ListDecisionsRequest\x1a\x1d.mrm.v1.ListDecisionsResponseB7\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mrm/v1/explain.proto\x12\x06mrm.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mrm/v1/ledger.proto\"=\n\x16\x43omputeBaselineRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\";\n\x11\x46\x65\x61tureImportance\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x15\n\rmean_abs_shap\x18\x02 \x01(\x01\"\xfe\x02\n\x08\x42\x61seline\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05\x65xact\x18\x04 \x01(\x08\x12\x14\n\x0coutput_space\x18\x05 \x01(\t\x12\x13\n\x0b\x63lass_label\x18\x06 \x01(\t\x12\x16\n\x0e\x65xpected_value\x18\x07 \x01(\x01\x12\x34\n\x11global_importance\x18\x08 \x03(\x0b\x32\x19.mrm.v1.FeatureImportance\x12\x17\n\x0fparameters_json\x18\t \x01(\t\x12\x19\n\x11\x62\x61\x63kground_sha256\x18\n \x01(\t\x12\x14\n\x0cshap_version\x18\x0b \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x0c \x01(\t\x12\x11\n\trecord_id\x18\r \x01(\t\x12\x12\n\nleaf_index\x18\x0e \x01(\x04\x12+\n\nparameters\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"W\n\x17\x43omputeBaselineResponse\x12\"\n\x08\x62\x61seline\x18\x01 \x01(\x0b\x32\x10.mrm.v1.Baseline\x12\x18\n\x10\x61lready_recorded\x18\x02 \x01(\x08\"L\n\x14\x45xplainRecordRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0b\n\x03row\x18\x02 \x01(\r\x12\x14\n\x0creuse_latest\x18\x03 \x01(\x08\"h\n\x0c\x43ontribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\x12\x0c\n\x04shap\x18\x03 \x01(\x01\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"W\n\x0cReproduction\x12\x0f\n\x07matches\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x11\n\ttolerance\x18\x03 \x01(\x01\x12\x13\n\x0bonnx_sha256\x18\x04 \x01(\t\"\xc0\x05\n\x0b\x45xplanation\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x1c\n\x14prediction_record_id\x18\x03 \x01(\t\x12\x0b\n\x03row\x18\x04 \x01(\r\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12.\n\ndecided_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65\x63ision\x18\x08 \x01(\t\x12\x17\n\x0fpredicted_label\x18\t \x01(\t\x12\x13\n\x0b\x63lass_label\x18\n \x01(\t\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\r\n\x05\x65xact\x18\x0c \x01(\x08\x12\x14\n\x0coutput_space\x18\r \x01(\t\x12\x14\n\x0coutput_label\x18\x0e \x01(\t\x12\x12\n\nbase_value\x18\x0f \x01(\x01\x12\x14\n\x0coutput_value\x18\x10 \x01(\x01\x12+\n\rcontributions\x18\x11 \x03(\x0b\x32\x14.mrm.v1.Contribution\x12\x18\n\x10\x61\x64\x64itivity_error\x18\x12 \x01(\x01\x12\x11\n\ttolerance\x18\x13 \x01(\x01\x12\x17\n\x0fparameters_json\x18\x14 \x01(\t\x12\x17\n\x0f\x66\x61llback_reason\x18\x15 \x01(\t\x12*\n\x0creproduction\x18\x16 \x01(\x0b\x32\x14.mrm.v1.Reproduction\x12\x10\n\x08trace_id\x18\x17 \x01(\t\x12\x13\n\x0breport_path\x18\x18 \x01(\t\x12\x18\n\x0bprobability\x18\x19 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x11probability_label\x18\x1a \x01(\t\x12+\n\nparameters\x18\x1b \x01(\x0b\x32\x17.google.protobuf.StructB\x0e\n\x0c_probability\"Q\n\x15\x45xplainRecordResponse\x12(\n\x0b\x65xplanation\x18\x01 \x01(\x0b\x32\x13.mrm.v1.Explanation\x12\x0e\n\x06reused\x18\x02 \x01(\x08\"%\n\x10GetReportRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\"@\n\x11GetReportResponse\x12\x0c\n\x04html\x18\x01 \x01(\t\x12\x1d\n\x15\x65xplanation_record_id\x18\x02 \x01(\t\"\xc3\x01\n\x14ListDecisionsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Q\n\x15ListDecisionsResponse\x12\x1f\n\x07records\x18\x01 \x03(\x0b\x32\x0e.mrm.v1.Record\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc2\x02\n\x0e\x45xplainService\x12R\n\x0f\x43omputeBaseline\x12\x1e.mrm.v1.ComputeBaselineRequest\x1a\x1f.mrm.v1.ComputeBaselineResponse\x12L\n\rExplainRecord\x12\x1c.mrm.v1.ExplainRecordRequest\x1a\x1d.mrm.v1.ExplainRecordResponse\x12@\n\tGetReport\x12\x18.mrm.v1.GetReportRequest\x1a\x19.mrm.v1.GetReportResponse\x12L\n\rListDecisions\x12\x1c.mrm.v1.ListDecisionsRequest\x1a\x1d.mrm.v1.ListDecisionsResponseB7\n\ndev.mrm.v1P\x01Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +35,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mrm.v1.explain_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\ndev.mrm.v1P\001Z\'example.invalid/mrm/gen/go/mrm/v1;mrmv1'
-  _globals['_COMPUTEBASELINEREQUEST']._serialized_start=86
-  _globals['_COMPUTEBASELINEREQUEST']._serialized_end=147
-  _globals['_FEATUREIMPORTANCE']._serialized_start=149
-  _globals['_FEATUREIMPORTANCE']._serialized_end=208
-  _globals['_BASELINE']._serialized_start=211
-  _globals['_BASELINE']._serialized_end=548
-  _globals['_COMPUTEBASELINERESPONSE']._serialized_start=550
-  _globals['_COMPUTEBASELINERESPONSE']._serialized_end=637
-  _globals['_EXPLAINRECORDREQUEST']._serialized_start=639
-  _globals['_EXPLAINRECORDREQUEST']._serialized_end=715
-  _globals['_CONTRIBUTION']._serialized_start=717
-  _globals['_CONTRIBUTION']._serialized_end=782
-  _globals['_REPRODUCTION']._serialized_start=784
-  _globals['_REPRODUCTION']._serialized_end=871
-  _globals['_EXPLANATION']._serialized_start=874
-  _globals['_EXPLANATION']._serialized_end=1533
-  _globals['_EXPLAINRECORDRESPONSE']._serialized_start=1535
-  _globals['_EXPLAINRECORDRESPONSE']._serialized_end=1616
-  _globals['_GETREPORTREQUEST']._serialized_start=1618
-  _globals['_GETREPORTREQUEST']._serialized_end=1655
-  _globals['_GETREPORTRESPONSE']._serialized_start=1657
-  _globals['_GETREPORTRESPONSE']._serialized_end=1721
-  _globals['_LISTDECISIONSREQUEST']._serialized_start=1724
-  _globals['_LISTDECISIONSREQUEST']._serialized_end=1919
-  _globals['_LISTDECISIONSRESPONSE']._serialized_start=1921
-  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2002
-  _globals['_EXPLAINSERVICE']._serialized_start=2005
-  _globals['_EXPLAINSERVICE']._serialized_end=2327
+  _globals['_COMPUTEBASELINEREQUEST']._serialized_start=116
+  _globals['_COMPUTEBASELINEREQUEST']._serialized_end=177
+  _globals['_FEATUREIMPORTANCE']._serialized_start=179
+  _globals['_FEATUREIMPORTANCE']._serialized_end=238
+  _globals['_BASELINE']._serialized_start=241
+  _globals['_BASELINE']._serialized_end=623
+  _globals['_COMPUTEBASELINERESPONSE']._serialized_start=625
+  _globals['_COMPUTEBASELINERESPONSE']._serialized_end=712
+  _globals['_EXPLAINRECORDREQUEST']._serialized_start=714
+  _globals['_EXPLAINRECORDREQUEST']._serialized_end=790
+  _globals['_CONTRIBUTION']._serialized_start=792
+  _globals['_CONTRIBUTION']._serialized_end=896
+  _globals['_REPRODUCTION']._serialized_start=898
+  _globals['_REPRODUCTION']._serialized_end=985
+  _globals['_EXPLANATION']._serialized_start=988
+  _globals['_EXPLANATION']._serialized_end=1692
+  _globals['_EXPLAINRECORDRESPONSE']._serialized_start=1694
+  _globals['_EXPLAINRECORDRESPONSE']._serialized_end=1775
+  _globals['_GETREPORTREQUEST']._serialized_start=1777
+  _globals['_GETREPORTREQUEST']._serialized_end=1814
+  _globals['_GETREPORTRESPONSE']._serialized_start=1816
+  _globals['_GETREPORTRESPONSE']._serialized_end=1880
+  _globals['_LISTDECISIONSREQUEST']._serialized_start=1883
+  _globals['_LISTDECISIONSREQUEST']._serialized_end=2078
+  _globals['_LISTDECISIONSRESPONSE']._serialized_start=2080
+  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2161
+  _globals['_EXPLAINSERVICE']._serialized_start=2164
+  _globals['_EXPLAINSERVICE']._serialized_end=2486
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,7 @@ recorded: an explanation that was given out is a leaf of the audit trail.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from mrm.v1 import ledger_pb2 as _ledger_pb2
@@ -99,6 +100,7 @@ class Baseline(_message.Message):
     FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     RECORD_ID_FIELD_NUMBER: _builtins.int
     LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """The model's name."""
     version: _builtins.str
@@ -114,7 +116,9 @@ class Baseline(_message.Message):
     expected_value: _builtins.float
     """The expected model output over the background (the base value)."""
     parameters_json: _builtins.str
-    """The explainer's parameters as a JSON object."""
+    """The explainer's parameters as a JSON object, exactly as recorded.
+    Deprecated: read `parameters`; still filled for older clients.
+    """
     background_sha256: _builtins.str
     """SHA-256 of the background sample's bytes."""
     shap_version: _builtins.str
@@ -128,6 +132,12 @@ class Baseline(_message.Message):
     @_builtins.property
     def global_importance(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureImportance]:
         """Mean |SHAP| per feature, in the schema's feature order."""
+
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """The explainer's parameters (numbers as doubles; `parameters_json` has
+        them exactly as recorded).
+        """
 
     def __init__(
         self,
@@ -146,10 +156,11 @@ class Baseline(_message.Message):
         fallback_reason: _builtins.str = ...,
         record_id: _builtins.str = ...,
         leaf_index: _builtins.int = ...,
+        parameters: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_sha256", b"background_sha256", "class_label", b"class_label", "exact", b"exact", "expected_value", b"expected_value", "fallback_reason", b"fallback_reason", "global_importance", b"global_importance", "leaf_index", b"leaf_index", "method", b"method", "model_name", b"model_name", "output_space", b"output_space", "parameters_json", b"parameters_json", "record_id", b"record_id", "shap_version", b"shap_version", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_sha256", b"background_sha256", "class_label", b"class_label", "exact", b"exact", "expected_value", b"expected_value", "fallback_reason", b"fallback_reason", "global_importance", b"global_importance", "leaf_index", b"leaf_index", "method", b"method", "model_name", b"model_name", "output_space", b"output_space", "parameters", b"parameters", "parameters_json", b"parameters_json", "record_id", b"record_id", "shap_version", b"shap_version", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -234,24 +245,35 @@ class Contribution(_message.Message):
     FEATURE_FIELD_NUMBER: _builtins.int
     VALUE_JSON_FIELD_NUMBER: _builtins.int
     SHAP_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
     feature: _builtins.str
     """The feature's name, as in training."""
     value_json: _builtins.str
     """The feature's value in the decision's input, as JSON (a number, a
-    string or a boolean).
+    string or a boolean). Deprecated: read `value`; still filled for older
+    clients.
     """
     shap: _builtins.float
     """The feature's SHAP value, in the explanation's output space."""
+    @_builtins.property
+    def value(self) -> _struct_pb2.Value:
+        """The feature's value in the decision's input: a number, a string or a
+        boolean (a number that was not finite, such as NaN, is the string it
+        was recorded as). Numbers are doubles: an integer beyond 2^53 is exact
+        only in `value_json`.
+        """
+
     def __init__(
         self,
         *,
         feature: _builtins.str = ...,
         value_json: _builtins.str = ...,
         shap: _builtins.float = ...,
+        value: _struct_pb2.Value | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature", "shap", b"shap", "value_json", b"value_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature", "shap", b"shap", "value", b"value", "value_json", b"value_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -325,6 +347,7 @@ class Explanation(_message.Message):
     REPORT_PATH_FIELD_NUMBER: _builtins.int
     PROBABILITY_FIELD_NUMBER: _builtins.int
     PROBABILITY_LABEL_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     """The EXPLANATION record's id."""
     leaf_index: _builtins.int
@@ -364,7 +387,9 @@ class Explanation(_message.Message):
     tolerance: _builtins.float
     """The additivity tolerance that applies (1e-6 for exact explainers)."""
     parameters_json: _builtins.str
-    """The explainer's parameters as a JSON object."""
+    """The explainer's parameters as a JSON object, exactly as recorded.
+    Deprecated: read `parameters`; still filled for older clients.
+    """
     fallback_reason: _builtins.str
     """Why a model-agnostic fallback was used, or empty."""
     trace_id: _builtins.str
@@ -392,6 +417,12 @@ class Explanation(_message.Message):
     @_builtins.property
     def reproduction(self) -> Global___Reproduction:
         """The reproducibility check."""
+
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """The explainer's parameters (numbers as doubles; `parameters_json` has
+        them exactly as recorded).
+        """
 
     def __init__(
         self,
@@ -422,10 +453,11 @@ class Explanation(_message.Message):
         report_path: _builtins.str = ...,
         probability: _builtins.float | None = ...,
         probability_label: _builtins.str = ...,
+        parameters: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_probability", b"_probability", "decided_at", b"decided_at", "probability", b"probability", "reproduction", b"reproduction"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_probability", b"_probability", "decided_at", b"decided_at", "parameters", b"parameters", "probability", b"probability", "reproduction", b"reproduction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_probability", b"_probability", "additivity_error", b"additivity_error", "base_value", b"base_value", "class_label", b"class_label", "contributions", b"contributions", "decided_at", b"decided_at", "decision", b"decision", "exact", b"exact", "fallback_reason", b"fallback_reason", "leaf_index", b"leaf_index", "method", b"method", "model_name", b"model_name", "model_version", b"model_version", "output_label", b"output_label", "output_space", b"output_space", "output_value", b"output_value", "parameters_json", b"parameters_json", "predicted_label", b"predicted_label", "prediction_record_id", b"prediction_record_id", "probability", b"probability", "probability_label", b"probability_label", "record_id", b"record_id", "report_path", b"report_path", "reproduction", b"reproduction", "row", b"row", "tolerance", b"tolerance", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_probability", b"_probability", "additivity_error", b"additivity_error", "base_value", b"base_value", "class_label", b"class_label", "contributions", b"contributions", "decided_at", b"decided_at", "decision", b"decision", "exact", b"exact", "fallback_reason", b"fallback_reason", "leaf_index", b"leaf_index", "method", b"method", "model_name", b"model_name", "model_version", b"model_version", "output_label", b"output_label", "output_space", b"output_space", "output_value", b"output_value", "parameters", b"parameters", "parameters_json", b"parameters_json", "predicted_label", b"predicted_label", "prediction_record_id", b"prediction_record_id", "probability", b"probability", "probability_label", b"probability_label", "record_id", b"record_id", "report_path", b"report_path", "reproduction", b"reproduction", "row", b"row", "tolerance", b"tolerance", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__probability: _TypeAlias = _typing.Literal["probability"]  # noqa: Y015
     _WhichOneofArgType__probability: _TypeAlias = _typing.Literal["_probability", b"_probability"]  # noqa: Y015
