@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from mrm.client.ledger import LedgerClient
+from mrm.client.registry import RegistryClient
 from mrm.v1 import registry_pb2 as pb
 from mrm.v1 import registry_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
@@ -346,7 +347,7 @@ def test_linked_records_land_with_the_version(
     assert [(r.kind, r.record_id, r.leaf_index) for r in again.linked_records] == want
 
 
-def test_stage_changes_page(registry: pbg.RegistryServiceStub) -> None:
+def test_stage_changes_page(registry: pbg.RegistryServiceStub, stack: RunningLedger) -> None:
     registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
     for v in ("1.0.0", "1.1.0"):
         upload(registry, v.encode())
@@ -371,6 +372,8 @@ def test_stage_changes_page(registry: pbg.RegistryServiceStub) -> None:
     assert [c.record_id + c.version for c in paged] == [
         c.record_id + c.version for c in everything.changes
     ]
+    with RegistryClient(stack.registry_addr) as client:  # what `mrmctl models show` reads
+        assert client.stage_changes("credit-risk", page_size=2) == list(everything.changes)
 
     def bad(**kw: object) -> tuple[grpc.StatusCode, str]:
         request = pb.ListStageChangesRequest(model_name="credit-risk", **kw)  # type: ignore[arg-type]

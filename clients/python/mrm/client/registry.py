@@ -119,9 +119,11 @@ class RegistryClient(ServiceClient):
         )
         return self._call(self._stub.RegisterVersion, req)
 
-    def stage_changes(self, model_name: str) -> list[registry_pb2.StageChange]:
+    def stage_changes(
+        self, model_name: str, *, page_size: int = 1000
+    ) -> list[registry_pb2.StageChange]:
         """A model's whole stage history, oldest first (every page)."""
-        req = registry_pb2.ListStageChangesRequest(model_name=model_name, page_size=1000)
+        req = registry_pb2.ListStageChangesRequest(model_name=model_name, page_size=page_size)
         changes: list[registry_pb2.StageChange] = []
         while True:
             page = self._call(self._stub.ListStageChanges, req)
