@@ -1,6 +1,7 @@
 """A deployed model whose live traffic drifted, for the monitor's end-to-end tests.
 
-`drifted_stack` starts the whole stack on a fresh PostgreSQL database, deploys
+`drifted_stack` starts the whole stack on a fresh PostgreSQL database (its fixture
+asks for `postgres_server`, which marks its tests `postgres`), deploys
 credit-risk 1.0.0 with `mrmctl deploy` (a 300-row window), sends one window of
 applications whose income is shifted through the proxy, and waits until the
 running monitor has recorded its alerts.
@@ -8,15 +9,12 @@ running monitor has recorded its alerts.
 
 from __future__ import annotations
 
-import contextlib
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -24,9 +22,10 @@ from mrm.cli.main import mrmctl
 from mrm.client.ledger import LedgerClient, Record
 from mrm.client.monitor import MonitorClient
 from mrm.v1 import monitor_pb2
-from tests.conftest import PG_ADMIN_URL, RunningLedger, start_ledger
+from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_deploy import applicants, deploy, project, tree_model
 from tests.e2e.test_why_support import decide, wait_ready
+from tests.support import postgres
 from tests.support.auth import issue
 
 MODEL = "credit-risk"
@@ -71,20 +70,6 @@ class Drifted:
             return int(ledger.checkpoint(refresh=True).tree_size)
 
 
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database (tests.conftest's `pg_url`, for a module)."""
-    name = f"mrm_test_{uuid.uuid4().hex[:12]}"
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def wait_for_alerts(
     addr: str, *, at_least: int = 1, timeout: float = 90.0
 ) -> list[monitor_pb2.Alert]:
@@ -101,7 +86,7 @@ def wait_for_alerts(
 
 def drifted_stack(tmp: Path) -> Iterator[Drifted]:
     """The body of a module-scoped fixture: see the module docstring."""
-    with pg_database() as url, pytest.MonkeyPatch.context() as mp:
+    with postgres.fresh_database() as url, pytest.MonkeyPatch.context() as mp:
         mp.setenv("MRM_CONFIG_DIR", str(tmp / "mrmctl-config"))
         stack = start_ledger(tmp / "home", url)
         try:

@@ -98,7 +98,7 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def g(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Governed]:
+def g(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Governed]:
     with governed(tmp_path_factory.mktemp("dashboard-browser")) as state:
         yield state
 

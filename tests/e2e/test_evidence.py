@@ -117,7 +117,7 @@ def _monitoring(ledger: LedgerClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
+def evidence(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Evidence:
     tmp = tmp_path_factory.mktemp("evidence")
     name = f"mrm_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:

@@ -34,12 +34,12 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
+def world(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Drifted]:
     yield from drifted_stack(tmp_path_factory.mktemp("monitor-cli"))
 
 
 @pytest.fixture(scope="module")
-def judged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drifted]:
+def judged(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Drifted]:
     """Another drifted stack, whose decisions then all turned out "1" (the model
     mostly said "0"): the monitor judges an outcomes window too."""
     for world in drifted_stack(tmp_path_factory.mktemp("monitor-outcomes")):

@@ -8,21 +8,19 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
 from mrm.core.auth import tokens
-from tests.conftest import PG_ADMIN_URL, RunningLedger, start_ledger
+from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_why_support import decide, deploy_explained
 from tests.integration.test_explain_drift import record_drift
+from tests.support import postgres
 from tests.support.auth import TEST_TOKEN
 
 HOSTILE = "<script>alert('x')</script>"
@@ -50,20 +48,6 @@ class Governed:
         return f"http://{self.stack.http_addr}"
 
 
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for a module's stack, dropped afterwards."""
-    name = f"mrm_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _issue(stack: RunningLedger, principal: str, role: str) -> str:
     with tokens.editing(stack.settings.resolved_tokens_file()) as entries:
         token, _ = tokens.issue(entries, principal, (role,), issued_by="test-suite")
@@ -72,7 +56,7 @@ def _issue(stack: RunningLedger, principal: str, role: str) -> str:
 
 @contextmanager
 def governed(tmp: Path) -> Iterator[Governed]:
-    with pg_database() as url:
+    with postgres.fresh_database() as url:
         stack = start_ledger(tmp / "home", url)
         try:
             yield _populate(stack, tmp)

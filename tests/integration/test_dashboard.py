@@ -21,7 +21,7 @@ from tests.integration.dashboard_helpers import HOSTILE, Governed, get, get_json
 
 
 @pytest.fixture(scope="module")
-def g(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Governed]:
+def g(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Governed]:
     with governed(tmp_path_factory.mktemp("dashboard")) as state:
         yield state
 
