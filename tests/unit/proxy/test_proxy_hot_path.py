@@ -250,15 +250,24 @@ def test_strict_offer_spools_when_the_ledger_is_away_and_fails_when_full(tmp_pat
         shipper.close(timeout=1)
 
 
-def test_predict_runs_onnx_runtime_directly_with_the_public_results(onnx_model: Any) -> None:
+def test_predict_runs_onnx_runtime_directly_with_the_public_results(
+    onnx_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The model skips the Python wrapper's per-call checks (`_runner`), and answers
     exactly what the public `InferenceSession.run` answers."""
-    m = serving(onnx_model, "1")
-    assert m._run is not m.session.run  # this onnxruntime has the inner run
     _, _, model, rows = onnx_model
+    session = serving(onnx_model, "1").session
+    public = {n: session.run(None, {session.get_inputs()[0].name: rows[:n]}) for n in (1, 3)}
+
+    def wrapper_run(*_: object) -> None:
+        raise AssertionError("predict went through InferenceSession.run")
+
+    # This onnxruntime has the inner run: a model built now never calls the wrapper's.
+    monkeypatch.setattr(type(session), "run", wrapper_run)
+    m = serving(onnx_model, "1")
     for n in (1, 3):
         got = m.predict({m.inputs[0].name: rows[:n]})
-        label, proba = m.session.run(None, {m.session.get_inputs()[0].name: rows[:n]})
+        label, proba = public[n]
         assert np.array_equal(got["label"], label)
         assert np.array_equal(got["probabilities"], proba)
         assert np.array_equal(got["label"], model.predict(rows[:n]))
