@@ -315,3 +315,36 @@ def _to_bytes(name: str, item: object) -> bytes:
     if isinstance(item, bytes):
         return item
     raise TypeError(f"output {name!r}: a {type(item).__name__} cannot be sent as BYTES")
+
+
+# -- for the REST/JSON binding -------------------------------------------------------
+
+
+def typed_field(datatype: str) -> str:
+    """The InferTensorContents field that holds `datatype`'s values ('' for FP16,
+    which has none); KeyError when `datatype` is not one of the protocol's."""
+    return _TYPES[datatype][1]
+
+
+def to_raw(datatype: str, values: Sequence[Any]) -> bytes:
+    """Flat values (as JSON gives them) in the raw, little-endian form; BYTES as
+    4-byte lengths and UTF-8. TypeError or ValueError when a value does not fit."""
+    if datatype == "BYTES":
+        items = [v.encode() if isinstance(v, str) else bytes(v) for v in values]
+        return b"".join(part for item in items for part in (_LENGTH.pack(len(item)), item))
+    return np.asarray(values, dtype=_TYPES[datatype][0]).tobytes()
+
+
+def output_datatype(name: str, array: Array) -> str:
+    """The protocol datatype an output goes out as."""
+    return _datatype_of(name, array)
+
+
+def output_raw(name: str, array: Array) -> bytes:
+    """An output in the raw form (what gRPC's raw_output_contents and the HTTP binary
+    tensor extension carry)."""
+    datatype = _datatype_of(name, array)
+    if datatype == "BYTES":
+        items = [_to_bytes(name, item) for item in array.ravel().tolist()]
+        return b"".join(part for item in items for part in (_LENGTH.pack(len(item)), item))
+    return array.astype(_TYPES[datatype][0], copy=False).tobytes()
