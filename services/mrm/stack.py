@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -34,6 +35,7 @@ from mrm.proxy.app import proxy_service
 from mrm.registry.app import registry_service
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ADDR_VARIABLES = {
     "ledger": "MRM_LEDGER_ADDR",
@@ -256,6 +258,11 @@ class BackgroundStack:
         self._thread.join(timeout=10)
         self._loop.close()
 
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 60.0) -> _T:
+        """Run `coro` on the stack's event loop and wait for its result, e.g. stopping
+        one of `stack.servers` while the others keep serving."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
+
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.stack.stop(), self._loop).result(timeout=60)
+        self.run(self.stack.stop())
         self._halt()

@@ -3,7 +3,6 @@ on the same port, a proxy in a process of its own, and sampled inference load.""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -64,7 +63,7 @@ class LedgerSwitch:
         self.running = running
 
     def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.running.stack._loop).result(60)
+        return self.running.stack.run(coro)
 
     def stop(self) -> None:
         self._run(self.running.stack.stack.servers["ledger"].stop())

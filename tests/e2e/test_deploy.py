@@ -277,7 +277,6 @@ def test_bad_input_is_one_line_and_registers_nothing(
 def test_same_version_other_bytes_and_services_down(
     ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
 
     project(tmp_path, tree_model)
     assert (
@@ -292,10 +291,7 @@ def test_same_version_other_bytes_and_services_down(
     )
     assert clash.exit_code == 2
     assert "other artifacts" in clash.stderr
-    loop = ledger_server.stack._loop
-    asyncio.run_coroutine_threadsafe(
-        ledger_server.stack.stack.servers["ledger"].stop(), loop
-    ).result(30)
+    ledger_server.stack.run(ledger_server.stack.stack.servers["ledger"].stop(), timeout=30)
     down = deploy(
         ledger_server, tmp_path, "model.pkl", "--version", "2.0.0", monkeypatch=monkeypatch
     )

@@ -167,9 +167,10 @@ def test_bad_requests_get_clear_statuses(deployed: Deployed) -> None:
         assert err.field_violations[0][0] == "version"
         req = explain_pb2.ListDecisionsRequest(subject_id="applicant-7")
         req.start_time.seconds, req.end_time.seconds = 100, 50
-        stub_call = ex._stub.ListDecisions
+    with authorized_channel(deployed.stack.explain_addr) as ch:
+        stub = explain_pb2_grpc.ExplainServiceStub(ch)
         with pytest.raises(grpc.RpcError) as info:
-            stub_call(req, timeout=10)
+            stub.ListDecisions(req, timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -199,12 +200,11 @@ def test_a_decision_the_model_no_longer_reproduces_is_a_loud_finding(deployed: D
 
 
 def test_ledger_down_is_unavailable(tmp_path: Path) -> None:
-    import asyncio
 
     stack = start_ledger(tmp_path / "home")
     try:
         server = stack.stack.stack.servers["ledger"]
-        asyncio.run_coroutine_threadsafe(server.stop(), stack.stack._loop).result(60)
+        stack.stack.run(server.stop())
         with ExplainClient(stack.explain_addr, timeout=20) as ex:
             code, err = code_of(lambda: ex.explain_record("01900000-0000-7000-8000-000000000000"))
             assert code == grpc.StatusCode.UNAVAILABLE

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
@@ -56,7 +55,7 @@ def stack_on(home: Path, port: int) -> BackgroundStack:
 
 def stop_ledger_server(stack: BackgroundStack) -> None:
     server = stack.stack.servers["ledger"]
-    asyncio.run_coroutine_threadsafe(server.stop(), stack._loop).result(60)
+    stack.run(server.stop())
 
 
 def predictions(model: str, n: int, start: int = 0) -> list[Record]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
@@ -232,8 +231,7 @@ def test_nothing_changes_while_the_ledger_is_down(
 ) -> None:
     registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
     upload(registry, b"v1")
-    loop = stack.stack._loop
-    asyncio.run_coroutine_threadsafe(stack.stack.stack.servers["ledger"].stop(), loop).result(30)
+    stack.stack.run(stack.stack.stack.servers["ledger"].stop(), timeout=30)
     code, _, details = bad_request(lambda: register(registry, "1.0.0", b"v1"))
     assert code == grpc.StatusCode.UNAVAILABLE
     assert "nothing was changed" in details
