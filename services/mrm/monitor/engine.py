@@ -8,7 +8,11 @@ has its own buffer and position, and when one is due it is compared with the
 version's reference profile (mrm.drift). An OUTCOME is joined to the label its
 decision predicted and, every `min_rows` joined outcomes, live accuracy,
 precision, recall and F1 are compared with the deploy-time metrics
-(mrm.monitor.live). Either way the window's DRIFT record and an ALERT record
+(mrm.monitor.live). With `[fairness]` at deploy, both kinds of window also
+measure fairness per sensitive attribute that is a model input (mrm.drift.fairness:
+demographic parity over decisions, equalized odds over outcomes) in the DRIFT
+body's `fairness` section, and a breach of a fairness gate is a problem of rule
+"fairness" and the attribute. Either way the window's DRIFT record and an ALERT record
 per new problem (mrm.monitor.problems: the breaches of one rule and feature,
 grouped) are appended in one ledger batch; only then are notifications
 submitted: an alert is a ledger record first. An alert is per problem (model,
@@ -44,6 +48,7 @@ from mrm.deploy.schema import InputSchema
 from mrm.drift.compare import Breach, DriftReport, compare
 from mrm.drift.config import MonitorConfig, WindowSpec
 from mrm.drift.decisions import DecisionWindow, gather
+from mrm.drift.fairness import body_groups, decision_fairness, outcome_fairness
 from mrm.drift.profile import ReferenceProfile
 from mrm.monitor.ids import derived_uuid7
 from mrm.monitor.live import (
@@ -265,7 +270,8 @@ class Monitor:
                 us = _us(rec.recorded_at)
                 entry = Entry(rec.leaf_index, us, rec.record_id, body, _rows(body, ref.schema))
             if not replay:
-                self.predictions.remember(rec.record_id, predicted_label(entry.body))
+                groups = self._groups(entry.body, ref)
+                self.predictions.remember(rec.record_id, predicted_label(entry.body), groups)
             buf = self.buffers.get(wkey)
             if buf is None:
                 end = self.window_end_us.get(wkey)
@@ -283,26 +289,36 @@ class Monitor:
         if ref is None or ref.snapshot.get("task") == "regression":
             return  # live regression metrics are not judged: no labels to compare
         found = outcome_of(_body(rec))
-        decision, truth, predicted = None, None, None
+        decision, truth, predicted, groups = None, None, None, None
         if found is not None:
             decision, truth = found
-            predicted = self._predicted(decision, key)
+            predicted, groups = self._predicted(decision, key, ref)
         win = self.outcome_windows.setdefault(key, OutcomeWindow())
-        win.add(rec.leaf_index, _us(rec.recorded_at), decision, truth, predicted)
+        win.add(rec.leaf_index, _us(rec.recorded_at), decision, truth, predicted, groups)
         if win.rows >= ref.config.min_rows:
             self._judge_outcomes(key, ref, win)
 
-    def _predicted(self, decision: str, key: Key) -> object | None:
+    def _predicted(
+        self, decision: str, key: Key, ref: Reference
+    ) -> tuple[object | None, Mapping[str, str] | None]:
+        """The decision's predicted label and sensitive groups (read from the ledger
+        when not remembered)."""
         known, label = self.predictions.get(decision)
         if known:
-            return label
+            return label, self.predictions.groups(decision)
         try:
             rec = self.ledger.get_record(decision)
         except NotFound:
-            return None
+            return None, None
         if rec.kind != PREDICTION or (rec.model_name, rec.model_version) != key:
-            return None
-        return predicted_label(_body(rec))
+            return None, None
+        body = _body(rec)
+        return predicted_label(body), self._groups(body, ref)
+
+    @staticmethod
+    def _groups(body: Mapping[str, Any], ref: Reference) -> Mapping[str, str] | None:
+        fairness = ref.profile.fairness
+        return None if fairness is None else body_groups(body, ref.schema, fairness)
 
     def _reference(self, key: Key) -> Reference | None:
         if key in self.references:
@@ -356,9 +372,21 @@ class Monitor:
             parts = (spec.label, *parts)
         drift_id = derived_uuid7(last.us // 1000, "drift", model, version, *parts)
         body = {"window": window, "report": report.to_json(), "thresholds": ref.config.to_json()}
+        breaches = list(report.breaches)
+        fairness = ref.profile.fairness
+        if fairness is not None:
+            fair = decision_fairness(
+                fairness,
+                decisions.features,
+                decisions.predictions,
+                judged=report.judged,
+                alpha=ref.config.alpha,
+            )
+            body["fairness"] = fair.to_json()
+            breaches += fair.breaches
         top = [{"name": f.name, "psi": f.psi} for f in report.top_features(3)]
         context = {"top_features": top, "examples": decisions.record_ids[-5:]}
-        self._record((model, version), drift_id, body, report.breaches, context)
+        self._record((model, version), drift_id, body, breaches, context)
         self.done_until[wkey] = last.leaf
         self.window_start[wkey] = buf.entries[0].leaf if buf.entries else last.leaf + 1
         self.window_end_us[wkey] = buf.last_end_us if buf.last_end_us is not None else last.us
@@ -379,8 +407,21 @@ class Monitor:
             "report": report.to_json(),
             "thresholds": ref.config.to_json(),
         }
+        breaches = list(report.breaches)
+        fairness = ref.profile.fairness
+        if fairness is not None:
+            fair = outcome_fairness(
+                fairness,
+                win.truth,
+                win.predicted,
+                win.groups,
+                judged=report.judged,
+                alpha=ref.config.alpha,
+            )
+            body["fairness"] = fair.to_json()
+            breaches += fair.breaches
         context = {"top_features": [], "examples": win.decisions[-5:]}
-        self._record(key, drift_id, body, report.breaches, context, (live, deploy))
+        self._record(key, drift_id, body, breaches, context, (live, deploy))
         del self.outcome_windows[key]
         self.outcomes_done[key] = win.last_leaf
         self.live[key] = live

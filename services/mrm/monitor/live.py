@@ -7,7 +7,10 @@ joined outcomes (tumbling, in ledger order) with mrm.drift.performance against
 the deploy-time metrics: a metric breaches when it dropped by the threshold and a
 one-sided test, Benjamini-Hochberg adjusted over the window's tests, says so.
 An outcome whose decision cannot be read (not found, not a PREDICTION, no
-single predicted label) is counted, never guessed at.
+single predicted label) is counted, never guessed at. With `[fairness]`, each
+joined outcome also carries its decision's sensitive attributes that are model
+inputs, and the window's fairness (mrm.drift.fairness.outcome_fairness: per-group
+accuracy, TPR and FPR, equalized odds) is judged with it.
 """
 
 from __future__ import annotations
@@ -84,22 +87,31 @@ def deploy_metrics(snapshot: Mapping[str, Any], names: Iterable[str]) -> dict[st
     return out
 
 
+Groups = Mapping[str, str]
+"""A decision's groups per monitored sensitive attribute (mrm.drift.fairness.group_of)."""
+
+
 class Predictions:
-    """Recently read decisions' predicted labels, so most joins need no lookup."""
+    """Recently read decisions' predicted labels (and sensitive groups), so most joins
+    need no lookup."""
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
-        self._labels: OrderedDict[str, object | None] = OrderedDict()
+        self._labels: OrderedDict[str, tuple[object | None, Groups | None]] = OrderedDict()
 
-    def remember(self, record_id: str, label: object | None) -> None:
-        self._labels[record_id] = label
+    def remember(self, record_id: str, label: object | None, groups: Groups | None = None) -> None:
+        self._labels[record_id] = (label, groups)
         if len(self._labels) > self.capacity:
             self._labels.popitem(last=False)
 
     def get(self, record_id: str) -> tuple[bool, object | None]:
         if record_id in self._labels:
-            return True, self._labels[record_id]
+            return True, self._labels[record_id][0]
         return False, None
+
+    def groups(self, record_id: str) -> Groups | None:
+        found = self._labels.get(record_id)
+        return None if found is None else found[1]
 
 
 @dataclass
@@ -113,9 +125,19 @@ class OutcomeWindow:
     truth: list[object] = field(default_factory=list)
     predicted: list[object] = field(default_factory=list)
     decisions: list[str] = field(default_factory=list)
+    groups: list[Groups] = field(default_factory=list)
+    """Per joined outcome, its decision's groups ({} when unknown)."""
     unjoined: int = 0
 
-    def add(self, leaf: int, us: int, decision: str | None, truth: object, pred: object) -> None:
+    def add(
+        self,
+        leaf: int,
+        us: int,
+        decision: str | None,
+        truth: object,
+        pred: object,
+        groups: Groups | None = None,
+    ) -> None:
         if self.first_leaf < 0:
             self.first_leaf, self.first_us = leaf, us
         self.last_leaf, self.last_us = leaf, us
@@ -125,6 +147,7 @@ class OutcomeWindow:
         self.truth.append(truth)
         self.predicted.append(pred)
         self.decisions.append(decision)
+        self.groups.append(groups or {})
 
     @property
     def rows(self) -> int:

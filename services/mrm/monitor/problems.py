@@ -3,7 +3,9 @@
 When `income` drifts, PSI, JS, KS and Wasserstein usually all cross their
 thresholds together; that is one problem, so one alert. A problem is a
 (rule, feature): feature drift and data quality per feature, prediction drift
-and performance once per model version. The ALERT body keeps every breach
+and performance once per model version, fairness per sensitive attribute (its
+window of decisions breaches the demographic-parity gate, its window of outcomes
+the equalized-odds one: either way one problem, so one alert). The ALERT body keeps every breach
 (`breaches`), and `metric`, `value` and `threshold` name the most severe one:
 the largest value/threshold ratio, which MonitorService's single-metric Alert
 message carries. The alert key (model, version, rule, feature) decides whether
@@ -31,11 +33,17 @@ _NAMES = {
     "out_of_range": "out of range",
     "prediction_psi": "prediction PSI",
     "score_psi": "score PSI",
+    "demographic_parity_ratio": "demographic parity ratio",
+    "equalized_odds_difference": "equalized odds difference",
 }
+LOWER_IS_WORSE = frozenset({"demographic_parity_ratio"})
+"""Metrics whose breach is a value below the threshold (a minimum, not a maximum)."""
 
 
 def severity(b: Breach) -> float:
     """How far past its threshold a breach is (thresholds are > 0 by configuration)."""
+    if b.metric in LOWER_IS_WORSE:
+        return b.threshold / b.value if b.value > 0 else float("inf")
     return b.value / b.threshold if b.threshold > 0 else float("inf")
 
 
@@ -80,6 +88,12 @@ class Problem:
                 _fall(b, live or {}, deploy or {}) for b in self.breaches
             )
         worst, rest = self.worst, self.breaches[1:]
+        if self.rule == "fairness":
+            return f"{self.feature} fairness: " + ", ".join(
+                f"{_name(b)} {b.value:.3f} ({'<' if b.metric in LOWER_IS_WORSE else '>'} "
+                f"{b.threshold:g})"
+                for b in self.breaches
+            )
         parts = [f"{_name(worst)} {worst.value:.3g} (>= {worst.threshold:g})"]
         parts.extend(f"{_name(b)} {b.value:.3g}" for b in rest)
         head = {

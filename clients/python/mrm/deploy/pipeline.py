@@ -110,7 +110,10 @@ def prepare(
     with _step(t, "background"):
         background = _background_sample(X, cfg.background_rows)
     with _step(t, "reference_profile"):
-        profile = reference_profile(loaded.estimator, X, schema, metrics, cfg.monitor)
+        fair = None
+        if cfg.fairness is not None and fairness is not None:
+            fair = (fairness, cfg.fairness.min_group_size)
+        profile = reference_profile(loaded.estimator, X, schema, metrics, cfg.monitor, fair)
     progress("reference profile", f"{len(schema.features)} features, {len(y)} rows")
     return Prepared(
         loaded,

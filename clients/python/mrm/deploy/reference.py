@@ -3,7 +3,9 @@
 Built at deploy from the same rows the metrics were measured on and stored as
 the version's ARTIFACT_ROLE_REFERENCE_PROFILE (its sha256 is in MODEL_INGESTED):
 per-feature bins and frequencies, the prediction and score distributions, the
-metrics and the `[monitor]` settings. The monitor measures drift against it.
+metrics and the `[monitor]` settings, and with `[fairness]` what the monitor needs
+to judge fairness in production (mrm.drift.fairness_reference). The monitor
+measures drift against it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.deploy.schema import InputSchema
 from mrm.drift.config import MonitorConfig
+from mrm.drift.fairness_reference import fairness_reference
 from mrm.drift.profile import build_profile
 
 _KIND: dict[str, Literal["numeric", "categorical"]] = {
@@ -33,8 +36,10 @@ def reference_profile(
     schema: InputSchema,
     metrics: Mapping[str, Any],
     config: MonitorConfig,
+    fairness: tuple[Mapping[str, Any], int] | None = None,
 ) -> bytes:
-    """The profile as canonical JSON bytes (sorted keys), ready to upload."""
+    """The profile as canonical JSON bytes (sorted keys), ready to upload. `fairness`
+    is the FAIRNESS_SNAPSHOT body and `[fairness] min_group_size`, with `[fairness]`."""
     names = [f.name for f in schema.features]
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X), columns=names)
     frame = frame[names]
@@ -55,5 +60,6 @@ def reference_profile(
         for k, v in metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
-    profile = build_profile(frame, kinds, predictions, scores, numbers, config)
+    fair = None if fairness is None else fairness_reference(fairness[0], fairness[1], names)
+    profile = build_profile(frame, kinds, predictions, scores, numbers, config, fair)
     return orjson.dumps(profile, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)

@@ -41,7 +41,7 @@ from mrm.drift.profile import (
 
 EPSILON = 1e-4
 
-Rule = Literal["feature_drift", "prediction_drift", "data_quality", "performance"]
+Rule = Literal["feature_drift", "prediction_drift", "data_quality", "performance", "fairness"]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@
        "region": {"kind": "categorical", "counts": {"north": 310, ..., "__other__": 0},
                   "missing": 0.0}},
      "predictions": {"0": 212, "1": 357}, "scores": <numeric entry> | null,
-     "metrics": {"accuracy": 0.95, ...}, "monitor": <MonitorConfig.to_json()>}
+     "metrics": {"accuracy": 0.95, ...}, "monitor": <MonitorConfig.to_json()>,
+     "fairness": <mrm.drift.fairness.FairnessReference.to_json()>}
+
+`fairness` is there only when the version was deployed with `[fairness]`: the
+sensitive attributes (and which are model inputs), the favourable label,
+`min_group_size`, the fairness gates and the deploy-time group figures. A profile
+without it (every profile written before it existed) reads as no fairness.
 
 Numeric bins are the deciles of the data (edges deduplicated, so a feature with ties has
 fewer bins); when a window is binned, values below the first edge fall in the first bin and
@@ -30,6 +36,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.drift.config import MonitorConfig
+from mrm.drift.fairness_reference import FairnessReference
 
 FORMAT = "mrm.reference-profile.v1"
 BINS = 10
@@ -184,9 +191,10 @@ class ReferenceProfile:
     scores: NumericProfile | None
     metrics: dict[str, float]
     monitor: MonitorConfig
+    fairness: FairnessReference | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": FORMAT,
             "rows": self.rows,
             "features": {name: f.to_json() for name, f in self.features.items()},
@@ -195,6 +203,9 @@ class ReferenceProfile:
             "metrics": dict(self.metrics),
             "monitor": self.monitor.to_json(),
         }
+        if self.fairness is not None:  # absent otherwise: older profiles keep their bytes
+            out["fairness"] = self.fairness.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ReferenceProfile:
@@ -211,6 +222,7 @@ class ReferenceProfile:
                 else:
                     raise ValueError(f"features.{name}.kind: unknown {entry['kind']!r}")
             scores = data.get("scores")
+            fairness = data.get("fairness")
             return cls(
                 rows=int(data["rows"]),
                 features=features,
@@ -218,6 +230,7 @@ class ReferenceProfile:
                 scores=None if scores is None else NumericProfile.from_json(scores),
                 metrics={str(k): float(v) for k, v in data["metrics"].items()},
                 monitor=MonitorConfig.from_json(data["monitor"]),
+                fairness=None if fairness is None else FairnessReference.from_json(fairness),
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"reference profile: malformed ({type(e).__name__}: {e})") from e
@@ -230,6 +243,7 @@ def build_profile(
     scores: Sequence[float] | None,
     metrics: Mapping[str, float],
     config: MonitorConfig,
+    fairness: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Profile the reference data (the evaluation set at deploy) as a JSON-ready dict."""
     features: dict[str, FeatureProfile] = {}
@@ -251,4 +265,5 @@ def build_profile(
         scores=None if scores is None else NumericProfile.build(scores, "scores"),
         metrics=clean_metrics,
         monitor=config,
+        fairness=None if fairness is None else FairnessReference.from_json(fairness),
     ).to_json()

@@ -144,13 +144,15 @@ class Alert(_message.Message):
     model_version: _builtins.str
     """The model version."""
     rule: _builtins.str
-    """The rule: "feature_drift", "prediction_drift", "data_quality" or
-    "performance".
+    """The rule: "feature_drift", "prediction_drift", "data_quality",
+    "performance" or "fairness".
     """
     metric: _builtins.str
     """The metric that crossed its threshold, for example "psi" or "f1"."""
     feature: _builtins.str
-    """The feature, for feature drift and data quality; else empty."""
+    """The feature, for feature drift and data quality; the sensitive
+    attribute, for fairness; else empty.
+    """
     value: _builtins.float
     """The metric's value in the window."""
     threshold: _builtins.float
