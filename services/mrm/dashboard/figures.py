@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -28,6 +29,7 @@ from mrm.dashboard.views import (
     Drift,
     FairAttribute,
     Fairness,
+    LiveFairness,
     Metric,
     ModelFigures,
     Performance,
@@ -72,6 +74,10 @@ def _number(value: object) -> float | None:
     return float(value)
 
 
+Live = dict[tuple[str, str], dict[str, Any]]
+"""(version, sensitive attribute) -> its latest production figures (LiveFairness's fields)."""
+
+
 class Gatherer:
     """Reads the figures of every model (or one) through `sources`."""
 
@@ -101,12 +107,13 @@ class Gatherer:
         self, model: registry_pb2.Model, now: datetime, proxy: ProxyStatus | None
     ) -> ModelFigures:
         fig = ModelFigures(model.name, model.description, model.production_version)
+        live: Live = {}  # fairness in production, as the DRIFT records read say
         parts = (
             ("versions", self._inventory),
             ("traffic", lambda f: self._traffic(f, now, proxy)),
-            ("drift", self._drift),
+            ("drift", lambda f: self._drift(f, live)),
             ("alerts", self._alerts),
-            ("fairness", self._fairness),
+            ("fairness", lambda f: self._fairness(f, live)),
         )
         for what, read in parts:
             try:
@@ -193,7 +200,7 @@ class Gatherer:
             sum(m.counters.dropped for m in served) if served else None,
         )
 
-    def _drift(self, fig: ModelFigures) -> None:
+    def _drift(self, fig: ModelFigures, live: Live) -> None:
         windows = self.sources.ledger.query(
             kind="DRIFT", model_name=fig.name, newest_first=True, page_size=DRIFT_LOOKED_AT
         )
@@ -205,8 +212,7 @@ class Gatherer:
                     fig.performance = _performance(record, body)
             elif fig.drift is None:
                 fig.drift = _drift(record, body)
-            if fig.drift is not None and fig.performance is not None:
-                return
+            _live_fairness(live, record, body)
 
     def _alerts(self, fig: ModelFigures) -> None:
         try:
@@ -230,7 +236,7 @@ class Gatherer:
             firing[0].record_id if firing else "",
         )
 
-    def _fairness(self, fig: ModelFigures) -> None:
+    def _fairness(self, fig: ModelFigures, live: Live) -> None:
         try:
             kind = kind_value("FAIRNESS_SNAPSHOT")
         except ValueError:
@@ -241,6 +247,30 @@ class Gatherer:
         record = next(newest, None)
         if record is not None:
             fig.fairness = _fairness(record, body_of(record))
+            production = tuple(
+                LiveFairness(attr, **values)
+                for (version, attr), values in sorted(live.items())
+                if version == record.model_version
+            )
+            fig.fairness = replace(fig.fairness, production=production)
+
+
+def _live_fairness(into: Live, record: Record, body: Mapping[str, Any]) -> None:
+    """Fill in, newest window first, each attribute's latest production figures: the
+    selection-rate ratio from decisions, the equalized-odds difference from outcomes."""
+    outcomes = _obj(body.get("window")).get("source") == "outcomes"
+    for name, a in _obj(_obj(body.get("fairness")).get("attributes")).items():
+        if not isinstance(a, dict):
+            continue
+        got = into.setdefault((record.model_version, str(name)), {})
+        if not a.get("monitored"):
+            got.setdefault("note", str(a.get("reason") or "not monitored"))
+        elif outcomes and "odds_record_id" not in got:
+            got["odds_difference"] = _number(a.get("equalized_odds_difference"))
+            got["odds_record_id"] = record.record_id
+        elif not outcomes and "parity_record_id" not in got:
+            got["parity_ratio"] = _number(a.get("demographic_parity_ratio"))
+            got["parity_record_id"] = record.record_id
 
 
 def _drift(record: Record, body: Mapping[str, Any]) -> Drift:

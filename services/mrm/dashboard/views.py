@@ -130,6 +130,21 @@ class FairAttribute:
 
 
 @dataclass(frozen=True)
+class LiveFairness:
+    """An attribute's latest figures in production (the monitor's DRIFT records)."""
+
+    name: str
+    parity_ratio: float | None = None
+    parity_record_id: str = ""
+    """The window of decisions the ratio is from."""
+    odds_difference: float | None = None
+    odds_record_id: str = ""
+    """The window of outcomes the difference is from."""
+    note: str = ""
+    """Why it is not monitored, e.g. "not monitored: not a model input"."""
+
+
+@dataclass(frozen=True)
 class Fairness:
     record_id: str
     at: str
@@ -137,6 +152,11 @@ class Fairness:
     passed: bool | None
     failures: tuple[str, ...]
     attributes: tuple[FairAttribute, ...]
+    production: tuple[LiveFairness, ...] = ()
+    """The same attributes in production, of the same version, where the monitor has them."""
+
+    def live(self, name: str) -> LiveFairness | None:
+        return next((p for p in self.production if p.name == name), None)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """DRIFT and ALERT record bodies as the reports draw them.
 
 The monitor appends one DRIFT record per evaluated window (its body: `window`,
-`report` as mrm.drift.compare.DriftReport.to_json(), `thresholds`) and ALERT
+`report` as mrm.drift.compare.DriftReport.to_json(), `thresholds`, and with
+`[fairness]` a `fairness` section as mrm.drift.fairness.FairnessReport.to_json()) and ALERT
 records (`state` "firing", or "acknowledged" naming the firing one in
 `alert_record_id`). The bodies are read as JSON (this service does not import
 the monitor's code). A body that cannot be read becomes a view saying so, with
@@ -73,6 +74,18 @@ class Shares:
 
 
 @dataclass(frozen=True)
+class FairRow:
+    """One sensitive attribute in a window: its groups and its summary against the gate."""
+
+    attribute: str
+    note: str
+    """The summary beside its deploy-time value, or why the attribute is not monitored."""
+    breached: bool
+    groups: tuple[tuple[str, int | None, float | None, float | None, bool], ...] = ()
+    """(group, rows, live selection rate, deploy-time selection rate, small)."""
+
+
+@dataclass(frozen=True)
 class DriftWindow:
     """One DRIFT record, ready to draw."""
 
@@ -97,6 +110,7 @@ class DriftWindow:
     scores: FeatureRow | None = None
     breaches: tuple[str, ...] = ()
     thresholds: tuple[tuple[str, str], ...] = ()
+    fairness: tuple[FairRow, ...] = ()
     error: str = ""
 
 
@@ -242,12 +256,41 @@ def read_window(record: Record, ident: str, *, plots: bool = True) -> DriftWindo
                 _breach(b) for b in report.get("breaches") or () if not b.get("feature")
             ),
             thresholds=_thresholds(body),
+            fairness=_fairness(body.get("fairness") or {}),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return replace(
             base,
             error=f"its body is not a drift report this page can read ({type(e).__name__}: {e})",
         )
+
+
+def _fairness(section: Mapping[str, Any]) -> tuple[FairRow, ...]:
+    rows = []
+    for name, a in (section.get("attributes") or {}).items():
+        if not a.get("monitored"):
+            rows.append(FairRow(str(name), str(a.get("reason", "not monitored")), False))
+            continue
+        deploy = a.get("deploy") or {}
+        then = deploy.get("groups") or {}
+        outcomes = "equalized_odds_difference" in a
+        key = "equalized_odds_difference" if outcomes else "demographic_parity_ratio"
+        value, before = _number(a.get(key)), _number(deploy.get(key))
+        shown = "n/a" if value is None else f"{value:.3f}"
+        at_deploy = "" if before is None else f" ({before:.3f} at deploy)"
+        groups = tuple(
+            (
+                str(g),
+                v.get("count"),
+                _number(v.get("selection_rate")),
+                _number((then.get(g) or {}).get("selection_rate")),
+                v.get("small") is True,
+            )
+            for g, v in (a.get("groups") or {}).items()
+        )
+        note = f"{key.replace('_', ' ')} {shown}{at_deploy}"
+        rows.append(FairRow(str(name), note, a.get("breached") is True, groups))
+    return tuple(rows)
 
 
 def _breach(b: Mapping[str, Any]) -> str:

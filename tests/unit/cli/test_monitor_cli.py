@@ -118,3 +118,39 @@ def test_the_latest_windows_of_each_spec(capsys: pytest.CaptureFixture[str]) -> 
     assert [v["window"]["first_leaf"] for v in latest_windows(views, 2)] == [0, 1, 99, 5, 7]
     _print_window(latest[2])
     assert "window of None decisions (3600 seconds, step 600)" in capsys.readouterr().out
+
+
+def test_the_fairness_section_is_a_table_and_a_line_per_attribute(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mrm.drift.fairness import decision_fairness
+    from mrm.drift.fairness_reference import FairnessReference, fairness_reference
+
+    group = {"count": 100, "selection_rate": 0.5, "small": False}
+    attr = {"groups": {"a": group, "b": group}, "demographic_parity_ratio": 0.96}
+    snapshot = {
+        "favourable_label": "1",
+        "attributes": {"region": attr, "sex": attr},
+        "gates": {"min_demographic_parity_ratio": 0.8},
+    }
+    ref = FairnessReference.from_json(fairness_reference(snapshot, 30, ["region"]))
+    groups = ["a"] * 100 + ["b"] * 100
+    labels = [1] * 60 + [0] * 40 + [1] * 20 + [0] * 80
+    fair = decision_fairness(ref, {"region": groups}, labels, judged=True, alpha=0.01)
+    body = {
+        "window": {"decisions": 200},
+        "report": {"judged": True, "features": [], "breaches": []},
+        "fairness": fair.to_json(),
+    }
+    view = window_json(_drift(body))
+    assert view["fairness"]["attributes"]["region"]["breached"] is True
+    _print_window(view)
+    out = capsys.readouterr().out
+    (a,) = [ln for ln in out.splitlines() if "│ a " in ln]
+    assert "0.600" in a  # live selection rate
+    assert "0.500" in a  # at deploy
+    assert "region: demographic parity ratio 0.333 (0.960 at deploy)" in out
+    assert "BREACHED" in out
+    assert "sex: not monitored: not a model input" in out
+    assert "fairness: region demographic_parity_ratio 0.333 < 0.8" in out
+    assert "no threshold breached" not in out

@@ -221,3 +221,48 @@ def test_the_drift_page_shows_the_latest_window_of_each_spec() -> None:
         (98, "seconds 3600, step 600"),
     ]
     assert [w.leaf_index for w in page.history] == [100, 99, 98, 97, 96]
+
+
+def test_a_windows_fairness_is_read_and_drawn() -> None:
+    import jinja2
+
+    import mrm.explain
+
+    attributes = {
+        "region": {
+            "monitored": True,
+            "rows": 400,
+            "groups": {
+                "north": {"count": 200, "selection_rate": 0.6, "small": False},
+                "south": {"count": 195, "selection_rate": 0.2, "small": False},
+                "west": {"count": 5, "selection_rate": 0.0, "small": True},
+            },
+            "demographic_parity_ratio": 0.2 / 0.6,
+            "breached": True,
+            "deploy": {
+                "demographic_parity_ratio": 0.96,
+                "groups": {"north": {"selection_rate": 0.5}, "south": {"selection_rate": 0.48}},
+            },
+        },
+        "sex": {"monitored": False, "reason": "not monitored: not a model input", "deploy": {}},
+    }
+    fairness = {"favourable_label": "1", "attributes": attributes, "breaches": []}
+    w = read_window(drift_record(body([feature("a", 0.1, False)]) | {"fairness": fairness}), "t")
+    region, sex = w.fairness
+    assert region.note == "demographic parity ratio 0.333 (0.960 at deploy)"
+    assert region.breached
+    assert region.groups[0] == ("north", 200, 0.6, 0.5, False)
+    assert region.groups[2] == ("west", 5, 0.0, None, True)
+    assert (sex.note, sex.breached, sex.groups) == ("not monitored: not a model input", False, ())
+    assert read_window(drift_record(body([])), "t").fairness == ()  # a body without it
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader(mrm.explain.__name__, "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    html = env.from_string('{% import "_drift.html" as d %}{{ d.drift_window(w) }}').render(w=w)
+    assert "<h4>Fairness</h4>" in html
+    assert "breaches its gate" in html
+    assert "not monitored: not a model input" in html
+    assert "(small: not compared)" in html

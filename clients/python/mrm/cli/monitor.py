@@ -125,7 +125,11 @@ def window_json(record: ledger_pb2.Record) -> dict[str, Any]:
         "prediction": report.get("prediction"),
         "scores": None if report.get("scores") is None else _feature_json(report["scores"]),
         "metrics": body.get("metrics"),
-        "breaches": list(report.get("breaches") or []),
+        "fairness": body.get("fairness"),
+        "breaches": [
+            *(report.get("breaches") or []),
+            *((body.get("fairness") or {}).get("breaches") or []),
+        ],
         "thresholds": body.get("thresholds"),
     }
 
@@ -178,6 +182,8 @@ def _print_window(w: dict[str, Any]) -> None:
         _print_features(w)
     if w["metrics"]:
         out.print(_metrics_table(w["metrics"]))
+    if w.get("fairness"):
+        _print_fairness(w["fairness"])
     if w["breaches"]:
         out.print("breached thresholds:")
         for b in w["breaches"]:
@@ -190,6 +196,9 @@ def _breach_line(b: dict[str, Any]) -> str:
     value, threshold = _num(b.get("value"), ".3g"), _num(b.get("threshold"), "g")
     if b.get("rule") == "performance":
         return f"performance: live {b.get('metric')} fell by {value} >= {threshold}"
+    if b.get("rule") == "fairness":
+        sign = "<" if b.get("metric") == "demographic_parity_ratio" else ">"
+        return f"fairness: {b.get('feature')} {b.get('metric')} {value} {sign} {threshold}"
     what = f"{b.get('feature')} " if b.get("feature") else ""
     rule = str(b.get("rule", "")).replace("_", " ")
     return f"{rule}: {what}{b.get('metric')} {value} >= {threshold}"
@@ -233,6 +242,46 @@ def _print_features(w: dict[str, Any]) -> None:
             f"scores: PSI {_num(s['psi'])}, KS {_num(s['ks'])}"
             + (" [bold red]DRIFTED[/bold red]" if s["drifted"] else "")
         )
+
+
+def _print_fairness(fairness: dict[str, Any]) -> None:
+    """Per sensitive attribute, its groups' live figures beside the deploy-time
+    selection rates, then the attribute's summary against its gate."""
+    out = console()
+    outcomes = any("tests" in a for a in fairness.get("attributes", {}).values())
+    columns = ["attribute", "group", "rows", "selection rate", "at deploy"]
+    columns += ["accuracy", "TPR", "FPR"] if outcomes else []
+    table = Table(
+        *columns,
+        title=f"fairness (favourable label {fairness.get('favourable_label')!r}, "
+        f"min group size {fairness.get('min_group_size')})",
+    )
+    lines = []
+    for name, a in (fairness.get("attributes") or {}).items():
+        if not a.get("monitored"):
+            lines.append(f"{name}: {a.get('reason')}")
+            continue
+        then = (a.get("deploy") or {}).get("groups") or {}
+        for group, g in a.get("groups", {}).items():
+            row = [name, group + (" (small)" if g.get("small") else ""), str(g.get("count"))]
+            row += [_num(g.get("selection_rate")), _num(then.get(group, {}).get("selection_rate"))]
+            if outcomes:
+                row += [_num(g.get("accuracy")), _num(g.get("tpr")), _num(g.get("fpr"))]
+            table.add_row(*row)
+        deploy = a.get("deploy") or {}
+        if "tests" in a:
+            key, label = "equalized_odds_difference", "equalized odds difference"
+            ps = [t.get("p_value") for t in a["tests"].values() if t.get("p_value") is not None]
+            p = min(ps) if ps else None
+        else:
+            key, label, p = "demographic_parity_ratio", "demographic parity ratio", a.get("p_value")
+        lines.append(
+            f"{name}: {label} {_num(a.get(key))} ({_num(deploy.get(key))} at deploy), "
+            f"p {_num(p, '.2g')}" + (" [bold red]BREACHED[/bold red]" if a.get("breached") else "")
+        )
+    out.print(table)
+    for line in lines:
+        out.print(line)
 
 
 def _metrics_table(metrics: Any) -> Table:
@@ -288,7 +337,11 @@ def drift(
 
     The monitor evaluates two kinds of window, each a DRIFT record: decisions
     (feature and prediction drift) and, once outcomes are recorded, outcomes
-    (live metrics against the deploy-time ones). A version may configure several
+    (live metrics against the deploy-time ones). With [fairness] at deploy, both
+    show per sensitive attribute that is a model input its groups' live figures
+    beside the deploy-time ones (selection rates and demographic parity over
+    decisions; accuracy, TPR, FPR and equalized odds over outcomes); an attribute
+    the model does not take is "not monitored". A version may configure several
     decisions windows (say 500 rows and a rolling hour): --windows N shows the
     latest N of each kind and each window spec, newest first.
     """
