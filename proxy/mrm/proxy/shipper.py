@@ -172,10 +172,10 @@ class Shipper:
         auth: ClientAuth | None = None,
     ) -> None:
         """Records go out in batches of up to `batch`, at least every `flush_interval`
-        seconds: at 512 and 0.1 s the ledger and PostgreSQL spent about 20% less CPU
-        per record than at 256 and 0.05 s (benchmarks.proxy_serving). `build` makes
-        a batch's records from its samples at once (the proxy's
-        `prediction_records`); without it each sample's `record()` is called.
+        seconds; larger, rarer batches cost the ledger and PostgreSQL less CPU per
+        record (benchmarks/results/README.md). `build` makes a batch's records from
+        its samples at once (the proxy's `prediction_records`); without it each
+        sample's `record()` is called.
         `auth` is the proxy's credential for the ledger (role proxy)."""
         self.spool, self._target, self._rpc_timeout = spool, ledger_target, rpc_timeout
         self._batch, self._flush = batch, flush_interval

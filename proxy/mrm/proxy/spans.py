@@ -2,11 +2,10 @@
 
 The OpenTelemetry SDK's `start_span` builds a mutable Span (a lock, attributes
 validated one by one into a BoundedAttributes, a copy into a ReadableSpan at
-`end`): about 18 µs per span with hot caches and twice that between two gRPC
-calls, a third of the inference handler. An inference span is never made
-current, never gets events or links, and its attributes are strings the proxy
-chooses, so none of that is needed. `InferenceSpans` keeps what matters and
-does it once:
+`end`), a third of the inference handler's time (benchmarks/results/README.md).
+An inference span is never made current, never gets events or links, and its
+attributes are strings the proxy chooses, so none of that is needed.
+`InferenceSpans` keeps what matters and does it once:
 
 - the tracer's id generator makes the ids when the span starts (the response
   and the record carry them);

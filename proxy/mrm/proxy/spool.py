@@ -22,12 +22,11 @@ Limits (quotable in the README):
   missing, why, and between which times; the `dropped` counter of
   GetProxyStatus and the metrics equals the sum of those GAP counts.
 - **fsync cost.** Every `put_many` is one transaction and one fsync, whatever
-  the batch size. Measured on the 2-core development VM (virtio disk, 443-byte
-  records): a commit takes 3.5-7 ms, so 170 records/s one at a time, 4,100/s
-  in batches of 16 and 34,000/s in batches of 256. The shipper spools the
-  backlog in batches (all that waits in the queue), so an outage costs one
-  fsync per batch, never one per decision; strict mode shares one commit
-  among the concurrent strict decisions (group commit).
+  the batch size, so records spooled one at a time go two orders of magnitude
+  slower than in batches of 256 (benchmarks/results/README.md). The shipper
+  spools the backlog in batches (all that waits in the queue), so an outage
+  costs one fsync per batch, never one per decision; strict mode shares one
+  commit among the concurrent strict decisions (group commit).
 - **What a SIGKILL loses**: nothing in the spool; what was only in memory
   (the queue, the batch in flight, drops not yet counted on disk) is lost
   with the process, see `mrm.proxy.shipper`.
