@@ -200,7 +200,13 @@ def test_deploy_records_every_fact(
         monkeypatch=monkeypatch,
     )
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["already_registered"] is True
+    replay = json.loads(again.stdout)
+    assert replay["already_registered"] is True
+    # The registry reads the original's linked records back: the same ids and leaves.
+    for kind in ("model_ingested", "data_lineage", "performance_snapshot"):
+        assert replay["records"][kind] == out["records"][kind]
+        assert replay["leaf_indexes"][kind] == out["leaf_indexes"][kind]
+        assert records[kind].leaf_index == out["leaf_indexes"][kind]
 
 
 class _Evil:

@@ -42,7 +42,7 @@ from mrm.deploy.provenance import (
 )
 from mrm.deploy.reference import reference_profile
 from mrm.deploy.schema import InputSchema, infer_schema
-from mrm.v1 import registry_pb2
+from mrm.v1 import ledger_pb2, registry_pb2
 
 Progress = Callable[[str, str], None]
 """(step, detail) once each step is done."""
@@ -325,15 +325,12 @@ def publish(
     )
     records = {"model_ingested": done.version.ingested_record_id}
     leafs = {"model_ingested": int(done.leaf_index)}
-    if not done.already_registered:
-        records |= {"data_lineage": lineage_id, "performance_snapshot": perf_id}
-        leafs |= {
-            "data_lineage": leafs["model_ingested"] + 1,
-            "performance_snapshot": leafs["model_ingested"] + 2,
-        }
-        if prepared.fairness is not None:
-            records["fairness_snapshot"] = fair_id
-            leafs["fairness_snapshot"] = leafs["model_ingested"] + 3
+    # Where the registry says each linked record landed (on a replay: the
+    # original registration's records, read back from the ledger).
+    for linked_leaf in done.linked_records:
+        kind = ledger_pb2.RecordKind.Name(linked_leaf.kind).removeprefix("RECORD_KIND_").lower()
+        records[kind] = linked_leaf.record_id
+        leafs[kind] = int(linked_leaf.leaf_index)
     progress(
         "register",
         f"{cfg.name} {cfg.version}" + (" (already registered)" if done.already_registered else ""),
