@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mrm.client.ledger import LedgerClient, new_record
 from tests.conftest import RunningLedger
-from tests.e2e.test_ledger_cli_support import append_many, cli, ok_json, one_error, refresh
+from tests.support.ledger_cli import append_many, cli, ok_json, one_error, refresh
 
 PROOF_KEYS = {
     "origin", "leaf_index", "tree_size", "leaf_hash", "inclusion_path", "root_hash", "checkpoint"

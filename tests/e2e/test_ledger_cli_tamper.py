@@ -16,7 +16,7 @@ from mrm.tlog.canonical import canonical_json
 from mrm.tlog.leaf import leaf_bytes_from_proto
 from mrm.tlog.merkle import leaf_hash
 from tests.conftest import RunningLedger
-from tests.e2e.test_ledger_cli_support import append_many, cli, first_bad_leaf, ok_json, refresh
+from tests.support.ledger_cli import append_many, cli, first_bad_leaf, ok_json, refresh
 
 
 @pytest.fixture

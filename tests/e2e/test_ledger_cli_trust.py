@@ -15,7 +15,7 @@ import pytest
 
 from mrm.tlog.note import generate_signer
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_ledger_cli_support import append_many, cli, ok_json, one_error, refresh
+from tests.support.ledger_cli import append_many, cli, ok_json, one_error, refresh
 
 
 class Servers:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from mrm.client.ledger import LedgerClient
 from mrm.tlog.canonical import canonical_json
 from tests.conftest import RunningLedger
-from tests.e2e.test_ledger_cli_support import append_many, first_bad_leaf, ok_json, refresh
+from tests.support.ledger_cli import append_many, first_bad_leaf, ok_json, refresh
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers for the mrmctl end-to-end tests (no tests here)."""
+"""`mrmctl` against a running ledger, for the end-to-end tests: run it, read its JSON,
+append records in bulk, refresh the checkpoint, find the first bad leaf."""
 
 from __future__ import annotations
 
