@@ -24,9 +24,9 @@ from mrm.client.monitor import MonitorClient
 from mrm.v1 import monitor_pb2
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_deploy import applicants, deploy, project, tree_model
-from tests.e2e.test_why_support import decide, wait_ready
 from tests.support import postgres
 from tests.support.auth import issue
+from tests.support.decisions import decide, wait_ready
 
 MODEL = "credit-risk"
 VERSION = "1.0.0"

@@ -51,8 +51,8 @@ from mrm.v1 import (
     registry_pb2_grpc,
 )
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_why_support import decide, deploy_explained, wait_recorded
 from tests.support.auth import TEST_TOKEN, issue
+from tests.support.decisions import decide, deploy_explained, wait_recorded
 from tests.support.issuer import Issuer
 
 OK, UNAUTH, DENIED = (

@@ -21,8 +21,8 @@ from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_deploy import project, tree_model
-from tests.e2e.test_why_support import decide, wait_ready
 from tests.support.auth import TEST_TOKEN, issue
+from tests.support.decisions import decide, wait_ready
 from tests.support.issuer import REPOSITORY, SHA, Issuer
 
 PRINCIPAL = "ci:acme/credit@refs/heads/main"

@@ -15,7 +15,7 @@ import pytest
 from mrm.client.ledger import LedgerClient
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_why import cli
-from tests.e2e.test_why_support import decide, deploy_explained
+from tests.support.decisions import decide, deploy_explained
 
 
 @dataclass

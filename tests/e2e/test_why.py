@@ -18,7 +18,7 @@ from mrm.client.ledger import LedgerClient
 from mrm.client.reasons import MIN_SHARE
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_deploy import project, tree_model
-from tests.e2e.test_why_support import decide, wait_ready
+from tests.support.decisions import decide, wait_ready
 
 KEYS = {
     "record_id",

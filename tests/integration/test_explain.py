@@ -22,8 +22,8 @@ from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
 from mrm.v1 import explain_pb2, explain_pb2_grpc
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_why_support import decide, deploy_explained
 from tests.support.auth import channel as authorized_channel
+from tests.support.decisions import decide, deploy_explained
 
 
 @dataclass

@@ -26,8 +26,8 @@ from mrm.drift.compare import Window, compare
 from mrm.drift.profile import ReferenceProfile
 from mrm.v1 import registry_pb2
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_why_support import decide, deploy_explained
 from tests.integration.test_explain_report import get
+from tests.support.decisions import decide, deploy_explained
 
 HOSTILE = "<script>alert('x')</script>"
 SVG = "{http://www.w3.org/2000/svg}"

@@ -15,8 +15,8 @@ import pytest
 from mrm.client.explain import ExplainClient, sentence
 from mrm.client.ledger import LedgerClient
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_why_support import EXPLAIN_TABLE, decide, deploy_explained
 from tests.support.auth import TEST_TOKEN
+from tests.support.decisions import EXPLAIN_TABLE, decide, deploy_explained
 
 HOSTILE = "<script>alert('x')</script>"
 # income has no wording: its reason, if it is one, is a generated sentence.

@@ -15,7 +15,7 @@ from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient, role_name
 from tests.conftest import RunningLedger, start_ledger
 from tests.e2e.test_deploy import regressor
-from tests.e2e.test_why_support import decide, deploy_explained
+from tests.support.decisions import decide, deploy_explained
 
 
 @pytest.fixture
