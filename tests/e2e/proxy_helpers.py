@@ -24,8 +24,8 @@ from mrm.stack import BackgroundStack
 from tests.conftest import RunningLedger
 from tests.e2e.test_deploy import tree_model
 from tests.e2e.test_proxy import deployed, infer_request
-from tests.integration.test_proxy_shipper import free_port, wait_until
 from tests.support.auth import seed_service_home, seed_test_token
+from tests.support.waiting import free_port, wait_until
 
 __all__ = ["free_port", "wait_until"]
 MODEL = "gbt"

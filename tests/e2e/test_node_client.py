@@ -19,9 +19,9 @@ from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
 from mrm.tlog.note import generate_signer
 from tests.conftest import RunningLedger
-from tests.integration.test_proxy_shipper import wait_until
 from tests.support.auth import issue
 from tests.support.ledger_cli import ok_json
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_CLIENT = ROOT / "clients" / "node"

@@ -25,6 +25,7 @@ from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
 from tests.integration.ledger_helpers import new_record, open_ledger, uuid7
 from tests.support.auth import channel as authorized_channel
+from tests.support.waiting import free_port
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -170,12 +171,12 @@ def test_two_replicas_append_the_same_ids_once(engine: sa.Engine, tmp_path: Path
 
 
 def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "MRM_HOME": str(tmp_path / "home"),
         "MRM_LEDGER_ADDR": f"127.0.0.1:{port}",
-        "MRM_REGISTRY_ADDR": f"127.0.0.1:{_free_port()}",
-        "MRM_PROXY_ADDR": f"127.0.0.1:{_free_port()}",
+        "MRM_REGISTRY_ADDR": f"127.0.0.1:{free_port()}",
+        "MRM_PROXY_ADDR": f"127.0.0.1:{free_port()}",
     }
     mrm = str(Path(sys.executable).with_name("mrm"))
     proc = subprocess.Popen(
@@ -202,14 +203,6 @@ def test_sigterm_stops_gracefully(tmp_path: Path) -> None:
     assert "registry" in out
     assert "shutting down" in err
     assert "Traceback" not in err
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_migrations_are_idempotent(database_url: str) -> None:

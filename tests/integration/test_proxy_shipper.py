@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,22 +24,7 @@ from mrm.stack import BackgroundStack
 from mrm.v1.ledger_pb2 import Record
 from tests.conftest import RunningLedger, start_ledger
 from tests.support.auth import seed_test_token
-
-DEADLINE = 120.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.waiting import free_port, wait_until
 
 
 def stack_on(home: Path, port: int) -> BackgroundStack:
