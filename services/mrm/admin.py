@@ -49,8 +49,15 @@ _INSECURE_WARNING = (
 )
 
 
-def _run(settings: Settings, services: tuple[str, ...], *, bootstrap: bool = False) -> None:
-    """Start `services`, print where they are, serve until SIGTERM or Ctrl-C."""
+def _run(
+    settings: Settings,
+    services: tuple[str, ...],
+    *,
+    bootstrap: bool = False,
+    supervised: bool = False,
+) -> None:
+    """Start `services`, print where they are, serve until SIGTERM or Ctrl-C.
+    `supervised`: a child of `mrm up`, which says what concerns the whole stack."""
     from mrm.stack import Stack
 
     _logging(settings.log_level)
@@ -61,7 +68,7 @@ def _run(settings: Settings, services: tuple[str, ...], *, bootstrap: bool = Fal
 
     async def run() -> None:
         stop = stop_on_signals()
-        if settings.insecure:
+        if settings.insecure and not supervised:
             click.echo(_INSECURE_WARNING, err=True)
         stack = await Stack.start(settings, services, bootstrap=bootstrap)
         for name, server in stack.servers.items():
@@ -82,12 +89,9 @@ def _run(settings: Settings, services: tuple[str, ...], *, bootstrap: bool = Fal
                 f"mrm: {'dashboard':<9} {scheme}://{stack.http_addr}/dashboard "
                 "(sign in with an auditor's or the admin token)"
             )
-        admin_token = settings.token_file("admin")
-        if not settings.insecure and admin_token.is_file():
-            click.echo(
-                f"mrm: admin token {admin_token} (mrmctl on this machine uses it; "
-                "`mrm auth issue` makes others)"
-            )
+        if not supervised:
+            for line in _admin_token_line(settings):
+                click.echo(line)
         if stack.local_ledger is not None:
             click.echo(f"mrm: ledger origin {stack.ledger.origin}")
             click.echo(f"mrm: verifier key  {stack.ledger.verifier_key}")
@@ -102,6 +106,33 @@ def _run(settings: Settings, services: tuple[str, ...], *, bootstrap: bool = Fal
         _fail(exc.message, exc)
     except OSError as exc:
         _fail(str(exc) if exc.strerror is None else f"cannot start: {exc}", exc)
+
+
+def _admin_token_line(settings: Settings) -> list[str]:
+    admin_token = settings.token_file("admin")
+    if settings.insecure or not admin_token.is_file():
+        return []
+    return [
+        f"mrm: admin token {admin_token} (mrmctl on this machine uses it; "
+        "`mrm auth issue` makes others)"
+    ]
+
+
+def _supervise(settings: Settings) -> None:
+    """`mrm up` as processes (mrm.supervisor): bootstrap here, then the children."""
+    from mrm.supervisor import Supervisor, bootstrap
+
+    _logging(settings.log_level)
+    if settings.insecure:
+        click.echo(_INSECURE_WARNING, err=True)
+    try:
+        bootstrap(settings)
+    except MrmError as exc:
+        _fail(exc.message, exc)
+    except OSError as exc:
+        _fail(str(exc) if exc.strerror is None else f"cannot start: {exc}", exc)
+    ready = f"mrm: ready ({_storage(settings, SERVICES)}); Ctrl-C stops"
+    sys.exit(asyncio.run(Supervisor(settings, ready, _admin_token_line(settings)).run()))
 
 
 _ABOUT = {"proxy": "  Open Inference Protocol v2 over gRPC"}
@@ -123,23 +154,39 @@ def _storage(settings: Settings, services: tuple[str, ...]) -> str:
     is_flag=True,
     help="Turn authentication off (a throwaway sandbox only; prints a warning).",
 )
-def up(insecure: bool) -> None:
+@click.option(
+    "--single-process",
+    is_flag=True,
+    envvar="MRM_UP_SINGLE_PROCESS",
+    help="Run every service in this one process (for debugging; MRM_UP_SINGLE_PROCESS=1).",
+)
+def up(insecure: bool, single_process: bool) -> None:
     """Run every MRM service locally until SIGTERM or Ctrl-C.
+
+    The services run in three processes that share only their addresses and
+    MRM_HOME: the ledger and the registry (the database's writers), explain and
+    the monitor (with the HTTP reports and dashboard), and the proxy. A process
+    that exits is reported and started again; Ctrl-C stops them all.
 
     Authentication is on: the first start writes an admin token and one token per
     service into MRM_HOME (mode 0600), which the services and mrmctl on this
     machine pick up.
     """
     settings = settings_or_exit(insecure=True) if insecure else settings_or_exit()
-    _run(settings, SERVICES, bootstrap=True)
+    if single_process:
+        _run(settings, SERVICES, bootstrap=True)
+    else:
+        _supervise(settings)
 
 
 @main.command()
-@click.argument("service", type=click.Choice(SERVICES))
-def serve(service: str) -> None:
-    """Run one service (one container per service): it listens on its MRM_*_ADDR
-    and reaches the others at theirs. `explain` also serves the HTTP reports."""
-    _run(settings_or_exit(), (service,))
+@click.argument("services", nargs=-1, required=True, type=click.Choice(SERVICES))
+@click.option("--supervised", is_flag=True, hidden=True, help="Started by `mrm up`.")
+def serve(services: tuple[str, ...], supervised: bool) -> None:
+    """Run the services named (one container per service in production) in this
+    process: each listens on its MRM_*_ADDR and reaches the others at theirs.
+    `explain` also serves the HTTP reports."""
+    _run(settings_or_exit(), tuple(dict.fromkeys(services)), supervised=supervised)
 
 
 @main.command()
@@ -217,3 +264,6 @@ def _fail(message: str, exc: BaseException, code: int = 1) -> NoReturn:
 
 
 main.add_command(auth_group)
+
+if __name__ == "__main__":  # how `mrm up` starts its children (mrm.supervisor)
+    main()

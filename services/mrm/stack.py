@@ -1,7 +1,8 @@
 """The MRM stack: the services of one installation, started together or one by one.
 
-`mrm up` runs all of them in one process; `mrm serve NAME` runs one (one
-container per service in production). Tests and benchmarks start it through the
+`mrm serve NAME…` runs the services named in one process (one container per
+service in production); `mrm up` runs a few such processes (mrm.supervisor), or
+all of them in one with `--single-process`. Tests and benchmarks start it through the
 same API (`Stack.start`, or `BackgroundStack` from synchronous code).
 
 A service started in this process is reached on its bound port; one that is not
