@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from mrm.ledger.records import NewRecord
 from mrm.ledger.service import Ledger
-from mrm.ledger.store import LedgerStore
+from mrm.ledger.store import open_store
 
 
 def uuid7() -> uuid.UUID:
@@ -47,7 +47,7 @@ def new_record(i: int = 0, **fields: str) -> NewRecord:
 
 def open_ledger(engine: sa.Engine, home: Path, every: int = 1000) -> Ledger:
     return Ledger.open(
-        LedgerStore(engine),
+        open_store(engine),
         key_file=str(home / "ledger.key"),
         configured_origin=None,
         checkpoint_every=every,

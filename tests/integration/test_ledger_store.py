@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import cast
 
 import pytest
 import sqlalchemy as sa
 
 from mrm.core.errors import IntegrityError, InvalidArgument, NotFound
 from mrm.ledger.records import NewRecord, RecordFilter, StoredRecord
+from mrm.ledger.sql import SqlLedgerStore
 from mrm.tlog.checkpoint import parse_checkpoint
 from mrm.tlog.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from mrm.tlog.note import open_note, parse_vkey
@@ -300,7 +302,8 @@ def test_replays_after_appends_without_lookups(engine: sa.Engine, tmp_path: Path
     fresh = ledger.append([new_record(4)], "alice")
     assert [r.record.leaf_index for r in fresh] == [4]
     pg = engine.dialect.name == "postgresql"
-    assert ledger.store._lookup is not pg  # the next group skips the lookup on PostgreSQL
+    store = cast(SqlLedgerStore, ledger.store)
+    assert store._lookup is not pg  # the next group skips the lookup on PostgreSQL
     again = ledger.append([new_record(5), _as_new(first[2].record), new_record(6)], "bob")
     assert [(r.record.leaf_index, r.duplicate) for r in again] == [
         (5, False),
@@ -308,7 +311,7 @@ def test_replays_after_appends_without_lookups(engine: sa.Engine, tmp_path: Path
         (6, False),
     ]
     assert again[1].record == first[2].record
-    assert ledger.store._lookup  # a replay was seen: look up again
+    assert store._lookup  # a replay was seen: look up again
     forged = replace(_as_new(first[0].record), body='{"forged":true}')
     with pytest.raises(AlreadyExists, match="leaf 0"):
         ledger.append([new_record(7), forged], "mallory")

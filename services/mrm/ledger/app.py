@@ -17,7 +17,7 @@ from mrm.ledger.clock import now_us
 from mrm.ledger.pool import IntakePool
 from mrm.ledger.service import Ledger
 from mrm.ledger.servicer import LedgerServicer, register
-from mrm.ledger.store import LedgerStore
+from mrm.ledger.store import open_store
 from mrm.ledger.validate import Limits, validate_append
 from mrm.v1 import ledger_pb2
 
@@ -28,7 +28,7 @@ SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
 def open_ledger(settings: Settings, engine: sa.Engine) -> Ledger:
     """Open the log (creating its identity and key on first start). Blocking."""
     return Ledger.open(
-        LedgerStore(engine),
+        open_store(engine),
         key_file=str(settings.resolved_key_file()),
         configured_origin=settings.ledger_origin,
         checkpoint_every=settings.ledger_checkpoint_every,
@@ -43,7 +43,7 @@ def ledger_service(
         max_record_bytes=settings.ledger_max_record_bytes,
         max_batch=settings.ledger_max_batch,
     )
-    intake = IntakePool(limits, settings.ledger_append_workers)
+    intake = IntakePool(limits, settings.ledger_append_workers, ledger.store.encode_rows)
     servicer = LedgerServicer(ledger, intake, sign_wanted)
 
     async def ready() -> bool:

@@ -2,8 +2,9 @@
 
 The append path is CPU-bound in one process, so a batch is kept in columns
 (one list per field) and everything that does not depend on a record's
-position is computed before the writer lock: the leaf hash, and the record's
-binary COPY fields. Under the lock only the index, the subtree hashes it
+position is computed before the writer lock, where the batch is prepared
+(maybe in a worker process): the leaf hash, and the rows in the store's own
+encoding (`RowEncoder`). Under the lock only the index, the subtree hashes it
 completes and its seal remain. Whole `StoredRecord`s are built only for
 replays and for in-process callers that ask for them.
 """
@@ -14,36 +15,24 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring as _json_string  # what mrm.tlog.leaf uses
 
 from mrm.ledger.records import Appended, NewRecord, StoredRecord
-from mrm.tlog.leaf import LEAF_FORMAT_VERSION, format_timestamp
+from mrm.tlog.leaf import batch_leaf_bytes
 
 _LEAF_PREFIX = hashlib.sha256(b"\x00")  # RFC 6962 leaf hashes start with 0x00
-_NULL = b"\xff\xff\xff\xff"  # a NULL field in binary COPY
-_UUID_LEN = (16).to_bytes(4, "big")
-_INT8_LEN = (8).to_bytes(4, "big")
-_HASH_LEN = (32).to_bytes(4, "big")
 
-
-def _text(value: str | bytes) -> bytes:
-    data = value.encode() if isinstance(value, str) else value
-    return len(data).to_bytes(4, "big") + data
-
-
-def _nullable(value: str) -> bytes:
-    """The store keeps "" as NULL in its optional text columns."""
-    return _text(value) if value else _NULL
+RowEncoder = Callable[["PendingBatch", Sequence[bytes]], list[bytes]]
+"""A store's encoding of a batch's rows, given the bodies as UTF-8; a module-level
+function, so that it reaches the intake's worker processes by name."""
 
 
 @dataclass(slots=True)
 class PendingBatch:
     """A validated batch in columns, each record stamped and hashed.
 
-    `record_ids` are canonical UUID text; `bodies` canonical JSON. `row_fields`
-    holds each record's PostgreSQL binary COPY fields from record_id to
-    leaf_hash (the store adds leaf_index before them and the subtree hashes and
-    seal after them).
+    `record_ids` are canonical UUID text; `bodies` canonical JSON. `rows` holds
+    each record's row in the encoding of the store it is bound for, if the
+    store has one (see `RowEncoder`).
     """
 
     record_ids: Sequence[str]
@@ -51,7 +40,7 @@ class PendingBatch:
     recorded_at_us: int
     actor: str
     leaf_hashes: list[bytes]
-    row_fields: list[bytes]
+    rows: list[bytes] | None
     unique: bool
     """No record_id occurs twice in the batch (the store's fast path)."""
     kinds: frozenset[str]
@@ -66,58 +55,42 @@ class PendingBatch:
         recorded_at_us: int,
         *,
         unique: bool,
+        encode: RowEncoder | None = None,
     ) -> PendingBatch:
-        """Hash and encode validated columns (ids, kinds, names, versions, subjects,
-        trace ids, span ids, bodies): `leaf_bytes` and the store's row layout, inlined."""
+        """Hash validated columns (ids, kinds, names, versions, subjects, trace ids,
+        span ids, bodies) and, given the store's `encode`, encode their rows."""
         ids, kinds, names, versions, subjects, traces, spans, bodies = columns
-        s = _json_string
-        head = f'{{"actor":{s(actor)},"body":'
-        stamp = f'"recorded_at":"{format_timestamp(recorded_at_us)}",'
-        tail = f',"v":{LEAF_FORMAT_VERSION}}}'
-        shared = _INT8_LEN + recorded_at_us.to_bytes(8, "big", signed=True) + _text(actor)
-        # Kinds, model names and versions repeat within a batch: encode each once.
-        kind_json = {k: s(k) for k in set(kinds)}
-        kind_cols = {k: _text(k) for k in set(kinds)}
-        model_json = {v: s(v) for v in {*names, *versions}}
-        model_cols = {v: _nullable(v) for v in {*names, *versions}}
+        leaves = batch_leaf_bytes(
+            record_ids=ids,
+            kinds=kinds,
+            model_names=names,
+            model_versions=versions,
+            subjects=subjects,
+            trace_ids=traces,
+            span_ids=spans,
+            bodies_canonical=bodies,
+            recorded_at_us=recorded_at_us,
+            actor=actor,
+        )
         zero = _LEAF_PREFIX
         hashes: list[bytes] = []
-        rows: list[bytes] = []
-        for rid, kind, name, version, subject, trace, span, body, raw in zip(
-            ids, kinds, names, versions, subjects, traces, spans, bodies, body_bytes, strict=True
-        ):
+        for leaf in leaves:
             h = zero.copy()
-            h.update(
-                f'{head}{body},"kind":{kind_json[kind]},"model_name":{model_json[name]},'
-                f'"model_version":{model_json[version]},"record_id":"{rid}",{stamp}'
-                f'"span_id":{s(span)},"subject":{s(subject)},"trace_id":{s(trace)}{tail}'.encode()
-            )
-            digest = h.digest()
-            hashes.append(digest)
-            rows.append(
-                b"".join(
-                    (
-                        _UUID_LEN,
-                        bytes.fromhex(rid.replace("-", "")),
-                        kind_cols[kind],
-                        model_cols[name],
-                        model_cols[version],
-                        _nullable(subject),
-                        _nullable(trace),
-                        _nullable(span),
-                        shared,
-                        _text(raw),
-                        _HASH_LEN,
-                        digest,
-                    )
-                )
-            )
+            h.update(leaf)
+            hashes.append(h.digest())
         contents = Contents((kinds, names, versions, subjects, traces, spans, bodies))
-        return cls(ids, contents, recorded_at_us, actor, hashes, rows, unique, frozenset(kinds))
+        batch = cls(ids, contents, recorded_at_us, actor, hashes, None, unique, frozenset(kinds))
+        if encode is not None:
+            batch.rows = encode(batch, body_bytes)
+        return batch
 
     @classmethod
     def from_records(
-        cls, records: Sequence[NewRecord], actor: str, recorded_at_us: int
+        cls,
+        records: Sequence[NewRecord],
+        actor: str,
+        recorded_at_us: int,
+        encode: RowEncoder | None = None,
     ) -> PendingBatch:
         """A batch of in-process records (already validated by their maker)."""
         ids = [r.record_id_text or str(r.record_id) for r in records]
@@ -132,7 +105,8 @@ class PendingBatch:
             [r.body for r in records],
         )
         raw = [r.body.encode() for r in records]
-        return cls.build(columns, raw, actor, recorded_at_us, unique=len(set(ids)) == len(ids))
+        unique = len(set(ids)) == len(ids)
+        return cls.build(columns, raw, actor, recorded_at_us, unique=unique, encode=encode)
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -157,27 +131,6 @@ class PendingBatch:
             actor=self.actor,
             leaf_hash=self.leaf_hashes[i],
         )
-
-    def stored_rows(self) -> list[tuple[object, ...]]:
-        """Column values of each record from record_id to leaf_hash (the store's
-        generic path; "" is NULL in the optional columns)."""
-        kinds, names, versions, subjects, traces, spans, bodies = self.contents.columns()
-        return [
-            (
-                uuid.UUID(rid),
-                kinds[i],
-                names[i] or None,
-                versions[i] or None,
-                subjects[i] or None,
-                traces[i] or None,
-                spans[i] or None,
-                self.recorded_at_us,
-                self.actor,
-                bodies[i],
-                self.leaf_hashes[i],
-            )
-            for i, rid in enumerate(self.record_ids)
-        ]
 
 
 Columns = tuple[Sequence[str], ...]

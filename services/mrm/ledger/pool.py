@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from mrm.core.errors import InvalidArgument, Unavailable
-from mrm.ledger.batch import PendingBatch
+from mrm.ledger.batch import PendingBatch, RowEncoder
 from mrm.ledger.intake import prepare_serialized
 from mrm.ledger.validate import Limits
 
@@ -34,9 +34,12 @@ def _ready() -> None:
 class IntakePool:
     """Turns AppendRecords wire bytes into PendingBatches, in workers or in threads."""
 
-    def __init__(self, limits: Limits, workers: int) -> None:
+    def __init__(self, limits: Limits, workers: int, encode: RowEncoder | None = None) -> None:
+        """`encode` is the store's row encoding (a module-level function: it is
+        sent to the workers by name)."""
         self.limits = limits
         self.workers = workers
+        self.encode = encode
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         if workers:
@@ -52,7 +55,7 @@ class IntakePool:
     async def prepare(self, data: bytes, actor: str, recorded_at_us: int) -> PendingBatch:
         """The stamped, hashed batch; InvalidArgument if the request is not valid."""
         pool = self._pool
-        args = (data, self.limits, actor, recorded_at_us)
+        args = (data, self.limits, actor, recorded_at_us, self.encode)
         if pool is None:
             out = await asyncio.to_thread(prepare_serialized, *args)
         else:

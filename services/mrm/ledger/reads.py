@@ -1,6 +1,6 @@
 """Reads of the ledger's tables, all on one connection: one consistent view per request.
 
-Part of the store layer (with store.py, which writes): SQL lives in these two.
+Part of the store layer: SQL lives here, in sql.py, postgres.py and sqlite.py.
 
 A proof needs a record, a tree size, a checkpoint and O(log n) subtree hashes;
 reading them through one `LedgerReader` costs one connection checkout and one
@@ -21,10 +21,6 @@ from mrm.ledger.tables import checkpoints, leaves
 
 _HASH = 32
 _SEAL_CHUNK = 10_000
-_SEALS_SQL = (
-    "SELECT leaf_index, leaf_hash, subtree_hashes, seal FROM ledger_leaves"
-    " WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index"
-)
 
 # The columns of a StoredRecord, in its field order, so a row unpacks into one.
 RECORD_COLUMNS: list[sa.ColumnElement[Any]] = [
@@ -46,10 +42,6 @@ RECORD_COLUMNS: list[sa.ColumnElement[Any]] = [
     leaves.c.actor,
     leaves.c.leaf_hash,
 ]
-
-
-def stored(row: Any) -> StoredRecord:
-    return StoredRecord(*row)
 
 
 def checkpoint_of(row: Any) -> SignedCheckpoint:
@@ -79,7 +71,7 @@ class LedgerReader:
 
     def _one(self, where: sa.ColumnElement[bool]) -> StoredRecord | None:
         row = self.conn.execute(sa.select(*RECORD_COLUMNS).where(where)).first()
-        return stored(row) if row else None
+        return StoredRecord(*row) if row else None
 
     def read_nodes(self, nodes: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         """Stored perfect-subtree hashes, in one query."""
@@ -141,9 +133,6 @@ class LedgerReader:
 
     def leaf_seals(self, start: int, end: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
         """(leaf_index, leaf_hash, subtree_hashes, seal) of leaves [start, end), in order."""
-        if self.conn.dialect.name == "postgresql":
-            yield from self._leaf_seals_pg(start, end)
-            return
         for lo in range(start, end, _SEAL_CHUNK):
             rows = self.conn.execute(
                 sa.select(
@@ -154,16 +143,6 @@ class LedgerReader:
             )
             for index, stored_hash, subtrees, mark in rows:
                 yield index, bytes(stored_hash), bytes(subtrees), bytes(mark)
-
-    def _leaf_seals_pg(self, start: int, end: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-        # Every appended leaf passes here once before it is signed: psycopg
-        # directly, as SQLAlchemy's row processing costs more than the query.
-        raw = self.conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor(binary=True) as cur:
-            for lo in range(start, end, _SEAL_CHUNK):
-                cur.execute(_SEALS_SQL, (lo, min(end, lo + _SEAL_CHUNK)))
-                yield from cur
 
     def record_id_at(self, leaf_index: int) -> str:
         found = self.get_by_index(leaf_index)

@@ -61,10 +61,10 @@ class StoredRecord:
     actor: str
     leaf_hash: bytes
 
-    def leaf_bytes(self, record_id_text: str = "") -> bytes:
-        """The canonical leaf; `record_id_text` spares a str() when the caller has it."""
+    def leaf_bytes(self) -> bytes:
+        """The canonical leaf (see mrm.tlog.leaf)."""
         return leaf_bytes(
-            record_id=record_id_text or str(self.record_id),
+            record_id=str(self.record_id),
             kind=self.kind,
             model_name=self.model_name,
             model_version=self.model_version,

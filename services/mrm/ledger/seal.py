@@ -16,7 +16,6 @@ import hmac
 from mrm.tlog.note import Signer
 
 _CONTEXT = b"mrm ledger leaf seal v1\n"
-_BLOCK = 64  # SHA-256's block size
 
 
 def seal_key(signer: Signer) -> bytes:
@@ -24,36 +23,22 @@ def seal_key(signer: Signer) -> bytes:
 
 
 def seal(key: bytes, leaf_index: int, leaf_hash: bytes) -> bytes:
-    return hmac.digest(key, leaf_index.to_bytes(8, "big") + leaf_hash, "sha256")
-
-
-def seal_ok(key: bytes, leaf_index: int, leaf_hash: bytes, value: bytes) -> bool:
-    return hmac.compare_digest(seal(key, leaf_index, leaf_hash), value)
+    return hmac.new(key, leaf_index.to_bytes(8, "big") + leaf_hash, "sha256").digest()
 
 
 class Sealer:
-    """`seal` for one key, from precomputed HMAC states (RFC 2104).
+    """`seal` for one key. Every appended leaf is sealed once and checked once
+    before signing, so the keyed HMAC is set up once and copied per leaf."""
 
-    Every appended leaf is sealed once and checked once before signing; keyed
-    with the inner and outer pads hashed ahead, a seal costs two state copies
-    instead of a fresh HMAC setup (about 0.8 µs instead of 2).
-    """
-
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
-        if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._keyed = hmac.new(key, digestmod="sha256")
 
     def seal(self, leaf_index: int, leaf_hash: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(leaf_index.to_bytes(8, "big") + leaf_hash)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        mac = self._keyed.copy()
+        mac.update(leaf_index.to_bytes(8, "big") + leaf_hash)
+        return mac.digest()
 
     def ok(self, leaf_index: int, leaf_hash: bytes, value: bytes) -> bool:
         return hmac.compare_digest(self.seal(leaf_index, leaf_hash), value)

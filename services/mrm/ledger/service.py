@@ -140,7 +140,8 @@ class Ledger:
 
     def append(self, records: Sequence[NewRecord], actor: str) -> list[Appended]:
         """Append one batch of in-process records, stamped now, and wait for it (blocking)."""
-        return self.submit(PendingBatch.from_records(records, actor, now_us())).result().appended()
+        batch = PendingBatch.from_records(records, actor, now_us(), self.store.encode_rows)
+        return self.submit(batch).result().appended()
 
     def _count(self, future: Future[Sequenced]) -> None:
         # A cancelled caller's future has no exception() to ask (it raises).

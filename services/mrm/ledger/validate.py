@@ -1,6 +1,11 @@
 """One validator per LedgerService request: protobuf in, domain values out.
 
-Every rejection names the field, what it holds and what was expected.
+Every rejection names the field, what it holds and what was expected. The
+rules on a record's columns are public (`RECORD_ID`, `TRACE_ID`, `SPAN_ID`,
+`CONTROL_CHARS`, `TEXT_LIMITS`, `KIND_NAMES`): `validate_append` applies them
+record by record and is the reference; mrm.ledger.intake applies the same
+rules a whole column at a time on the append path, and defers to
+`validate_append` for anything it does not accept as is.
 """
 
 from __future__ import annotations
@@ -17,14 +22,18 @@ from mrm.ledger.records import RECORD_KINDS, NewRecord, RecordFilter
 from mrm.tlog.canonical import CanonicalJSONError, canonicalize_json_object
 from mrm.v1 import ledger_pb2
 
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
-_SPAN_ID = re.compile(r"[0-9a-f]{16}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+"""A W3C trace id (and not all zeros)."""
+SPAN_ID = re.compile(r"[0-9a-f]{16}")
+"""A W3C span id (and not all zeros)."""
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+"""What no short text column may hold."""
 _MAX_PAGE = 10_000
 _MAX_INDEX = 2**63 - 1
 _MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
 _MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
-_LIMITS = {"model_name": 128, "model_version": 64, "subject": 128}
+TEXT_LIMITS = {"model_name": 128, "model_version": 64, "subject": 128}
+"""The longest value, in characters, of each short text column."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +46,13 @@ def _show(value: str, width: int = 40) -> str:
     return repr(value if len(value) <= width else value[:width] + "…")
 
 
-_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+"""A UUIDv7 in canonical lowercase form."""
 
 
 def parse_record_id(value: str, field: str) -> uuid.UUID:
     """A UUIDv7 in canonical lowercase form."""
-    if _UUID7.fullmatch(value):
+    if RECORD_ID.fullmatch(value):
         return uuid.UUID(value)
     if not value:
         raise InvalidArgument(field, "is required (a UUIDv7)")
@@ -59,17 +69,18 @@ def parse_record_id(value: str, field: str) -> uuid.UUID:
     return parsed
 
 
-_KIND_NAMES: dict[int, str] = {
+KIND_NAMES: dict[int, str] = {
     value: name.removeprefix("RECORD_KIND_")
     for name, value in ledger_pb2.RecordKind.items()
     if name.removeprefix("RECORD_KIND_") in RECORD_KINDS
 }
+"""RecordKind value → the kind's leaf spelling, for the kinds a record may have."""
 
 
 def _kind(value: int, field: str, *, allow_unspecified: bool) -> str:
     if value == ledger_pb2.RECORD_KIND_UNSPECIFIED and allow_unspecified:
         return ""
-    kind = _KIND_NAMES.get(value)
+    kind = KIND_NAMES.get(value)
     if kind is None:
         raise InvalidArgument(
             field, f"{value} is not a record kind (want one of {', '.join(RECORD_KINDS)})"
@@ -82,7 +93,7 @@ def _short_text(value: str, field: str, limit: int) -> str:
         return value
     if len(value) > limit:
         raise InvalidArgument(field, f"is {len(value)} characters long (at most {limit})")
-    if _CONTROL.search(value):
+    if CONTROL_CHARS.search(value):
         raise InvalidArgument(field, f"{_show(value)} contains control characters")
     return value
 
@@ -90,12 +101,12 @@ def _short_text(value: str, field: str, limit: int) -> str:
 def _trace(record: ledger_pb2.Record, prefix: str) -> tuple[str, str]:
     trace_id, span_id = record.trace_id, record.span_id
     # fullmatch: `$` would also accept a trailing newline.
-    if trace_id and (not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32):
+    if trace_id and (not TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32):
         raise InvalidArgument(
             f"{prefix}.trace_id",
             f"{_show(trace_id)} is not a W3C trace id (32 lowercase hex, not all zero)",
         )
-    if span_id and (not _SPAN_ID.fullmatch(span_id) or span_id == "0" * 16):
+    if span_id and (not SPAN_ID.fullmatch(span_id) or span_id == "0" * 16):
         raise InvalidArgument(
             f"{prefix}.span_id",
             f"{_show(span_id)} is not a W3C span id (16 lowercase hex, not all zero)",
@@ -142,11 +153,11 @@ def validate_append(req: ledger_pb2.AppendRecordsRequest, limits: Limits) -> lis
         new = NewRecord(
             record_id=parse_record_id(rec.record_id, f"{p}.record_id"),
             kind=_kind(rec.kind, f"{p}.kind", allow_unspecified=False),
-            model_name=_short_text(rec.model_name, f"{p}.model_name", _LIMITS["model_name"]),
+            model_name=_short_text(rec.model_name, f"{p}.model_name", TEXT_LIMITS["model_name"]),
             model_version=_short_text(
-                rec.model_version, f"{p}.model_version", _LIMITS["model_version"]
+                rec.model_version, f"{p}.model_version", TEXT_LIMITS["model_version"]
             ),
-            subject=_short_text(rec.subject, f"{p}.subject", _LIMITS["subject"]),
+            subject=_short_text(rec.subject, f"{p}.subject", TEXT_LIMITS["subject"]),
             trace_id=trace_id,
             span_id=span_id,
             body=_body(rec.body_json, f"{p}.body_json", limits.max_record_bytes),
@@ -190,9 +201,9 @@ def _time(
 def validate_query(req: ledger_pb2.QueryRecordsRequest) -> RecordFilter:
     flt = RecordFilter(
         kind=_kind(req.kind, "kind", allow_unspecified=True),
-        model_name=_short_text(req.model_name, "model_name", _LIMITS["model_name"]),
-        model_version=_short_text(req.model_version, "model_version", _LIMITS["model_version"]),
-        subject=_short_text(req.subject, "subject", _LIMITS["subject"]),
+        model_name=_short_text(req.model_name, "model_name", TEXT_LIMITS["model_name"]),
+        model_version=_short_text(req.model_version, "model_version", TEXT_LIMITS["model_version"]),
+        subject=_short_text(req.subject, "subject", TEXT_LIMITS["subject"]),
         trace_id=_short_text(req.trace_id, "trace_id", 32),
         start_us=_time(req, "start_time"),
         end_us=_time(req, "end_time"),

@@ -54,7 +54,7 @@ def records(draw: st.DrawFn) -> pb.Record:
     body = draw(st.dictionaries(_TEXT, _JSON, max_size=4))
     return pb.Record(
         record_id=str(uuid7()),
-        kind=draw(st.sampled_from(list(validate._KIND_NAMES))),  # type: ignore[arg-type]
+        kind=draw(st.sampled_from(list(validate.KIND_NAMES))),  # type: ignore[arg-type]
         model_name=draw(_TEXT),
         model_version=draw(_TEXT),
         subject=draw(_TEXT),
