@@ -125,7 +125,7 @@ def infer_request(
 
 
 def test_bad_requests_get_clear_statuses(ledger_server: RunningLedger, tmp_path: Path) -> None:
-    from tests.integration.test_ledger_grpc import bad_request
+    from tests.support.statuses import bad_request
 
     _, X = deployed(ledger_server, tmp_path, tree_model, "gbt")
     good = X.iloc[:3].to_numpy(np.float32)
@@ -187,7 +187,7 @@ def test_bad_requests_get_clear_statuses(ledger_server: RunningLedger, tmp_path:
 
 def test_oversized_message_is_resource_exhausted(tmp_path: Path) -> None:
     from tests.conftest import start_ledger
-    from tests.integration.test_ledger_grpc import bad_request
+    from tests.support.statuses import bad_request
 
     running = start_ledger(tmp_path / "home", grpc_max_message_bytes=1 << 20)
     try:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import cast
+from collections.abc import Iterator
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from mrm.v1 import ledger_pb2 as pb
 from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger
 from tests.integration.ledger_helpers import uuid7
 from tests.support.auth import channel as authorized_channel
+from tests.support.statuses import bad_request
 
 
 @pytest.fixture
@@ -36,23 +34,6 @@ def rec(**fields: object) -> pb.Record:
     }
     base.update(fields)
     return pb.Record(**base)  # type: ignore[arg-type]
-
-
-def bad_request(call: Callable[[], object]) -> tuple[grpc.StatusCode, str, str]:
-    """The status code, the violated field and its description."""
-    try:
-        call()
-    except grpc.RpcError as exc:
-        err = cast(grpc.Call, exc)  # a failed unary call is both
-        status = rpc_status.from_call(err)
-        field = ""
-        if status is not None:
-            for detail in status.details:
-                br = error_details_pb2.BadRequest()
-                if detail.Unpack(br):
-                    field = br.field_violations[0].field
-        return err.code(), field, err.details() or ""
-    raise AssertionError("the call succeeded")
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from mrm.v1 import registry_pb2 as pb
 from mrm.v1 import registry_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
 from tests.integration.ledger_helpers import uuid7
-from tests.integration.test_ledger_grpc import bad_request
 from tests.support.auth import channel as authorized_channel
+from tests.support.statuses import bad_request
 
 
 @pytest.fixture
