@@ -25,7 +25,6 @@ SIGKILLed (PR_SET_PDEATHSIG on Linux).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ctypes
 import os
@@ -56,8 +55,9 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 """The children, in start order; the first must be ready before the others start."""
 
 RESTARTS = 5
-"""Exits of one child within RESTART_WINDOW seconds that are still restarted."""
-RESTART_WINDOW = 60.0
+"""Exits of one child in a row, each soon after its start, that are still restarted."""
+STABLE = 30.0
+"""Seconds a child must have run for its exit not to count as one more in a row."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -101,7 +101,9 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     was_ready: bool = False
-    exits: collections.deque[float] = field(default_factory=collections.deque)
+    exits: int = 0
+    """Exits in a row, each within STABLE seconds of its start."""
+    started: float = 0.0
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -174,7 +176,7 @@ class Supervisor:
         )
         assert proc.stdout is not None
         assert proc.stderr is not None
-        child.proc = proc
+        child.proc, child.started = proc, time.monotonic()
         child.pumps = [
             asyncio.create_task(self._pump(child, proc.stdout, sys.stdout)),
             asyncio.create_task(self._pump(child, proc.stderr, sys.stderr)),
@@ -212,23 +214,21 @@ class Supervisor:
                     f"{code} while starting; stopping"
                 )
                 return
-            now = time.monotonic()
-            child.exits.append(now)
-            while child.exits and child.exits[0] < now - RESTART_WINDOW:
-                child.exits.popleft()
-            if len(child.exits) > RESTARTS:
+            child.exits = 1 if time.monotonic() - child.started > STABLE else child.exits + 1
+            if child.exits > RESTARTS:
                 self._fail(
-                    f"mrm: error: the {child.group} exited {len(child.exits)} times in "
-                    f"{RESTART_WINDOW:g} s (last with code {code}); stopping everything"
+                    f"mrm: error: the {child.group} exited {child.exits} times in a row, each "
+                    f"within {STABLE:g} s of its start (last with code {code}); stopping "
+                    "everything"
                 )
                 return
             self._say(
-                f"mrm: {child.group} exited with code {code}; restarting ({len(child.exits)})",
+                f"mrm: {child.group} exited with code {code}; restarting ({child.exits})",
                 sys.stderr,
             )
             child.ready.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.done.wait(), 0.25 * 2 ** len(child.exits))
+                await asyncio.wait_for(self.done.wait(), 0.25 * 2**child.exits)
 
     async def _wait_serving(self) -> None:
         """Every service answers SERVING on grpc.health.v1 (each child waited for its

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from mrm.cli.main import mrmctl
 from mrm.client.proxy import ProxyClient
+from mrm.supervisor import RESTARTS
 from tests.conftest import RunningLedger
 from tests.e2e.test_mrm_up import MRM, _env
 from tests.e2e.test_why_support import decide, deploy_explained, wait_ready, wait_recorded
@@ -202,3 +203,17 @@ def test_single_process_is_still_there_for_debugging(tmp_path: Path) -> None:
     with ProxyClient(up.env["MRM_PROXY_ADDR"]) as client:
         assert client.status().instance.endswith(f":{up.proc.pid}")
     assert _stop(up, signal.SIGTERM) == 0
+
+
+def test_a_child_that_keeps_exiting_stops_everything(tmp_path: Path) -> None:
+    up = _up(tmp_path / "home")
+    children = list(_children(up.proc.pid))
+    (tmp_path / "home" / "subject.key").write_text("garbage\n")  # no proxy starts again
+    os.kill(up.child("proxy"), signal.SIGKILL)
+    assert up.proc.wait(180) == 1
+    err = up.err.read_text()
+    assert "mrm: proxy exited with code -9; restarting (1)" in err
+    assert "mrm: proxy exited with code 1; restarting (2)" in err
+    assert f"mrm: error: the proxy exited {RESTARTS + 1} times in a row" in err
+    assert "subject.key" in err  # each restart's own reason
+    _wait(lambda: not [pid for pid in children if _alive(pid)], "the children to exit")
