@@ -20,9 +20,9 @@ import pytest
 
 from mrm.client.explain import ExplainClient, main_factors
 from tests.conftest import RunningLedger, start_ledger
-from tests.integration.test_explain_drift import record_drift
 from tests.support.auth import TEST_TOKEN
 from tests.support.decisions import decide, deploy_explained
+from tests.support.drift import record_drift
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -18,10 +18,10 @@ from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
 from mrm.core.auth import tokens
 from tests.conftest import RunningLedger, start_ledger
-from tests.integration.test_explain_drift import record_drift
 from tests.support import postgres
 from tests.support.auth import TEST_TOKEN
 from tests.support.decisions import decide, deploy_explained
+from tests.support.drift import record_drift
 
 HOSTILE = "<script>alert('x')</script>"
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +13,8 @@ import pytest
 from mrm.client.explain import ExplainClient, sentence
 from mrm.client.ledger import LedgerClient
 from tests.conftest import RunningLedger, start_ledger
-from tests.support.auth import TEST_TOKEN
 from tests.support.decisions import EXPLAIN_TABLE, decide, deploy_explained
+from tests.support.http import get
 
 HOSTILE = "<script>alert('x')</script>"
 # income has no wording: its reason, if it is one, is a generated sentence.
@@ -49,17 +47,6 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reported]:
         yield Reported(stack, decision, approval)
     finally:
         stack.stack.stop()
-
-
-def get(url: str, token: str | None = TEST_TOKEN) -> tuple[int, dict[str, str], str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=60
-        ) as resp:
-            return resp.status, dict(resp.headers), resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
 
 
 def test_report_over_http_shows_the_recorded_explanation(reported: Reported) -> None:
