@@ -31,7 +31,7 @@ from sklearn.metrics import accuracy_score  # type: ignore[import-untyped,unused
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import applicants, deploy
+from tests.support.credit import applicants, deploy
 
 FEATURES = ["income", "debt_to_income", "credit_history_months"]
 FAIRNESS = (

@@ -20,8 +20,8 @@ from mrm.client.errors import NotFound
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_deploy import project, tree_model
 from tests.support.auth import TEST_TOKEN, issue
+from tests.support.credit import project, tree_model
 from tests.support.decisions import decide, wait_ready
 from tests.support.issuer import REPOSITORY, SHA, Issuer
 

@@ -31,7 +31,7 @@ from mrm.evidence.derive import file_entry
 from mrm.tlog.checkpoint import Checkpoint, parse_checkpoint
 from mrm.tlog.note import generate_signer, parse_signer_key, sign_note, unverified_text
 from tests.conftest import PG_ADMIN_URL, _pg_base, start_ledger
-from tests.e2e.test_deploy import applicants, tree_model
+from tests.support.credit import applicants, tree_model
 
 CARD = """
 [card]

@@ -36,9 +36,9 @@ from mrm.monitor.outcomes import LEDGER_BATCH
 from mrm.proxy.audit import Stamper, load_or_create_subject_key, prediction_record
 from mrm.v1 import registry_pb2
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import applicants, deploy, project, tree_model
 from tests.support.auth import TEST_PRINCIPAL, TEST_TOKEN, issue
 from tests.support.auth import channel as authorized_channel
+from tests.support.credit import applicants, deploy, project, tree_model
 
 
 class World:

@@ -17,7 +17,7 @@ from mrm.cli.main import mrmctl
 from mrm.client.ledger import LedgerClient
 from mrm.client.reasons import MIN_SHARE
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_deploy import project, tree_model
+from tests.support.credit import project, tree_model
 from tests.support.decisions import decide, wait_ready
 
 KEYS = {

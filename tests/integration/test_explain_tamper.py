@@ -14,7 +14,7 @@ from mrm.client.explain import ExplainClient
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient, role_name
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_deploy import regressor
+from tests.support.credit import regressor
 from tests.support.decisions import decide, deploy_explained
 
 

@@ -19,7 +19,7 @@ from mrm.deploy.pipeline import Published, prepare, publish
 from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import Builder, project, tree_model
+from tests.support.credit import Builder, project, tree_model
 
 EXPLAIN_TABLE = {
     "positive_label": "1",
