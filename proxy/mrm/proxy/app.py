@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 
 from mrm.client.credentials import ClientAuth
+from mrm.core.auth import ServerAuth
 from mrm.core.prometheus import start_metrics_server
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.core.telemetry import setup_metrics
 from mrm.oip.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from mrm.proxy.audit import Stamper, load_or_create_subject_key, prediction_records
+from mrm.proxy.core import InferenceCore
 from mrm.proxy.metrics import ProxyMetrics, prometheus_registry
+from mrm.proxy.rest import RestInference, serve_rest
 from mrm.proxy.server import InferenceServicer
 from mrm.proxy.shipper import Shipper
 from mrm.proxy.spool import Spool
@@ -47,13 +52,33 @@ def proxy_service(
         auth=auth,
     )
     registry, inference = prometheus_registry(shipper.snapshot)
-    servicer = InferenceServicer(
+
+    async def follow(stopping: asyncio.Event) -> None:
+        await watcher.run(stopping)
+
+    core = InferenceCore(
         watcher,
         Stamper(key),
         shipper,
         strict_timeout=settings.proxy_strict_timeout,
         metrics=inference,
     )
+    servicer = InferenceServicer(watcher, core.stamper, shipper, core=core)
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = [follow, workers.run]
+    if settings.proxy_http_addr:  # the same core over REST/JSON
+        needs_token = settings.proxy_require_token and not settings.insecure
+        rest = RestInference(
+            core,
+            authenticator=ServerAuth.from_settings(settings).authenticator if needs_token else None,
+            max_body_bytes=settings.grpc_max_message_bytes,
+        )
+
+        async def serve_http(stopping: asyncio.Event) -> None:
+            await serve_rest(
+                rest, settings.proxy_http_addr, stopping, reuse_port=settings.reuse_port
+            )
+
+        background.append(serve_http)
     status = ProxyStatusServicer(shipper.snapshot, lambda: watcher.table, ledger_target, auth=auth)
     ProxyMetrics.register(setup_metrics("mrm").get_meter("mrm.proxy"), shipper.snapshot)
     try:
@@ -78,9 +103,6 @@ def proxy_service(
         # Ready once the models the registry deploys are loaded.
         return watcher.ready.is_set()
 
-    async def follow(stopping: asyncio.Event) -> None:
-        await watcher.run(stopping)
-
     def register(server: grpc.aio.Server) -> None:
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
         proxy_pb2_grpc.add_ProxyServiceServicer_to_server(status, server)  # mrm.v1.ProxyService
@@ -89,7 +111,7 @@ def proxy_service(
         name=SERVICE_NAME,
         register=register,
         ready=ready,
-        background=[follow, workers.run],
+        background=background,
         close=close,
         traces_itself=True,  # one cheap span per ModelInfer, made by the servicer
     )

@@ -51,6 +51,7 @@ def worker_env(settings: Settings, index: int, key_file: Path) -> dict[str, str]
         "MRM_SUBJECT_KEY_FILE": str(key_file),
         "MRM_PROXY_ADDR": settings.proxy_addr,
         "MRM_PROXY_METRICS_ADDR": metrics_addr(settings.proxy_metrics_addr, index),
+        "MRM_PROXY_HTTP_ADDR": settings.proxy_http_addr,  # shared, as the gRPC port
         "MRM_PROXY_WORKERS": "1",
         "MRM_REUSE_PORT": "1",
     }

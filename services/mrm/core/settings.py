@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     per process: with MRM_PROXY_WORKERS=N, worker i serves its own on this port + i
     (scrape every port and sum; port 0 gives each a free port)."""
 
+    proxy_http_addr: str = "localhost:8080"
+    """Where the proxy serves the Open Inference Protocol v2 over HTTP/REST (JSON, and
+    Triton's binary tensor extension), for tritonclient.http and KServe's REST
+    clients; empty switches it off. 8080 as KServe and MLServer (8000, Triton's, is
+    the reports' port here, and 8002 + i the workers' /metrics). With
+    MRM_PROXY_WORKERS=N every worker serves it on this same port (SO_REUSEPORT)."""
+
     explain_addr: str = "localhost:50053"
     """Where the Explain service's gRPC server listens."""
 
