@@ -21,10 +21,12 @@ import pytest
 from mrm.client.ledger import LedgerClient
 from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
+from mrm.v1 import proxy_pb2, proxy_pb2_grpc
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_deploy import tree_model
+from tests.e2e.proxy_helpers import MODEL, deploy_gbt, stack_with_ledger_on, wait_until
 from tests.e2e.test_proxy import deployed, infer_request
 from tests.support.auth import TEST_TOKEN
+from tests.support.credit import tree_model
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -203,3 +205,52 @@ def test_with_require_token_rest_inference_needs_one_and_health_does_not(
         assert _call(addr, "/v2/models/nope/ready")[0] == 404
     finally:
         stack.stack.stop()
+
+
+def test_every_worker_serves_rest_on_the_shared_port(tmp_path: Path, pg_url: str) -> None:
+    http_addr = f"127.0.0.1:{_free_port()}"
+    running = stack_with_ledger_on(
+        tmp_path / "home", _free_port(), pg_url, proxy_addr=f"127.0.0.1:{_free_port()}",
+        proxy_http_addr=http_addr, reuse_port=True, proxy_workers=2,
+    )  # fmt: skip
+    try:
+        rows, name = deploy_gbt(running, tmp_path)
+        wait_until(
+            lambda: (tmp_path / "home" / "proxy-worker-1" / "proxy-spool.db").exists(),
+            "the worker has its own spool",
+        )
+        doc = {"inputs": [{"name": name, "shape": list(rows.shape), "datatype": "FP32"}]}
+        doc["inputs"][0]["data"] = rows.tolist()
+        ids = []
+        for _ in range(40):  # urllib opens a new connection each time: both processes answer
+            wait_until(
+                lambda: _call(http_addr, f"/v2/models/{MODEL}/ready")[0] == 200,
+                "the model is loaded in this process",
+            )
+            status, answer = _call(http_addr, f"/v2/models/{MODEL}/infer", json.dumps(doc).encode())
+            assert status == 200, answer
+            ids.append(answer["parameters"]["mrm_record_id"])
+        sampled: dict[str, int] = {}
+        for _ in range(60):
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(running.proxy_addr, options=options) as channel:
+                got = proxy_pb2_grpc.ProxyServiceStub(channel).GetProxyStatus(
+                    proxy_pb2.GetProxyStatusRequest(),
+                    timeout=30,
+                    metadata=(("authorization", f"Bearer {TEST_TOKEN}"),),
+                )
+                sampled[got.instance] = got.counters.sampled
+            if len(sampled) == 2:
+                break
+        assert len(sampled) == 2, sampled
+        assert sum(sampled.values()) == 40, sampled  # every REST decision, between them
+        assert min(sampled.values()) > 0, sampled  # and each process served some
+        with LedgerClient(running.addr) as ledger:
+
+            def landed() -> bool:
+                got = {r.record_id for r in ledger.query(kind="PREDICTION", model_name=MODEL)}
+                return set(ids) <= got
+
+            wait_until(landed, "every REST decision's record is in the ledger")
+    finally:
+        running.stack.stop()
