@@ -145,16 +145,28 @@ def start_ledger(home: Path, database_url: str | None = None, **overrides: objec
 
 
 @pytest.fixture
-def ledger_server(tmp_path: Path) -> Iterator[RunningLedger]:
-    """A real LedgerService over gRPC on a fresh SQLite database."""
+def running_stack(tmp_path: Path) -> Iterator[RunningLedger]:
+    """The whole stack (every service, real gRPC and HTTP) on a fresh SQLite database."""
     running = start_ledger(tmp_path / "mrm-home")
     yield running
     running.stack.stop()
 
 
 @pytest.fixture
-def pg_ledger_server(tmp_path: Path, pg_url: str) -> Iterator[RunningLedger]:
-    """A real LedgerService over gRPC on a fresh PostgreSQL database."""
+def running_stack_pg(tmp_path: Path, pg_url: str) -> Iterator[RunningLedger]:
+    """The whole stack on a fresh PostgreSQL database."""
     running = start_ledger(tmp_path / "mrm-home", pg_url)
     yield running
     running.stack.stop()
+
+
+@pytest.fixture
+def ledger_server(running_stack: RunningLedger) -> RunningLedger:
+    """The older name of `running_stack` (it never was the ledger alone)."""
+    return running_stack
+
+
+@pytest.fixture
+def pg_ledger_server(running_stack_pg: RunningLedger) -> RunningLedger:
+    """The older name of `running_stack_pg`."""
+    return running_stack_pg

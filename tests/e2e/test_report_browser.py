@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from mrm.client.explain import ExplainClient, main_factors
-from tests.conftest import RunningLedger, start_ledger
+from tests.conftest import RunningLedger
 from tests.support.auth import TEST_TOKEN
 from tests.support.decisions import decide, deploy_explained
 from tests.support.drift import record_drift
@@ -136,23 +136,16 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[RunningLedger]:
-    running = start_ledger(tmp_path / "home")
-    yield running
-    running.stack.stop()
-
-
 def test_the_report_renders_in_chromium(
-    browser: Browser, stack: RunningLedger, tmp_path: Path
+    browser: Browser, running_stack: RunningLedger, tmp_path: Path
 ) -> None:
-    model, X, _ = deploy_explained(stack, tmp_path / "project")
+    model, X, _ = deploy_explained(running_stack, tmp_path / "project")
     rejected = X[model.predict(X) == 1].iloc[:1].to_numpy()
-    (decision,) = decide(stack, "credit-risk", rejected, "applicant-7")
-    with ExplainClient(stack.explain_addr) as ex:
+    (decision,) = decide(running_stack, "credit-risk", rejected, "applicant-7")
+    with ExplainClient(running_stack.explain_addr) as ex:
         exp = ex.explain_record(decision)
     seen = browser.render(
-        f"http://{stack.http_addr}{exp.report_path}",
+        f"http://{running_stack.http_addr}{exp.report_path}",
         {
             "text": "document.body.innerText",
             "title": "document.title",
@@ -195,13 +188,13 @@ def test_the_report_renders_in_chromium(
 
 
 def test_drift_renders_in_chromium_and_fetches_nothing(
-    browser: Browser, stack: RunningLedger, tmp_path: Path
+    browser: Browser, running_stack: RunningLedger, tmp_path: Path
 ) -> None:
-    model, X, _ = deploy_explained(stack, tmp_path / "project")
-    drift = record_drift(stack, X)
+    model, X, _ = deploy_explained(running_stack, tmp_path / "project")
+    drift = record_drift(running_stack, X)
     rejected = X[model.predict(X) == 1].iloc[:1].to_numpy()
-    (decision,) = decide(stack, "credit-risk", rejected, "applicant-8")
-    with ExplainClient(stack.explain_addr) as ex:
+    (decision,) = decide(running_stack, "credit-risk", rejected, "applicant-8")
+    with ExplainClient(running_stack.explain_addr) as ex:
         exp = ex.explain_record(decision)
     charts = {
         "charts": "document.querySelectorAll('svg.distribution').length",
@@ -215,8 +208,8 @@ def test_drift_renders_in_chromium_and_fetches_nothing(
         "text": "document.body.innerText",
     }
     for url in (
-        f"http://{stack.http_addr}{exp.report_path}",
-        f"http://{stack.http_addr}/reports/drift/credit-risk?version=1.2.4",
+        f"http://{running_stack.http_addr}{exp.report_path}",
+        f"http://{running_stack.http_addr}/reports/drift/credit-risk?version=1.2.4",
     ):
         seen = browser.render(url, charts, token=TEST_TOKEN)
         assert seen["resources"] == 0  # no font, style, image or script fetched

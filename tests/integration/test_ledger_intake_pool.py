@@ -23,7 +23,8 @@ from tests.support.statuses import bad_request
 
 
 @pytest.fixture
-def pooled(tmp_path: Path, pg_url: str) -> Iterator[RunningLedger]:
+def running_stack_pg_append_worker(tmp_path: Path, pg_url: str) -> Iterator[RunningLedger]:
+    """The whole stack on PostgreSQL, appending through one worker process."""
     running = start_ledger(tmp_path / "home", pg_url, ledger_append_workers=1)
     yield running
     running.stack.stop()
@@ -45,8 +46,10 @@ def batch(n: int, **fields: object) -> pb.AppendRecordsRequest:
     )
 
 
-def test_appends_replays_and_refusals_through_workers(pooled: RunningLedger) -> None:
-    with authorized_channel(pooled.addr) as channel:
+def test_appends_replays_and_refusals_through_workers(
+    running_stack_pg_append_worker: RunningLedger,
+) -> None:
+    with authorized_channel(running_stack_pg_append_worker.addr) as channel:
         stub = pbg.LedgerServiceStub(channel)
         req = batch(20)
         first = stub.AppendRecords(req)
@@ -82,8 +85,10 @@ def test_appends_replays_and_refusals_through_workers(pooled: RunningLedger) -> 
         assert size == 21
 
 
-def test_a_killed_worker_loses_no_acknowledged_record(pooled: RunningLedger) -> None:
-    with authorized_channel(pooled.addr) as channel:
+def test_a_killed_worker_loses_no_acknowledged_record(
+    running_stack_pg_append_worker: RunningLedger,
+) -> None:
+    with authorized_channel(running_stack_pg_append_worker.addr) as channel:
         stub = pbg.LedgerServiceStub(channel)
         acknowledged = [r.record_id for r in stub.AppendRecords(batch(10)).results]
         workers = multiprocessing.active_children()

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +64,15 @@ def model() -> str:
     return f"shipper-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[RunningLedger]:
-    running = start_ledger(tmp_path / "home")
-    yield running
-    running.stack.stop()
-
-
-def test_records_land_exactly_once(ledger: RunningLedger, tmp_path: Path, model: str) -> None:
-    shipper = Shipper(ledger.addr, Spool(tmp_path / "spool.db", 10_000))
+def test_records_land_exactly_once(
+    running_stack: RunningLedger, tmp_path: Path, model: str
+) -> None:
+    shipper = Shipper(running_stack.addr, Spool(tmp_path / "spool.db", 10_000))
     offered = predictions(model, 2000)
     assert all(shipper.offer(r) for r in offered)
     wait_until(lambda: shipper.counters()["shipped"] == 2000, "all 2000 are shipped")
     shipper.close()
-    ids = [r.record_id for r in in_ledger(ledger.addr, model)]
+    ids = [r.record_id for r in in_ledger(running_stack.addr, model)]
     assert len(ids) == 2000
     assert set(ids) == {r.record_id for r in offered}
     counters = shipper.counters()
@@ -220,18 +215,20 @@ def test_overflow_is_counted_in_gap_records(tmp_path: Path, model: str) -> None:
 
 
 def test_one_bad_record_never_blocks_the_rest(
-    ledger: RunningLedger, tmp_path: Path, model: str
+    running_stack: RunningLedger, tmp_path: Path, model: str
 ) -> None:
-    shipper = Shipper(ledger.addr, Spool(tmp_path / "spool.db", 1000), flush_interval=0.2)
+    shipper = Shipper(running_stack.addr, Spool(tmp_path / "spool.db", 1000), flush_interval=0.2)
     good = predictions(model, 20)
     bad = new_record("PREDICTION", {"i": -1}, model_name=model, span_id="00f067aa0ba902b7")
     for rec in [*good[:7], bad, *good[7:]]:
         shipper.offer(rec)
     wait_until(lambda: shipper.counters()["shipped"] == 20, "the good ones are shipped")
-    wait_until(lambda: bool(in_ledger(ledger.addr, model, "GAP")), "the drop is recorded")
+    wait_until(lambda: bool(in_ledger(running_stack.addr, model, "GAP")), "the drop is recorded")
     shipper.close()
-    assert {r.record_id for r in in_ledger(ledger.addr, model)} == {r.record_id for r in good}
-    (gap,) = [json.loads(g.body_json) for g in in_ledger(ledger.addr, model, "GAP")]
+    assert {r.record_id for r in in_ledger(running_stack.addr, model)} == {
+        r.record_id for r in good
+    }
+    (gap,) = [json.loads(g.body_json) for g in in_ledger(running_stack.addr, model, "GAP")]
     assert gap["dropped"] == shipper.counters()["dropped"] == 1
     assert "span_id" in gap["reason"]
 
@@ -264,18 +261,19 @@ def test_strict_records_are_durable_before_returning(tmp_path: Path, model: str)
 
 
 def test_a_gap_resent_after_a_crash_lands_once(
-    ledger: RunningLedger, tmp_path: Path, model: str
+    running_stack: RunningLedger, tmp_path: Path, model: str
 ) -> None:
     path = tmp_path / "spool.db"
     spool = Spool(path, 10)
     spool.add_dropped(9, SPOOL_FULL, model)
     (gap,) = spool.take_gaps()
-    with LedgerClient(ledger.addr) as client:  # appended, then the process died before clearing
+    # Appended, then the process died before clearing.
+    with LedgerClient(running_stack.addr) as client:
         client.append([gap.record()])
     spool.close()
-    shipper = Shipper(ledger.addr, Spool(path, 10))
+    shipper = Shipper(running_stack.addr, Spool(path, 10))
     wait_until(lambda: not shipper.spool.has_gaps(), "the sealed gap is resent and cleared")
     shipper.close()
-    (landed,) = in_ledger(ledger.addr, model, "GAP")
+    (landed,) = in_ledger(running_stack.addr, model, "GAP")
     assert landed.record_id == gap.record_id
     assert json.loads(landed.body_json)["dropped"] == 9

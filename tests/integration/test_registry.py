@@ -21,15 +21,16 @@ from tests.support.statuses import bad_request
 
 
 @pytest.fixture
-def stack(tmp_path: Path, database_url: str) -> Iterator[RunningLedger]:
+def running_stack_each_db(tmp_path: Path, database_url: str) -> Iterator[RunningLedger]:
+    """The whole stack on SQLite and on PostgreSQL, watching deployments every 50 ms."""
     running = start_ledger(tmp_path / "home", database_url, watch_interval=0.05)
     yield running
     running.stack.stop()
 
 
 @pytest.fixture
-def registry(stack: RunningLedger) -> Iterator[pbg.RegistryServiceStub]:
-    with authorized_channel(stack.registry_addr) as channel:
+def registry(running_stack_each_db: RunningLedger) -> Iterator[pbg.RegistryServiceStub]:
+    with authorized_channel(running_stack_each_db.registry_addr) as channel:
         yield pbg.RegistryServiceStub(channel)
 
 
@@ -114,13 +115,15 @@ def test_models(registry: pbg.RegistryServiceStub) -> None:
     )
 
 
-def test_uploads_are_checked(registry: pbg.RegistryServiceStub, stack: RunningLedger) -> None:
+def test_uploads_are_checked(
+    registry: pbg.RegistryServiceStub, running_stack_each_db: RunningLedger
+) -> None:
     data = b"onnx bytes " * 1000
     first = upload(registry, data)
     assert not first.already_stored
     assert upload(registry, data).already_stored
     stored = (
-        stack.settings.resolved_artifact_dir()
+        running_stack_each_db.settings.resolved_artifact_dir()
         / "sha256"
         / first.artifact.sha256[:2]
         / first.artifact.sha256
@@ -154,7 +157,7 @@ def test_uploads_are_checked(registry: pbg.RegistryServiceStub, stack: RunningLe
 
 
 def test_register_records_in_the_ledger(
-    registry: pbg.RegistryServiceStub, stack: RunningLedger
+    registry: pbg.RegistryServiceStub, running_stack_each_db: RunningLedger
 ) -> None:
     registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
     onnx = b"model v1"
@@ -163,7 +166,7 @@ def test_register_records_in_the_ledger(
     done = register(registry, "1.2.4", onnx, request_id)
     assert not done.already_registered
     assert done.version.ingested_record_id == request_id
-    with LedgerClient(stack.addr) as ledger:
+    with LedgerClient(running_stack_each_db.addr) as ledger:
         rec = ledger.get_record(request_id)
     assert rec.leaf_index == done.leaf_index
     assert rec.model_name == "credit-risk"
@@ -189,7 +192,7 @@ def test_register_records_in_the_ledger(
 
 
 def test_promotion_rollback_and_history(
-    registry: pbg.RegistryServiceStub, stack: RunningLedger
+    registry: pbg.RegistryServiceStub, running_stack_each_db: RunningLedger
 ) -> None:
     registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
     for v in ("1.0.0", "1.1.0"):
@@ -212,7 +215,7 @@ def test_promotion_rollback_and_history(
         ("1.1.0", pb.STAGE_STAGING),
         ("1.0.0", pb.STAGE_PRODUCTION),
     ]
-    with LedgerClient(stack.addr) as ledger:
+    with LedgerClient(running_stack_each_db.addr) as ledger:
         deployments = list(ledger.query(kind="DEPLOYMENT", model_name="credit-risk"))
     assert [(r.model_version, json.loads(r.body_json)["demoted_version"]) for r in deployments] == [
         ("1.0.0", ""),
@@ -227,11 +230,13 @@ def test_promotion_rollback_and_history(
 
 
 def test_nothing_changes_while_the_ledger_is_down(
-    registry: pbg.RegistryServiceStub, stack: RunningLedger
+    registry: pbg.RegistryServiceStub, running_stack_each_db: RunningLedger
 ) -> None:
     registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
     upload(registry, b"v1")
-    stack.stack.run(stack.stack.stack.servers["ledger"].stop(), timeout=30)
+    running_stack_each_db.stack.run(
+        running_stack_each_db.stack.stack.servers["ledger"].stop(), timeout=30
+    )
     code, _, details = bad_request(lambda: register(registry, "1.0.0", b"v1"))
     assert code == grpc.StatusCode.UNAVAILABLE
     assert "nothing was changed" in details
@@ -275,7 +280,7 @@ def test_watch_deployments(registry: pbg.RegistryServiceStub) -> None:
 
 
 def test_linked_records_land_with_the_version(
-    registry: pbg.RegistryServiceStub, stack: RunningLedger
+    registry: pbg.RegistryServiceStub, running_stack_each_db: RunningLedger
 ) -> None:
     from mrm.v1 import ledger_pb2
 
@@ -326,7 +331,7 @@ def test_linked_records_land_with_the_version(
             linked(ledger_pb2.RECORD_KIND_PERFORMANCE_SNAPSHOT, perf),
         ]
     )
-    with LedgerClient(stack.addr) as ledger:
+    with LedgerClient(running_stack_each_db.addr) as ledger:
         ingested = ledger.get_record(done.version.ingested_record_id)
         assert json.loads(ingested.body_json)["linked_records"] == {
             "data_lineage": lineage,
@@ -345,7 +350,9 @@ def test_linked_records_land_with_the_version(
     assert [(r.kind, r.record_id, r.leaf_index) for r in again.linked_records] == want
 
 
-def test_stage_changes_page(registry: pbg.RegistryServiceStub, stack: RunningLedger) -> None:
+def test_stage_changes_page(
+    registry: pbg.RegistryServiceStub, running_stack_each_db: RunningLedger
+) -> None:
     registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="credit-risk")))
     for v in ("1.0.0", "1.1.0"):
         upload(registry, v.encode())
@@ -370,7 +377,8 @@ def test_stage_changes_page(registry: pbg.RegistryServiceStub, stack: RunningLed
     assert [c.record_id + c.version for c in paged] == [
         c.record_id + c.version for c in everything.changes
     ]
-    with RegistryClient(stack.registry_addr) as client:  # what `mrmctl models show` reads
+    # What `mrmctl models show` reads.
+    with RegistryClient(running_stack_each_db.registry_addr) as client:
         assert client.stage_changes("credit-risk", page_size=2) == list(everything.changes)
 
     def bad(**kw: object) -> tuple[grpc.StatusCode, str]:
