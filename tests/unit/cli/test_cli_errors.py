@@ -108,7 +108,10 @@ def test_unreachable_server_is_unavailable() -> None:
         client.checkpoint()
 
 
-def test_deadline_is_unavailable() -> None:
+def test_deadline_is_unavailable(fake_ledger: tuple[str, Behaviour]) -> None:
     err = errors.MrmRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "")
     assert err.summary() == "deadline exceeded"
-    assert errors._BY_CODE[grpc.StatusCode.DEADLINE_EXCEEDED] is errors.Unavailable
+    addr, behaviour = fake_ledger
+    behaviour.update(code=grpc.StatusCode.DEADLINE_EXCEEDED)
+    with LedgerClient(addr) as client, pytest.raises(errors.Unavailable):
+        client.get_record("x")
