@@ -157,8 +157,7 @@ def _storage(settings: Settings, services: tuple[str, ...]) -> str:
 @click.option(
     "--single-process",
     is_flag=True,
-    envvar="MRM_UP_SINGLE_PROCESS",
-    help="Run every service in this one process (for debugging; MRM_UP_SINGLE_PROCESS=1).",
+    help="Run every service in this one process, as before (for debugging).",
 )
 def up(insecure: bool, single_process: bool) -> None:
     """Run every MRM service locally until SIGTERM or Ctrl-C.
