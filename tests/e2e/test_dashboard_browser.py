@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.e2e.test_report_browser import CHROMIUM, Browser
-from tests.integration.dashboard_helpers import Governed, governed
+from tests.support.browser import CHROMIUM, Browser
+from tests.support.dashboard import Governed, governed
 
 
 class Page:

@@ -1,5 +1,5 @@
 """The governance dashboard's figures and data endpoints against a real stack on
-PostgreSQL (tests/integration/dashboard_helpers.py): each figure equals what the
+PostgreSQL (tests/support/dashboard.py): each figure equals what the
 ledger, registry and monitor hold, each names its record, each record's proof
 verifies, and bad input answers 400/404 naming the parameter."""
 
@@ -17,7 +17,7 @@ import pytest
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.tlog.note import parse_vkey
 from mrm.tlog.proofs import InclusionProof, verify_proof
-from tests.integration.dashboard_helpers import HOSTILE, Governed, get, get_json, governed
+from tests.support.dashboard import HOSTILE, Governed, get, get_json, governed
 
 
 @pytest.fixture(scope="module")
