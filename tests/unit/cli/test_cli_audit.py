@@ -17,7 +17,7 @@ from mrm.tlog.leaf import leaf_bytes_from_proto
 from mrm.tlog.merkle import leaf_hash
 from mrm.tlog.note import generate_signer, parse_vkey
 from mrm.v1 import ledger_pb2
-from tests.unit.cli.test_cli_support import FakeLog, body_of, inclusion_path, stored_record
+from tests.support.fake_log import FakeLog, body_of, inclusion_path, stored_record
 
 
 @dataclass

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from mrm.cli.main import mrmctl
 from mrm.tlog.note import generate_signer, sign_note
 from mrm.tlog.proofs import ConsistencyProof, InclusionProof
-from tests.unit.cli.test_cli_support import FakeLog, inclusion_path
+from tests.support.fake_log import FakeLog, inclusion_path
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:

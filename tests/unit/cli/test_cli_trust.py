@@ -9,7 +9,7 @@ import pytest
 from mrm.client.configdir import config_dir, safe_name
 from mrm.client.trust import TrustConfigError, TrustError, TrustStore
 from mrm.tlog.note import generate_signer
-from tests.unit.cli.test_cli_support import FakeLog
+from tests.support.fake_log import FakeLog
 
 
 class Announcements(list[str]):

@@ -1,5 +1,5 @@
-"""Helpers for the client tests (no tests here): an in-memory log that signs
-its own checkpoints and answers proofs the way an honest ledger would.
+"""An in-memory ledger for the client tests: a log that signs its own checkpoints and
+answers proofs the way an honest ledger would.
 
 Proofs are built from the RFC 6962 §2.1 definitions (PATH and SUBPROOF)
 directly, independently of the server's storage-based proof code.
