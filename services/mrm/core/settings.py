@@ -95,9 +95,8 @@ class Settings(BaseSettings):
     proxy_workers: int = Field(default=1, ge=1, le=64)
     """Proxy processes serving MRM_PROXY_ADDR together (SO_REUSEPORT: needs MRM_REUSE_PORT=1
     and a fixed port), each with its own ONNX Runtime sessions and spool
-    (`home`/proxy-worker-N/) and the same subject key. On 2 cores shared with the load,
-    the ledger and PostgreSQL, 2 served about 1.2x the sampled requests of 1, and the
-    cores were then saturated (benchmarks/results/proxy_serving_2_workers.json)."""
+    (`home`/proxy-worker-N/) and the same subject key. More processes pay only while
+    cores are free (what 2 served on 2 cores: benchmarks/results/README.md)."""
 
     proxy_strict_timeout: float = Field(default=0.5, gt=0)
     """Seconds a strict model's decision waits for the ledger to take its record
