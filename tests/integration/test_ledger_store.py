@@ -303,7 +303,7 @@ def test_replays_after_appends_without_lookups(engine: sa.Engine, tmp_path: Path
     assert [r.record.leaf_index for r in fresh] == [4]
     pg = engine.dialect.name == "postgresql"
     store = cast(SqlLedgerStore, ledger.store)
-    assert store._lookup is not pg  # the next group skips the lookup on PostgreSQL
+    assert store.looks_up_ids is not pg  # the next group skips the lookup on PostgreSQL
     again = ledger.append([new_record(5), _as_new(first[2].record), new_record(6)], "bob")
     assert [(r.record.leaf_index, r.duplicate) for r in again] == [
         (5, False),
@@ -311,7 +311,7 @@ def test_replays_after_appends_without_lookups(engine: sa.Engine, tmp_path: Path
         (6, False),
     ]
     assert again[1].record == first[2].record
-    assert store._lookup  # a replay was seen: look up again
+    assert store.looks_up_ids  # a replay was seen: look up again
     forged = replace(_as_new(first[0].record), body='{"forged":true}')
     with pytest.raises(AlreadyExists, match="leaf 0"):
         ledger.append([new_record(7), forged], "mallory")

@@ -52,6 +52,13 @@ class SqlLedgerStore:
     def use_seal_key(self, key: bytes) -> None:
         self._sealer = Sealer(key)
 
+    @property
+    def looks_up_ids(self) -> bool:
+        """Whether the next append looks its ids up before writing. PostgreSQL's store
+        stops after a group that replayed none (its unique index still catches a
+        replay) and starts again after one that did."""
+        return self._lookup
+
     def _writer(self, lock_key: int) -> AbstractContextManager[sa.Connection]:
         """A write transaction that holds the lock `lock_key` until commit."""
         raise NotImplementedError
