@@ -36,6 +36,7 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
         "MRM_EXPLAIN_ADDR": f"127.0.0.1:{_free_port()}",
         "MRM_PROXY_ADDR": f"127.0.0.1:{_free_port()}",
         "MRM_PROXY_METRICS_ADDR": "127.0.0.1:0",
+        "MRM_PROXY_HTTP_ADDR": "127.0.0.1:0",
         "MRM_MONITOR_ADDR": f"127.0.0.1:{_free_port()}",
         "MRM_MONITOR_METRICS_ADDR": "127.0.0.1:0",
         "MRM_HTTP_ADDR": f"127.0.0.1:{_free_port()}",
