@@ -111,6 +111,21 @@ def _stop(up: Up, sig: signal.Signals = signal.SIGINT) -> int:
         pytest.fail("mrm up did not stop")
 
 
+@pytest.fixture
+def start() -> Iterator[Callable[..., Up]]:
+    """`_up`, and no supervisor left running when the test fails."""
+    started: list[Up] = []
+
+    def starting(home: Path, *args: str) -> Up:
+        started.append(_up(home, *args))
+        return started[-1]
+
+    yield starting
+    for up in started:
+        if up.proc.poll() is None:
+            _stop(up)
+
+
 @dataclass
 class Deployed:
     up: Up
@@ -126,8 +141,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         yield Deployed(up, X.iloc[:3].to_numpy())
     finally:
         if up.proc.poll() is None:
-            up.proc.kill()
-            up.proc.wait()
+            _stop(up)
 
 
 def test_the_proxy_the_ledger_and_explain_are_processes_of_their_own(
@@ -188,8 +202,10 @@ def test_ctrl_c_stops_every_child(deployed: Deployed) -> None:
     assert not [pid for pid in children if _alive(pid)]
 
 
-def test_children_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
-    up = _up(tmp_path / "home")
+def test_children_do_not_outlive_a_killed_supervisor(
+    tmp_path: Path, start: Callable[..., Up]
+) -> None:
+    up = start(tmp_path / "home")
     children = list(_children(up.proc.pid))
     assert len(children) >= 3
     up.proc.kill()
@@ -197,16 +213,20 @@ def test_children_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
     _wait(lambda: not [pid for pid in children if _alive(pid)], "the children to exit")
 
 
-def test_single_process_is_still_there_for_debugging(tmp_path: Path) -> None:
-    up = _up(tmp_path / "home", "--single-process")
+def test_single_process_is_still_there_for_debugging(
+    tmp_path: Path, start: Callable[..., Up]
+) -> None:
+    up = start(tmp_path / "home", "--single-process")
     assert not _children(up.proc.pid)
     with ProxyClient(up.env["MRM_PROXY_ADDR"]) as client:
         assert client.status().instance.endswith(f":{up.proc.pid}")
     assert _stop(up, signal.SIGTERM) == 0
 
 
-def test_a_child_that_keeps_exiting_stops_everything(tmp_path: Path) -> None:
-    up = _up(tmp_path / "home")
+def test_a_child_that_keeps_exiting_stops_everything(
+    tmp_path: Path, start: Callable[..., Up]
+) -> None:
+    up = start(tmp_path / "home")
     children = list(_children(up.proc.pid))
     (tmp_path / "home" / "subject.key").write_text("garbage\n")  # no proxy starts again
     os.kill(up.child("proxy"), signal.SIGKILL)
