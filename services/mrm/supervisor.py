@@ -120,7 +120,7 @@ class Supervisor:
     async def run(self) -> int:
         """Start, serve until a signal or a failure, stop. The exit code."""
         stop = stop_on_signals()
-        asyncio.get_running_loop().create_task(self._relay(stop))
+        relay = asyncio.create_task(self._relay(stop))
         first, *others = self.children
         if await self._start([first]) and await self._start(others):
             await self._wait_serving()
@@ -128,6 +128,7 @@ class Supervisor:
                 self._say(line, sys.stdout)
             await self.done.wait()
         await self._shutdown()
+        relay.cancel()
         return 1 if self.failed else 0
 
     async def _relay(self, stop: asyncio.Event) -> None:
