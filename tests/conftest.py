@@ -123,21 +123,21 @@ class RunningLedger:
 
 
 def start_ledger(home: Path, database_url: str | None = None, **overrides: object) -> RunningLedger:
-    settings = Settings(
-        home=home,
-        database_url=database_url,
-        ledger_addr="127.0.0.1:0",
-        registry_addr="127.0.0.1:0",
-        proxy_addr="127.0.0.1:0",
-        proxy_metrics_addr="127.0.0.1:0",
-        explain_addr="127.0.0.1:0",
-        monitor_addr="127.0.0.1:0",
-        monitor_metrics_addr="127.0.0.1:0",
-        http_addr="127.0.0.1:0",
+    defaults: dict[str, object] = {
+        "ledger_addr": "127.0.0.1:0",
+        "registry_addr": "127.0.0.1:0",
+        "proxy_addr": "127.0.0.1:0",
+        "proxy_metrics_addr": "127.0.0.1:0",
+        "proxy_http_addr": "127.0.0.1:0",  # never the default 8080: another run may hold it
+        "explain_addr": "127.0.0.1:0",
+        "monitor_addr": "127.0.0.1:0",
+        "monitor_metrics_addr": "127.0.0.1:0",
+        "http_addr": "127.0.0.1:0",
         # Tests count leaves from 0; the ACCESS records of the stack's own tokens
         # are tested where they are the subject (tests/e2e/test_auth_*).
-        **({"auth_record_tokens": False} | overrides),  # type: ignore[arg-type]
-    )
+        "auth_record_tokens": False,
+    }
+    settings = Settings(home=home, database_url=database_url, **(defaults | overrides))  # type: ignore[arg-type]
     if not settings.insecure:
         seed_test_token(settings.resolved_tokens_file())
     stack = BackgroundStack(settings)
