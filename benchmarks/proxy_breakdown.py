@@ -97,7 +97,7 @@ def serve(mode: str, port: int, workdir: Path) -> None:
         Spool(workdir / f"spool-{mode}.db", 1000),
         build=prediction_records,
     )
-    servicer = InferenceServicer(Table(), Stamper(b"k" * 32), sink)  # type: ignore[arg-type]
+    servicer = InferenceServicer(Table(), Stamper(b"k" * 32), sink)
     response = pb.ModelInferResponse(model_name="bench", model_version="1")
     response.parameters["trace_id"].string_param = "0" * 32
     response.raw_output_contents.extend([b"\0" * 8, b"\0" * 8])
