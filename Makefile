@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python -m benchmarks.deploy_steps
 	$(BIN)/python -m benchmarks.proxy_serving
 	MRM_BENCH_PROXY_WORKERS=2 $(BIN)/python -m benchmarks.proxy_serving
+	$(BIN)/python -m benchmarks.serving_stacks
 	$(BIN)/python -m benchmarks.proxy_breakdown
 	$(BIN)/python -m benchmarks.monitor_follow
 
