@@ -51,9 +51,9 @@ from mrm.client.ledger import LedgerClient
 from mrm.client.trust import open_checkpoint
 from mrm.core import db
 from mrm.core.settings import Settings
+from mrm.kernel.clock import now_us
 from mrm.ledger.app import open_ledger
 from mrm.ledger.batch import PendingBatch
-from mrm.ledger.clock import now_us
 from mrm.ledger.records import NewRecord, StoredRecord
 from mrm.ledger.service import Ledger
 from mrm.tlog.leaf import leaf_bytes_from_proto

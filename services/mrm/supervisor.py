@@ -40,10 +40,10 @@ from mrm.core import db
 from mrm.core.auth import ServerAuth, client_tls
 from mrm.core.auth.bootstrap import ensure_local_tokens
 from mrm.core.errors import FailedPrecondition
+from mrm.core.keyfile import load_or_create_subject_key
 from mrm.core.server import stop_on_signals
 from mrm.core.settings import Settings
 from mrm.ledger.app import open_ledger
-from mrm.proxy.audit import load_or_create_subject_key
 from mrm.stack import client_target
 from mrm.status import check_health
 

@@ -16,7 +16,8 @@ import pytest
 from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
-from mrm.deploy.schema import InputSchema, onnx_inputs
+from mrm.deploy.schema import onnx_inputs
+from mrm.kernel.schema import InputSchema
 from mrm.monitor.app import report_base
 from mrm.monitor.engine import Monitor
 from mrm.proxy.audit import prediction_record

@@ -31,9 +31,11 @@ from mrm.client.ids import new_record_id
 from mrm.client.ledger import LedgerClient, Record, new_record
 from mrm.client.monitor import MonitorClient, Outcome
 from mrm.client.registry import RegistryClient
-from mrm.deploy.schema import InputSchema, onnx_inputs
+from mrm.core.keyfile import load_or_create_subject_key
+from mrm.deploy.schema import onnx_inputs
+from mrm.kernel.schema import InputSchema
 from mrm.monitor.outcomes import LEDGER_BATCH
-from mrm.proxy.audit import Stamper, load_or_create_subject_key, prediction_record
+from mrm.proxy.audit import Stamper, prediction_record
 from mrm.v1 import registry_pb2
 from tests.conftest import RunningLedger
 from tests.support.auth import TEST_PRINCIPAL, TEST_TOKEN, issue

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from mrm.core.errors import FailedPrecondition
-from mrm.core.keyfile import read_or_create
+from mrm.core.keyfile import load_or_create_subject_key, read_or_create
 from mrm.ledger.checkpoint import load_or_create_key
-from mrm.proxy.audit import load_or_create_subject_key
 
 
 def test_created_once_with_mode_0600_then_read_back(tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ import grpc
 
 from mrm.client.credentials import ClientAuth
 from mrm.core.auth import ServerAuth
+from mrm.core.keyfile import load_or_create_subject_key
 from mrm.core.prometheus import start_metrics_server
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.core.telemetry import setup_metrics
 from mrm.oip.v2 import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
-from mrm.proxy.audit import Stamper, load_or_create_subject_key, prediction_records
+from mrm.proxy.audit import Stamper, prediction_records
 from mrm.proxy.core import InferenceCore
 from mrm.proxy.metrics import ProxyMetrics, prometheus_registry
 from mrm.proxy.rest import RestInference, serve_rest

@@ -9,20 +9,16 @@ which nobody writes to once the response is built.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from mrm.client.ids import new_record_id
 from mrm.client.ledger import new_record
-from mrm.core.keyfile import read_or_create
+from mrm.kernel.ids import new_record_id
+from mrm.kernel.subjects import SubjectHasher
 from mrm.proxy.shipper import Sample
 from mrm.tlog.canonical import Prepared
 from mrm.v1 import ledger_pb2
@@ -30,33 +26,9 @@ from mrm.v1 import ledger_pb2
 _RANDOM_BITS = (1 << 62) - 1
 
 
-def load_or_create_subject_key(path: Path) -> bytes:
-    """The server secret subject ids are hashed with; created once with mode 0600."""
-    key, _ = read_or_create(
-        path, "subject key file", lambda: secrets.token_bytes(32).hex(), _subject_key
-    )
-    return key
-
-
-def _subject_key(text: str) -> bytes:
-    key = bytes.fromhex(text)
-    if len(key) < 16:
-        raise ValueError(f"a subject key needs at least 16 bytes, not {len(key)}")
-    return key
-
-
-class Stamper:
-    """Decides, per request, the record id, whether it is sampled, and the subject ref."""
-
-    def __init__(self, subject_key: bytes) -> None:
-        self._key = subject_key
-
-    def subject_ref(self, subject_id: str) -> str:
-        """A keyed hash: equal subjects give equal refs; the raw id is never stored."""
-        if not subject_id:
-            return ""
-        digest = hmac.new(self._key, subject_id.encode(), hashlib.sha256).hexdigest()
-        return "hmac-sha256:" + digest
+class Stamper(SubjectHasher):
+    """Decides, per request, the record id, whether it is sampled, and the subject ref
+    (the keyed hash Explain and the monitor compute too: mrm.kernel.subjects)."""
 
     @staticmethod
     def new_record_id() -> str:

@@ -61,8 +61,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from mrm.client.ids import new_record_id
 from mrm.client.ledger import new_record
+from mrm.kernel.ids import new_record_id
 from mrm.v1.ledger_pb2 import Record
 
 _SCHEMA = """

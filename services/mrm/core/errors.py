@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import grpc
 
@@ -37,6 +38,18 @@ class InvalidArguments(InvalidArgument):
         self.message = message
         self.args = (message,)
         self.violations = list(violations)
+
+
+T = TypeVar("T")
+
+
+def parse_field(field: str, parse: Callable[[str], T], value: str) -> T:
+    """`parse(value)`, its ValueError an InvalidArgument on `field`: for the shared
+    kernel's parsers (mrm.kernel), which know no status codes."""
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise InvalidArgument(field, str(e)) from None
 
 
 class NotFound(MrmError):

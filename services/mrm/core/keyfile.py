@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from mrm.core.errors import FailedPrecondition
+from mrm.kernel.subjects import new_subject_key, parse_subject_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,3 +67,10 @@ def read_or_create(
             f"{what} {path} is not readable as one ({exc}); restore it from a backup, "
             "or move it away to generate a new one"
         ) from None
+
+
+def load_or_create_subject_key(path: Path) -> bytes:
+    """The server secret subject ids are hashed with (mrm.kernel.subjects), shared
+    by the proxy, Explain and the monitor; created once with mode 0600."""
+    key, _ = read_or_create(path, "subject key file", new_subject_key, parse_subject_key)
+    return key

@@ -28,15 +28,15 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from mrm.client.naming import MODEL_NAME
 from mrm.core.auth import Role, caller
-from mrm.core.errors import InvalidArgument, MrmError, NotFound, Unavailable
+from mrm.core.errors import InvalidArgument, MrmError, NotFound, Unavailable, parse_field
 from mrm.dashboard.figures import Gatherer
 from mrm.dashboard.integrity import CheckpointWatch, prove
 from mrm.dashboard.sources import Sources
 from mrm.dashboard.timeline import Cursor, page_size, time_range, timeline
 from mrm.dashboard.views import summarize
-from mrm.ledger.validate import parse_record_id
+from mrm.kernel.ids import parse_record_id
+from mrm.kernel.names import MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,12 @@ class Dashboard:
         app.router.add_get("/dashboard/api/integrity", self._json(self._integrity))
 
     def _record_page(self, request: web.Request) -> str:
-        return self.record(str(parse_record_id(request.match_info["record_id"], "record_id")))
+        return self.record(
+            str(parse_field("record_id", parse_record_id, request.match_info["record_id"]))
+        )
 
     def _proof(self, request: web.Request) -> Any:
-        record_id = parse_record_id(request.match_info["record_id"], "record_id")
+        record_id = parse_field("record_id", parse_record_id, request.match_info["record_id"])
         return prove(self.sources, str(record_id)).proof
 
     def _models(self, _: web.Request) -> Any:

@@ -15,7 +15,7 @@ from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from mrm.core.auth import ServerAuth
 from mrm.core.auth.http import Sessions
-from mrm.core.keyfile import read_or_create
+from mrm.core.keyfile import load_or_create_subject_key, read_or_create
 from mrm.core.server import Service
 from mrm.core.settings import Settings
 from mrm.explain.decisions import Decisions
@@ -24,7 +24,7 @@ from mrm.explain.http import ReportServer
 from mrm.explain.report import ReportRenderer
 from mrm.explain.service import Explain
 from mrm.explain.servicer import ExplainServicer
-from mrm.proxy.audit import Stamper, load_or_create_subject_key
+from mrm.kernel.subjects import SubjectHasher
 from mrm.v1 import explain_pb2, explain_pb2_grpc
 
 SERVICE_NAME = explain_pb2.DESCRIPTOR.services_by_name["ExplainService"].full_name
@@ -58,7 +58,7 @@ def explain_service(
     ledger = LedgerClient(ledger_target, timeout=30.0, auth=auth)
     registry = RegistryClient(registry_target, timeout=60.0, auth=auth)
     evidence = Evidence(ledger, registry)
-    explain = Explain(evidence, Decisions(evidence, Stamper(_subject_key(settings))))
+    explain = Explain(evidence, Decisions(evidence, SubjectHasher(_subject_key(settings))))
     reports = ReportRenderer(explain, settings.trace_url_template)
     key, _ = read_or_create(
         settings.session_key_file or settings.home / "session.key",

@@ -2,7 +2,7 @@
 
 The caller sends the subject's raw id; it is hashed here with the server's
 subject key exactly as the inference proxy hashes it when it stamps a decision
-(`mrm.proxy.audit.Stamper.subject_ref`), so it matches the stored reference.
+(`mrm.kernel.subjects`), so it matches the stored reference.
 The raw id is never stored or logged.
 """
 
@@ -15,17 +15,17 @@ from mrm.client.timestamps import timestamp_us
 from mrm.core.errors import NotFound
 from mrm.explain.evidence import Evidence
 from mrm.explain.validate import DecisionQuery
-from mrm.proxy.audit import Stamper
+from mrm.kernel.subjects import SubjectHasher
 from mrm.v1 import ledger_pb2
 
 
 class Decisions:
-    def __init__(self, evidence: Evidence, stamper: Stamper) -> None:
+    def __init__(self, evidence: Evidence, subjects: SubjectHasher) -> None:
         self.evidence = evidence
-        self.stamper = stamper
+        self.subjects = subjects
 
     def subject_ref(self, subject_id: str) -> str:
-        return self.stamper.subject_ref(subject_id)
+        return self.subjects.subject_ref(subject_id)
 
     def list(self, q: DecisionQuery) -> tuple[Sequence[Record], str]:
         """One page of the subject's PREDICTION records and the next page's token.

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 
 from mrm.client.ledger import Record, RecordQuery
-from mrm.client.naming import MODEL_NAME, SEMVER
 from mrm.core.errors import InvalidArgument, NotFound
 from mrm.explain.drift_view import (
     AlertRow,
@@ -29,6 +28,7 @@ from mrm.explain.drift_view import (
     read_window,
 )
 from mrm.explain.evidence import Evidence, upstream
+from mrm.kernel.names import MODEL_NAME, SEMVER
 
 ALERTS_SHOWN = 100
 WINDOWS_LISTED = 20

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import shap  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.deploy.schema import InputSchema
 from mrm.explain import graph as g
 from mrm.explain.estimators import Unsupported, node_classes
 from mrm.explain.exact import Exact
@@ -47,6 +46,7 @@ from mrm.explain.types import (
     Explanation,
     plain,
 )
+from mrm.kernel.schema import InputSchema
 
 __all__ = ["Baseline", "Contribution", "ExplainError", "Explanation", "ModelExplainer"]
 Array = np.ndarray[Any, Any]

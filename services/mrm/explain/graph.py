@@ -19,8 +19,8 @@ import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.client.onnx_check import UnsafeOnnx, load_checked_onnx
-from mrm.deploy.schema import InputSchema
 from mrm.explain.types import ExplainError, plain
+from mrm.kernel.schema import InputSchema
 
 Array = np.ndarray[Any, Any]
 ESTIMATOR_OPS = frozenset(

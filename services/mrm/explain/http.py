@@ -25,10 +25,11 @@ from mrm.core.errors import (
     MrmError,
     NotFound,
     Unavailable,
+    parse_field,
 )
 from mrm.explain.drift import valid_model, valid_version
 from mrm.explain.report import ReportRenderer
-from mrm.ledger.validate import parse_record_id
+from mrm.kernel.ids import parse_record_id
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def report_app(
     async def report(request: web.Request) -> web.Response:
         record_id = request.match_info["record_id"].removesuffix(".html")
         try:
-            parse_record_id(record_id, "record_id")
+            parse_field("record_id", parse_record_id, record_id)
             html, _ = await asyncio.to_thread(reports.render, record_id)
         except MrmError as e:
             return _text(_STATUS.get(type(e), 500), e.message)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import shap  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.deploy.schema import InputSchema
+from mrm.kernel.schema import InputSchema
 
 Array = np.ndarray[Any, Any]
 SEED = 0

@@ -7,9 +7,9 @@ from typing import Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mrm.core.errors import InvalidArgument
-from mrm.ledger.validate import parse_record_id
-from mrm.registry.validate import model_name, semver
+from mrm.core.errors import InvalidArgument, parse_field
+from mrm.kernel import names
+from mrm.kernel.ids import parse_record_id
 from mrm.v1 import explain_pb2 as pb
 
 MAX_SUBJECT = 1024
@@ -20,20 +20,20 @@ _MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def validate_baseline(req: pb.ComputeBaselineRequest) -> tuple[str, str]:
-    name = model_name(req.model_name, "model_name")
-    semver(req.version, "version")
+    name = parse_field("model_name", names.model_name, req.model_name)
+    parse_field("version", names.semver, req.version)
     return name, req.version
 
 
 def validate_explain(req: pb.ExplainRecordRequest) -> tuple[str, int]:
-    parse_record_id(req.record_id, "record_id")
+    parse_field("record_id", parse_record_id, req.record_id)
     if req.row > MAX_ROW:
         raise InvalidArgument("row", f"{req.row} is out of range (want 0 to {MAX_ROW})")
     return req.record_id, req.row
 
 
 def validate_report(req: pb.GetReportRequest) -> str:
-    parse_record_id(req.record_id, "record_id")
+    parse_field("record_id", parse_record_id, req.record_id)
     return req.record_id
 
 
@@ -63,7 +63,7 @@ def validate_list_decisions(req: pb.ListDecisionsRequest) -> DecisionQuery:
         raise InvalidArgument(
             "subject_id", f"is {len(req.subject_id)} characters (at most {MAX_SUBJECT})"
         )
-    name = model_name(req.model_name, "model_name") if req.model_name else ""
+    name = parse_field("model_name", names.model_name, req.model_name) if req.model_name else ""
     if not 0 <= req.page_size <= MAX_PAGE:
         raise InvalidArgument(
             "page_size", f"{req.page_size} is out of range (want 0 to {MAX_PAGE})"

@@ -13,7 +13,7 @@ from mrm.core.auth.access import RECONCILER, Reconciler
 from mrm.core.errors import IntegrityError
 from mrm.core.server import Service, wait_either
 from mrm.core.settings import Settings
-from mrm.ledger.clock import now_us
+from mrm.kernel.clock import now_us
 from mrm.ledger.pool import IntakePool
 from mrm.ledger.service import Ledger
 from mrm.ledger.servicer import LedgerServicer, register

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mrm.core.errors import IntegrityError
 from mrm.core.keyfile import read_or_create
+from mrm.kernel.clock import now_us
 from mrm.ledger import merkle
-from mrm.ledger.clock import now_us
 from mrm.ledger.reads import SigningTxn
 from mrm.ledger.records import SignedCheckpoint
 from mrm.ledger.seal import Sealer, seal_key

@@ -19,10 +19,10 @@ from mrm.core.errors import (
     NotFound,
     Unavailable,
 )
+from mrm.kernel.clock import now_us
 from mrm.ledger import merkle
 from mrm.ledger.batch import PendingBatch, Sequenced
 from mrm.ledger.checkpoint import CheckpointSigner, load_or_create_key, new_origin
-from mrm.ledger.clock import now_us
 from mrm.ledger.reads import LedgerReader
 from mrm.ledger.records import (
     Appended,

@@ -10,9 +10,9 @@ from mrm.client.timestamps import timestamp_us
 from mrm.core.auth import acting
 from mrm.core.auth.policy import appendable
 from mrm.core.errors import PermissionDenied
+from mrm.kernel.clock import now_us
 from mrm.ledger import validate
 from mrm.ledger.batch import Sequenced
-from mrm.ledger.clock import now_us
 from mrm.ledger.pool import IntakePool
 from mrm.ledger.records import SignedCheckpoint, StoredRecord
 from mrm.ledger.service import Ledger

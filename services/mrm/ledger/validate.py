@@ -17,7 +17,8 @@ from typing import Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mrm.core.errors import InvalidArgument
+from mrm.core.errors import InvalidArgument, parse_field
+from mrm.kernel import ids
 from mrm.ledger.records import RECORD_KINDS, NewRecord, RecordFilter
 from mrm.tlog.canonical import CanonicalJSONError, canonicalize_json_object
 from mrm.v1 import ledger_pb2
@@ -46,27 +47,15 @@ def _show(value: str, width: int = 40) -> str:
     return repr(value if len(value) <= width else value[:width] + "…")
 
 
-RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+RECORD_ID = ids.UUID7_RE
 """A UUIDv7 in canonical lowercase form."""
 
 
 def parse_record_id(value: str, field: str) -> uuid.UUID:
-    """A UUIDv7 in canonical lowercase form."""
+    """A UUIDv7 in canonical lowercase form (mrm.kernel.ids)."""
     if RECORD_ID.fullmatch(value):
         return uuid.UUID(value)
-    if not value:
-        raise InvalidArgument(field, "is required (a UUIDv7)")
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(field, f"{_show(value)} is not a UUID (want a UUIDv7)") from None
-    if str(parsed) != value:
-        raise InvalidArgument(
-            field, f"{_show(value)} is not in canonical lowercase 8-4-4-4-12 form"
-        )
-    if parsed.version != 7 or parsed.variant != uuid.RFC_4122:
-        raise InvalidArgument(field, f"{_show(value)} is a version {parsed.version} UUID (want v7)")
-    return parsed
+    return parse_field(field, ids.parse_record_id, value)
 
 
 KIND_NAMES: dict[int, str] = {

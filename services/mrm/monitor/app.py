@@ -20,16 +20,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from mrm.client.credentials import ClientAuth
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
+from mrm.core.keyfile import load_or_create_subject_key
 from mrm.core.prometheus import MetricsServer, start_metrics_server
 from mrm.core.server import Service
 from mrm.core.settings import Settings
+from mrm.kernel.subjects import SubjectHasher
 from mrm.monitor.alerts import Alerts
 from mrm.monitor.engine import Monitor, acknowledgement_of
 from mrm.monitor.notify import Notifier, parse_webhooks
 from mrm.monitor.outcome_servicer import OutcomeServicer
 from mrm.monitor.outcomes import Outcomes
 from mrm.monitor.servicer import MonitorServicer
-from mrm.proxy.audit import Stamper, load_or_create_subject_key
 from mrm.v1 import monitor_pb2, monitor_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def monitor_service(
     subject_key = load_or_create_subject_key(
         settings.subject_key_file or settings.home / "subject.key"
     )
-    outcomes = OutcomeServicer(Outcomes(ledger, registry, Stamper(subject_key)))
+    outcomes = OutcomeServicer(Outcomes(ledger, registry, SubjectHasher(subject_key)))
     return MonitorApp(
         Service(
             name=SERVICE_NAME,

@@ -44,12 +44,12 @@ import orjson
 from mrm.client.errors import NotFound
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
-from mrm.deploy.schema import InputSchema
 from mrm.drift.compare import Breach, DriftReport, compare
 from mrm.drift.config import MonitorConfig, WindowSpec
 from mrm.drift.decisions import DecisionWindow, gather
 from mrm.drift.fairness import body_groups, decision_fairness, outcome_fairness
 from mrm.drift.profile import ReferenceProfile
+from mrm.kernel.schema import InputSchema
 from mrm.monitor.ids import derived_uuid7
 from mrm.monitor.live import (
     OutcomeWindow,

@@ -1,7 +1,7 @@
 """Ground truth joined to recorded decisions: OUTCOME records (mrm.v1.OutcomeService).
 
 Each outcome names its decision by PREDICTION record id, or by the raw subject
-id, hashed here with the proxy's subject key (`mrm.proxy.audit.Stamper`, as
+id, hashed here with the proxy's subject key (`mrm.kernel.subjects`, as
 `mrm explain` ListDecisions does) and matched against the stored reference.
 Its label must be one of the model version's classes, as recorded with the
 version at deploy (the performance snapshot in the version's facts).
@@ -41,8 +41,8 @@ from mrm.client.registry import RegistryClient
 from mrm.client.timestamps import timestamp
 from mrm.core.errors import AlreadyExists, InvalidArguments, Unavailable
 from mrm.drift.profile import category
+from mrm.kernel.subjects import SubjectHasher
 from mrm.monitor.ids import derived_uuid7
-from mrm.proxy.audit import Stamper
 from mrm.tlog.leaf import format_timestamp
 from mrm.v1 import ledger_pb2
 
@@ -130,12 +130,12 @@ class Outcomes:
         self,
         ledger: LedgerClient,
         registry: RegistryClient,
-        stamper: Stamper,
+        subjects: SubjectHasher,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.ledger = ledger
         self.registry = registry
-        self.stamper = stamper
+        self.subjects = subjects
         self.now = now
         self._known: dict[tuple[str, str], tuple[str, list[str] | None]] = {}
         """A version's (task, classes): fixed when it is registered, so kept."""
@@ -249,7 +249,7 @@ class Outcomes:
             return rec
         req = ledger_pb2.QueryRecordsRequest(
             kind=ledger_pb2.RECORD_KIND_PREDICTION,
-            subject=self.stamper.subject_ref(o.subject_id),
+            subject=self.subjects.subject_ref(o.subject_id),
             newest_first=True,
             page_size=1,
         )

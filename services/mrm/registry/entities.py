@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mrm.client import naming
-
 STAGES = ("NONE", "STAGING", "PRODUCTION", "ARCHIVED")
 ROLES = ("ONNX_MODEL", "BACKGROUND_SAMPLE", "INPUT_SCHEMA", "EVALUATION", "REFERENCE_PROFILE")
-
-SEMVER, MODEL_NAME = naming.SEMVER, naming.MODEL_NAME
 
 
 @dataclass(frozen=True)

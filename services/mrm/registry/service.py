@@ -11,7 +11,7 @@ from mrm.client import errors as client_errors
 from mrm.client.ledger import LedgerClient, new_record
 from mrm.core.auth import Principal
 from mrm.core.errors import AlreadyExists, InvalidArgument, Unavailable
-from mrm.ledger.clock import now_us
+from mrm.kernel.clock import now_us
 from mrm.registry.artifacts import ArtifactStore, ArtifactWrite
 from mrm.registry.entities import ModelInfo, NewVersion, Promotion, StageEvent, VersionInfo
 from mrm.registry.identity import as_json, check_commit, recorded

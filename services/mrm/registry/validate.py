@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import math
+import uuid
 
-from mrm.core.errors import InvalidArgument
-from mrm.ledger.validate import parse_record_id
+from mrm.core.errors import InvalidArgument, parse_field
+from mrm.kernel import ids, names
 from mrm.registry.entities import (
     LINKED_KINDS,
-    MODEL_NAME,
     ROLES,
-    SEMVER,
     STAGES,
     ArtifactInfo,
     LinkedRecord,
@@ -26,22 +25,15 @@ _MAX_PAGE = 1000
 
 
 def model_name(value: str, field: str) -> str:
-    if not MODEL_NAME.fullmatch(value):
-        raise InvalidArgument(
-            field,
-            f"{value[:80]!r} is not a model name (want a lowercase letter, then up to 62 "
-            "lowercase letters, digits or '-', e.g. credit-risk)",
-        )
-    return value
+    return parse_field(field, names.model_name, value)
 
 
 def semver(value: str, field: str) -> tuple[int, int, int, str]:
-    match = SEMVER.fullmatch(value)
-    if match is None or len(value) > 64:
-        raise InvalidArgument(
-            field, f"{value[:80]!r} is not semver (want MAJOR.MINOR.PATCH, e.g. 1.2.4)"
-        )
-    return int(match[1]), int(match[2]), int(match[3]), match[4] or ""
+    return parse_field(field, names.semver, value)
+
+
+def parse_record_id(value: str, field: str) -> uuid.UUID:
+    return parse_field(field, ids.parse_record_id, value)
 
 
 def _text(value: str, field: str) -> str:

@@ -36,7 +36,8 @@ from sklearn.semi_supervised import LabelSpreading  # type: ignore[import-untype
 
 from mrm.deploy.convert import SUPPORTED_ESTIMATORS, check_onnx_bytes, convert, final_estimator
 from mrm.deploy.errors import DeployError
-from mrm.deploy.schema import Feature, InputSchema, infer_schema, onnx_inputs
+from mrm.deploy.schema import infer_schema, onnx_inputs
+from mrm.kernel.schema import Feature, InputSchema
 
 Split = tuple[Any, Any, Any, Any]  # X_train, X_eval, y_train, y_eval
 

@@ -26,7 +26,8 @@ from mrm.deploy.errors import DeployError
 from mrm.deploy.evaldata import load_eval_csv
 from mrm.deploy.fidelity import check_fidelity
 from mrm.deploy.metrics import snapshot
-from mrm.deploy.schema import Feature, InputSchema, infer_schema
+from mrm.deploy.schema import infer_schema
+from mrm.kernel.schema import Feature, InputSchema
 from tests.unit.deploy.test_deploy_convert import CASES, applicants, dataset, fitted, mixed
 
 

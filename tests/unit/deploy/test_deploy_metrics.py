@@ -19,7 +19,8 @@ from sklearn import ensemble, linear_model, metrics  # type: ignore[import-untyp
 from mrm.deploy.errors import DeployError
 from mrm.deploy.evaldata import load_eval_csv
 from mrm.deploy.metrics import snapshot
-from mrm.deploy.schema import Feature, InputSchema, infer_schema
+from mrm.deploy.schema import infer_schema
+from mrm.kernel.schema import Feature, InputSchema
 from tests.unit.deploy.test_deploy_convert import applicants, dataset, mixed, scaled
 
 SHA = "ab" * 32

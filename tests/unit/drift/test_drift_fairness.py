@@ -20,7 +20,6 @@ from fairlearn.metrics import (  # type: ignore[import-untyped,unused-ignore]
 )
 from sklearn.metrics import accuracy_score  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.deploy.schema import Feature, InputSchema
 from mrm.drift.config import MonitorConfig
 from mrm.drift.fairness import (
     NOT_AN_INPUT,
@@ -31,6 +30,7 @@ from mrm.drift.fairness import (
 )
 from mrm.drift.fairness_reference import FairnessReference, fairness_reference
 from mrm.drift.profile import ReferenceProfile, build_profile
+from mrm.kernel.schema import Feature, InputSchema
 
 ALPHA = 0.01
 

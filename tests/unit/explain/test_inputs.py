@@ -10,8 +10,9 @@ import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from sklearn import ensemble, linear_model  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.deploy.schema import Feature, InputSchema, onnx_inputs
+from mrm.deploy.schema import onnx_inputs
 from mrm.explain.engine import ExplainError, ModelExplainer
+from mrm.kernel.schema import Feature, InputSchema
 from mrm.proxy.audit import prediction_record
 from mrm.tlog.canonical import canonical_json
 from tests.unit.explain.models import Deployed, credit_pipeline, deploy

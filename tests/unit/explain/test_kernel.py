@@ -8,8 +8,8 @@ import pytest
 from onnx import TensorProto, helper
 from sklearn import ensemble  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.deploy.schema import Feature, InputSchema
 from mrm.explain.engine import ModelExplainer
+from mrm.kernel.schema import Feature, InputSchema
 from tests.unit.explain.models import Deployed, credit_pipeline, deploy
 
 

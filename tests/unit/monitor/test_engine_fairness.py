@@ -12,11 +12,11 @@ import orjson
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.client.ledger import new_record
-from mrm.deploy.schema import Feature, InputSchema
 from mrm.drift.config import MonitorConfig, WindowSpec
 from mrm.drift.fairness import NOT_AN_INPUT
 from mrm.drift.fairness_reference import fairness_reference
 from mrm.drift.profile import ReferenceProfile, build_profile
+from mrm.kernel.schema import Feature, InputSchema
 from mrm.monitor.engine import Monitor, Reference
 from mrm.monitor.live import DECISION_KEY, LABEL_KEY
 from tests.unit.monitor.test_engine_windows import FakeLedger, FakeRegistry, S

@@ -15,9 +15,9 @@ import pytest
 
 from mrm.client.errors import NotFound
 from mrm.client.ledger import kind_value, new_record
-from mrm.deploy.schema import Feature, InputSchema
 from mrm.drift.config import MonitorConfig, WindowSpec
 from mrm.drift.profile import ReferenceProfile, build_profile
+from mrm.kernel.schema import Feature, InputSchema
 from mrm.monitor.engine import Monitor, Reference
 from mrm.v1 import ledger_pb2
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from mrm.client.ids import is_uuid7
 from mrm.client.ledger import kind_names
+from mrm.kernel.ids import is_uuid7
 from mrm.tlog.canonical import CanonicalJSONError, canonical_json, parse_json_object
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -25,8 +25,8 @@ from mrm.client.errors import (
     Unauthenticated,
     Unavailable,
 )
-from mrm.client.ids import new_record_id
 from mrm.client.ledger import LedgerClient, new_record
+from mrm.kernel.ids import new_record_id
 
 __all__ = [
     "AlreadyExists",

@@ -16,8 +16,8 @@ import grpc
 from mrm.client.channel import ServiceClient
 from mrm.client.credentials import ClientAuth
 from mrm.client.errors import from_rpc_error
-from mrm.client.ids import new_record_id
 from mrm.client.timestamps import timestamp
+from mrm.kernel.ids import new_record_id
 from mrm.tlog.canonical import canonical_json
 from mrm.v1 import ledger_pb2, ledger_pb2_grpc
 

@@ -1,14 +1,7 @@
-"""The names MRM accepts, shared by the services and the clients that check early."""
+"""The names MRM accepts: the SDK's names for them, which live in mrm.kernel.names."""
 
 from __future__ import annotations
 
-import re
+from mrm.kernel.names import MODEL_NAME, MODEL_NAME_HELP, SEMVER
 
-# semver.org's own regular expression (MAJOR.MINOR.PATCH, optional pre-release and build).
-SEMVER = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
-)
-MODEL_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
-MODEL_NAME_HELP = "a lowercase letter, then up to 62 lowercase letters, digits or '-'"
+__all__ = ["MODEL_NAME", "MODEL_NAME_HELP", "SEMVER"]

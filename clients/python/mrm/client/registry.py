@@ -13,7 +13,7 @@ import grpc
 from mrm.client.channel import ServiceClient
 from mrm.client.credentials import ClientAuth
 from mrm.client.errors import from_rpc_error
-from mrm.client.ids import new_record_id
+from mrm.kernel.ids import new_record_id
 from mrm.v1 import ledger_pb2, registry_pb2, registry_pb2_grpc
 
 UPLOAD_CHUNK = 1 << 20

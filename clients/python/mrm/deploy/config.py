@@ -58,11 +58,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrm.client.naming import MODEL_NAME, MODEL_NAME_HELP, SEMVER
 from mrm.client.reasons import favourable_label
 from mrm.deploy.errors import DeployError
 from mrm.deploy.fairness import FairnessConfig
 from mrm.drift.config import MonitorConfig
+from mrm.kernel.names import MODEL_NAME, MODEL_NAME_HELP, SEMVER
 
 GATEABLE = ("accuracy", "f1", "precision", "recall", "roc_auc", "r2", "mae", "rmse")
 LOWER_IS_BETTER = ("mae", "rmse")

@@ -36,7 +36,8 @@ from sklearn.utils.validation import check_is_fitted  # type: ignore[import-unty
 
 from mrm.client.onnx_check import UnsafeOnnx, load_checked_onnx
 from mrm.deploy.errors import DeployError
-from mrm.deploy.schema import InputSchema, components
+from mrm.deploy.schema import components
+from mrm.kernel.schema import InputSchema
 
 Task = Literal["classification", "regression"]
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.deploy.errors import DeployError
-from mrm.deploy.schema import InputSchema
+from mrm.kernel.schema import InputSchema
 
 _SHOWN = 5  # rows or columns quoted in a message before "..."
 _CASTS = {"float": "float64", "int": "int64", "bool": "bool"}

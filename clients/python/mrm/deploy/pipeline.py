@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from mrm.client.explain import ExplainClient
-from mrm.client.ids import new_record_id
 from mrm.client.ledger import new_record
 from mrm.client.registry import RegistryClient
 from mrm.deploy.config import GATEABLE, LOWER_IS_BETTER, DeployConfig, check_reason_features
@@ -41,7 +40,9 @@ from mrm.deploy.provenance import (
     training_data_id,
 )
 from mrm.deploy.reference import reference_profile
-from mrm.deploy.schema import InputSchema, infer_schema
+from mrm.deploy.schema import infer_schema
+from mrm.kernel.ids import new_record_id
+from mrm.kernel.schema import InputSchema
 from mrm.v1 import ledger_pb2, registry_pb2
 
 Progress = Callable[[str, str], None]

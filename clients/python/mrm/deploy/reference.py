@@ -17,10 +17,10 @@ import numpy as np
 import orjson
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.deploy.schema import InputSchema
 from mrm.drift.config import MonitorConfig
 from mrm.drift.fairness_reference import fairness_reference
 from mrm.drift.profile import build_profile
+from mrm.kernel.schema import InputSchema
 
 _KIND: dict[str, Literal["numeric", "categorical"]] = {
     "float": "numeric",

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrm.deploy.schema import InputSchema
 from mrm.drift.compare import Window
+from mrm.kernel.schema import InputSchema
 
 
 class UnreadableDecision(ValueError):

@@ -48,11 +48,11 @@ from typing import Any
 import numpy as np
 from scipy import stats  # type: ignore[import-untyped,unused-ignore]
 
-from mrm.deploy.schema import InputSchema
 from mrm.drift.compare import Breach
 from mrm.drift.decisions import UnreadableDecision, feature_rows
 from mrm.drift.fairness_reference import SUMMARIES, FairnessReference, number
 from mrm.drift.profile import category, is_missing
+from mrm.kernel.schema import InputSchema
 
 NOT_AN_INPUT = "not monitored: not a model input"
 MISSING = "(missing)"

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from mrm.client.ids import derived_record_id
 from mrm.client.ledger import new_record
 from mrm.core.auth.tokens import TokenEntry, parse_time
 from mrm.core.errors import AlreadyExists
+from mrm.kernel.ids import derived_record_id
 from mrm.v1 import ledger_pb2
 
 log = logging.getLogger(__name__)

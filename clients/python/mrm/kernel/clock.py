@@ -1,4 +1,4 @@
-"""The ledger's clock: microseconds since the Unix epoch, UTC."""
+"""The clock records are stamped with: microseconds since the Unix epoch, UTC."""
 
 from __future__ import annotations
 
