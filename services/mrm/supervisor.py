@@ -75,7 +75,7 @@ def bootstrap(settings: Settings) -> None:
         open_ledger(settings, engine).close()
     finally:
         engine.dispose()
-    load_or_create_subject_key(settings.subject_key_file or settings.home / "subject.key")
+    load_or_create_subject_key(settings.resolved_subject_key_file())
 
 
 def _child_setup(parent: int) -> Callable[[], None]:

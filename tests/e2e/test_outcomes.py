@@ -56,7 +56,7 @@ class World:
         self.ledger = LedgerClient(stack.addr)
         self.monitor_addr = stack.stack.stack.monitor_addr
         settings = stack.settings
-        key = load_or_create_subject_key(settings.subject_key_file or settings.home / "subject.key")
+        key = load_or_create_subject_key(settings.resolved_subject_key_file())
         self.stamper = Stamper(key)
         with RegistryClient(stack.registry_addr) as reg:
             version = reg.get_version("credit-risk", "1.0.0")

@@ -42,7 +42,7 @@ def proxy_service(
         load_timeout=settings.proxy_load_timeout,
         auth=auth,
     )
-    key_file = settings.subject_key_file or settings.home / "subject.key"
+    key_file = settings.resolved_subject_key_file()
     key = load_or_create_subject_key(key_file)
     workers = Workers(settings, registry_target, ledger_target, key_file)
     shipper = Shipper(

@@ -250,6 +250,9 @@ class Settings(BaseSettings):
     def resolved_key_file(self) -> Path:
         return self.ledger_key_file or self.home / "ledger.key"
 
+    def resolved_subject_key_file(self) -> Path:
+        return self.subject_key_file or self.home / "subject.key"
+
     def resolved_tokens_file(self) -> Path:
         return self.auth_tokens_file or self.home / "tokens.json"
 

@@ -41,7 +41,7 @@ class ExplainApp:
 
 
 def _subject_key(settings: Settings) -> bytes:
-    return load_or_create_subject_key(settings.subject_key_file or settings.home / "subject.key")
+    return load_or_create_subject_key(settings.resolved_subject_key_file())
 
 
 def explain_service(

@@ -198,9 +198,7 @@ def monitor_service(
         registry.close()
 
     servicer = MonitorServicer(alerts, on_acknowledged=acknowledged)
-    subject_key = load_or_create_subject_key(
-        settings.subject_key_file or settings.home / "subject.key"
-    )
+    subject_key = load_or_create_subject_key(settings.resolved_subject_key_file())
     outcomes = OutcomeServicer(Outcomes(ledger, registry, SubjectHasher(subject_key)))
     return MonitorApp(
         Service(
