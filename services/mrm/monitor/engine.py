@@ -46,7 +46,7 @@ from mrm.client.ledger import LedgerClient, new_record
 from mrm.client.registry import RegistryClient
 from mrm.drift.compare import Breach, DriftReport, compare
 from mrm.drift.config import MonitorConfig, WindowSpec
-from mrm.drift.decisions import DecisionWindow, gather
+from mrm.drift.decisions import decode, gather_decoded
 from mrm.drift.fairness import body_groups, decision_fairness, outcome_fairness
 from mrm.drift.profile import ReferenceProfile
 from mrm.kernel.schema import InputSchema
@@ -268,10 +268,17 @@ class Monitor:
             if entry is None:
                 body = _body(rec)
                 us = _us(rec.recorded_at)
-                entry = Entry(rec.leaf_index, us, rec.record_id, body, _rows(body, ref.schema))
+                decision = decode(body, ref.schema)  # once: every window reuses it
+                rows = decision.rows if decision is not None else 0
+                entry = Entry(rec.leaf_index, us, rec.record_id, body, rows, decision)
             if not replay:
                 groups = self._groups(entry.body, ref)
-                self.predictions.remember(rec.record_id, predicted_label(entry.body), groups)
+                label = (
+                    predicted_label(entry.body)
+                    if entry.decision is None
+                    else _one(entry.decision.labels)  # the same label, already read
+                )
+                self.predictions.remember(rec.record_id, label, groups)
             buf = self.buffers.get(wkey)
             if buf is None:
                 end = self.window_end_us.get(wkey)
@@ -351,7 +358,7 @@ class Monitor:
         if not entries:
             return
         model, version, spec = wkey
-        decisions = gather(((e.record_id, e.body) for e in entries), ref.schema)
+        decisions = gather_decoded(((e.record_id, e.decision) for e in entries), ref.schema)
         report = compare(ref.profile, decisions.window())
         first, last = entries[0], entries[-1]
         window = {
@@ -498,7 +505,6 @@ def _us(ts: Any) -> int:
     return int(ts.seconds) * 1_000_000 + int(ts.nanos) // 1000
 
 
-def _rows(body: Mapping[str, Any], schema: InputSchema) -> int:
-    probe = DecisionWindow(schema)
-    probe.add("", body)
-    return probe.rows
+def _one(labels: list[Any]) -> object | None:
+    """A one-row decision's label, as `predicted_label` reads it; None otherwise."""
+    return labels[0] if len(labels) == 1 else None

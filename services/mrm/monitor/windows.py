@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mrm.drift.config import WindowSpec
+from mrm.drift.decisions import Decision
 
 _US = 1_000_000
 
@@ -44,6 +45,8 @@ class Entry:
     body: Mapping[str, Any]
     rows: int
     """Rows the decision holds (0 when its body is unreadable)."""
+    decision: Decision | None = None
+    """The body read against the version's schema, once (None: unreadable)."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from mrm.drift.compare import Window
@@ -42,6 +43,19 @@ def _rows(value: Any, width: int, name: str) -> list[list[Any]]:
 
 def feature_rows(inputs: Mapping[str, Any], schema: InputSchema) -> dict[str, list[Any]]:
     """The request's inputs as one column per feature (schema order)."""
+    matrix, columns = _read_inputs(inputs, schema)
+    if matrix is not None:
+        return {f: [r[i] for r in matrix] for i, f in enumerate(schema.names)}
+    assert columns is not None
+    return columns
+
+
+def _read_inputs(
+    inputs: Mapping[str, Any], schema: InputSchema
+) -> tuple[list[list[Any]] | None, dict[str, list[Any]] | None]:
+    """The request's inputs, checked against the schema: a tensor's rows (one value
+    per feature, left as they are: a window transposes all of them at once), or
+    one column per feature."""
     if not isinstance(inputs, Mapping) or not inputs:
         raise UnreadableDecision("the request has no inputs")
     names = schema.names
@@ -49,8 +63,7 @@ def feature_rows(inputs: Mapping[str, Any], schema: InputSchema) -> dict[str, li
         if len(inputs) != 1:
             raise UnreadableDecision(f"want one tensor input, got {len(inputs)}")
         ((name, value),) = inputs.items()
-        rows = _rows(value, len(names), name)
-        return {f: [r[i] for r in rows] for i, f in enumerate(names)}
+        return _rows(value, len(names), name), None
     keys = list(inputs)
     if len(keys) != len(names):
         raise UnreadableDecision(f"want {len(names)} inputs, got {len(keys)}")
@@ -60,7 +73,7 @@ def feature_rows(inputs: Mapping[str, Any], schema: InputSchema) -> dict[str, li
     counts = {len(c) for c in columns.values()}
     if len(counts) != 1 or 0 in counts:
         raise UnreadableDecision("the inputs have different row counts")
-    return columns
+    return None, columns
 
 
 def outputs(response: Mapping[str, Any], rows: int) -> tuple[list[Any], list[float] | None]:
@@ -86,6 +99,48 @@ def outputs(response: Mapping[str, Any], rows: int) -> tuple[list[Any], list[flo
     return labels, scores
 
 
+@dataclass(frozen=True)
+class Decision:
+    """One readable PREDICTION body: its inputs and outputs, checked against the schema."""
+
+    matrix: list[list[Any]] | None
+    """A tensor input's rows, one value per feature in schema order."""
+    columns: Mapping[str, list[Any]] | None
+    """Per-feature inputs: one column per feature (when there is no `matrix`)."""
+    labels: list[Any]
+    scores: list[float] | None
+
+    @property
+    def rows(self) -> int:
+        if self.matrix is not None:
+            return len(self.matrix)
+        return len(next(iter(self.columns.values()), [])) if self.columns else 0
+
+    def column(self, index: int, name: str) -> list[Any]:
+        """The values of the feature at `index` (schema order) named `name`."""
+        if self.matrix is not None:
+            return [r[index] for r in self.matrix]
+        assert self.columns is not None
+        return self.columns[name]
+
+
+def decode(body: Mapping[str, Any], schema: InputSchema) -> Decision | None:
+    """A PREDICTION body read against the schema; None when it is unreadable.
+
+    A follower decodes each body once, when it reads the record, and builds every
+    window that holds it from the result (`gather_decoded`)."""
+    try:
+        request = body.get("request") if isinstance(body, Mapping) else None
+        if not isinstance(request, Mapping):
+            raise UnreadableDecision("no request")
+        matrix, columns = _read_inputs(request.get("inputs", {}), schema)
+        n = len(matrix) if matrix is not None else len(next(iter((columns or {}).values())))
+        labels, scores = outputs(body.get("response", {}), n)
+    except UnreadableDecision:
+        return None
+    return Decision(matrix, columns, labels, scores)
+
+
 @dataclass
 class DecisionWindow:
     """Decisions gathered for one window, and how many bodies could not be read."""
@@ -104,23 +159,20 @@ class DecisionWindow:
 
     def add(self, record_id: str, body: Mapping[str, Any]) -> None:
         """Add one PREDICTION body (all its rows); an unreadable one is only counted."""
-        try:
-            request = body.get("request") if isinstance(body, Mapping) else None
-            if not isinstance(request, Mapping):
-                raise UnreadableDecision("no request")
-            columns = feature_rows(request.get("inputs", {}), self.schema)
-            n = len(next(iter(columns.values())))
-            labels, scores = outputs(body.get("response", {}), n)
-        except UnreadableDecision:
+        self.add_decoded(record_id, decode(body, self.schema))
+
+    def add_decoded(self, record_id: str, decision: Decision | None) -> None:
+        """Add one decoded body (None: unreadable, only counted)."""
+        if decision is None:
             self.unreadable += 1
             return
-        for name in self.schema.names:
-            self.features.setdefault(name, []).extend(columns[name])
-        self.predictions.extend(labels)
-        if scores is None:
+        for i, name in enumerate(self.schema.names):
+            self.features.setdefault(name, []).extend(decision.column(i, name))
+        self.predictions.extend(decision.labels)
+        if decision.scores is None:
             self._has_scores = False
         else:
-            self.scores.extend(scores)
+            self.scores.extend(decision.scores)
         self.record_ids.append(record_id)
 
     def window(self) -> Window:
@@ -133,16 +185,46 @@ class DecisionWindow:
 
 def gather(records: Iterable[tuple[str, Mapping[str, Any]]], schema: InputSchema) -> DecisionWindow:
     """A window of (record id, PREDICTION body) pairs."""
+    return gather_decoded(((rid, decode(body, schema)) for rid, body in records), schema)
+
+
+def gather_decoded(
+    records: Iterable[tuple[str, Decision | None]], schema: InputSchema
+) -> DecisionWindow:
+    """A window of (record id, decoded body) pairs, each column built in one pass:
+    the same window as adding them one by one."""
     out = DecisionWindow(schema)
-    for record_id, body in records:
-        out.add(record_id, body)
+    readable: list[Decision] = []
+    for record_id, decision in records:
+        if decision is None:
+            out.unreadable += 1
+        else:
+            readable.append(decision)
+            out.record_ids.append(record_id)
+    if not readable:
+        return out
+    names = schema.names
+    if all(d.matrix is not None for d in readable):  # tensors: one transposition
+        rows = chain.from_iterable(d.matrix for d in readable if d.matrix is not None)
+        for name, column in zip(names, zip(*rows, strict=True), strict=True):
+            out.features[name] = list(column)
+    else:
+        for i, name in enumerate(names):
+            out.features[name] = list(chain.from_iterable(d.column(i, name) for d in readable))
+    out.predictions = list(chain.from_iterable(d.labels for d in readable))
+    if any(d.scores is None for d in readable):
+        out._has_scores = False
+    out.scores = [s for d in readable if d.scores is not None for s in d.scores]
     return out
 
 
 __all__: Sequence[str] = (
+    "Decision",
     "DecisionWindow",
     "UnreadableDecision",
+    "decode",
     "feature_rows",
     "gather",
+    "gather_decoded",
     "outputs",
 )

@@ -67,8 +67,16 @@ def category(value: object) -> str:
 
 def as_floats(values: Iterable[object]) -> FloatArray:
     """A float array with NaN for every missing or non-numeric value."""
-    series = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
+    items = list(values)
+    if all(type(v) is float or (type(v) is int and -_EXACT < v < _EXACT) for v in items):
+        # What JSON bodies hold: converted directly, as pandas would, without a Series.
+        return np.asarray(items, dtype=np.float64)
+    series = pd.to_numeric(pd.Series(items, dtype=object), errors="coerce")
     return np.asarray(series, dtype=np.float64)
+
+
+_EXACT = 2**53
+"""Integers below this in magnitude are exact as floats."""
 
 
 def _bin_counts(edges: Sequence[float], present: FloatArray) -> FloatArray:
