@@ -83,12 +83,20 @@ def channel(addr: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
 
 
 @contextmanager
-def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iterator[Server]:
+def mrm_up(
+    database_url: str,
+    home: Path,
+    replicas: int = 1,
+    services: tuple[str, ...] = (),
+    **env: str,
+) -> Iterator[Server]:
     """`mrm up` in subprocesses, as a user runs it (authentication on: the benchmark
     presents a token of every role, as a CI job or the proxy would present theirs).
 
     With replicas > 1, several processes share the database and the port
     (SO_REUSEPORT spreads connections), as replicas behind a Service would.
+    With `services`, `mrm serve SERVICES` instead: only those, in one process each
+    replica (a benchmark of the ledger alone, without a monitor following it).
     """
     seed_benchmark_token(home)
     port = free_port()
@@ -108,11 +116,12 @@ def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iter
         **env,
     }
     mrm = str(Path(sys.executable).with_name("mrm"))
-    procs = [subprocess.Popen([mrm, "up"], env=environ, stdout=subprocess.DEVNULL)]
+    command = [mrm, "serve", *services] if services else [mrm, "up"]
+    procs = [subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL)]
     try:
         wait_serving(addr)  # the first creates the log's identity and key
         for _ in range(replicas - 1):
-            procs.append(subprocess.Popen([mrm, "up"], env=environ, stdout=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL))
         time.sleep(3 if replicas > 1 else 0)
         wait_serving(addr)
         yield Server(addr, [p.pid for p in procs], registry_addr)

@@ -147,7 +147,8 @@ def one_round(args: argparse.Namespace, batches: list[pb.AppendRecordsRequest]) 
             "MRM_LEDGER_APPEND_WORKERS": str(args.workers),
             "MRM_HTTP_ADDR": f"127.0.0.1:{free_port()}",  # the reports' server, unused here
         }
-        with mrm_up(url, Path(home), args.replicas, **env) as server:
+        # The ledger alone: no monitor following the appends, no proxy, no explain.
+        with mrm_up(url, Path(home), args.replicas, ("ledger",), **env) as server:
             grpc_append(server.addr, batches[:4], 1)  # warm up connections and caches
             warm = sum(len(b.records) for b in batches[:4])
             ledger = ledger_pids(server.pids)
