@@ -7,9 +7,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats  # type: ignore[import-untyped,unused-ignore]
 
+from mrm.drift.compare import ks_2samp
 from mrm.drift.decisions import DecisionWindow, decode, gather_decoded
 from mrm.drift.profile import as_floats
 from mrm.kernel.schema import Feature, InputSchema
@@ -68,3 +71,19 @@ def test_as_floats_reads_json_numbers_as_pandas_does(values: list[object]) -> No
     got = as_floats(values)
     assert got.dtype == np.float64
     np.testing.assert_array_equal(got, np.asarray(expected, dtype=np.float64))
+
+
+_sample = st.lists(
+    st.one_of(st.integers(-5, 5).map(float), st.floats(-1e3, 1e3)), min_size=1, max_size=60
+)
+
+
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
+@settings(max_examples=300, deadline=None)
+@given(_sample, _sample)
+def test_ks_2samp_is_scipys_whether_remembered_or_not(a: list[float], b: list[float]) -> None:
+    present, sample = np.asarray(a), np.asarray(b)
+    ks = stats.ks_2samp(present, sample)
+    expected = (float(ks.statistic), float(ks.pvalue))
+    assert ks_2samp(present, sample) == expected
+    assert ks_2samp(present, sample) == expected  # the second time from memory

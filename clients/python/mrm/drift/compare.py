@@ -17,6 +17,7 @@ A window with fewer than `min_rows` rows is measured but not judged: no drift, n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -186,6 +187,38 @@ def _chi2(reference: FloatArray, current: FloatArray) -> tuple[float, float]:
     return p, v
 
 
+EXACT_KS_MAX_N = 10_000
+"""Up to this sample size scipy's `ks_2samp` (method "auto") computes the exact p-value."""
+
+_exact_ks: dict[tuple[int, int, int], tuple[float, float]] = {}
+
+
+def ks_2samp(present: FloatArray, sample: FloatArray) -> tuple[float, float]:
+    """scipy's two-sided `ks_2samp`: (statistic, p-value).
+
+    Its exact p-value costs O(n1 * n2) and is a function of the sample sizes and of
+    the statistic in units of 1 / lcm(n1, n2) alone (the statistic it returns is that
+    multiple). Windows of one size meet the same few multiples again and again, so
+    each is asked of scipy once; the multiple is counted here in integers."""
+    n1, n2 = present.size, sample.size
+    if min(n1, n2) == 0 or max(n1, n2) > EXACT_KS_MAX_N:
+        ks = stats.ks_2samp(present, sample)
+        return float(ks.statistic), float(ks.pvalue)
+    a, b = np.sort(present), np.sort(sample)
+    both = np.concatenate([a, b])
+    lcm = math.lcm(n1, n2)
+    below1 = np.searchsorted(a, both, side="right").astype(np.int64) * (lcm // n1)
+    below2 = np.searchsorted(b, both, side="right").astype(np.int64) * (lcm // n2)
+    key = (n1, n2, int(np.abs(below1 - below2).max()))
+    found = _exact_ks.get(key)
+    if found is None:
+        ks = stats.ks_2samp(present, sample)
+        if len(_exact_ks) >= 65_536:
+            _exact_ks.clear()
+        found = _exact_ks[key] = (float(ks.statistic), float(ks.pvalue))
+    return found
+
+
 def _numeric(name: str, ref: NumericProfile, column: Sequence[object]) -> FeatureDrift:
     data = as_floats(column)
     present = data[~np.isnan(data)]
@@ -198,8 +231,7 @@ def _numeric(name: str, ref: NumericProfile, column: Sequence[object]) -> Featur
     drift.current = [float(c) for c in counts / present.size]
     drift.psi, drift.js = _psi_js(np.asarray(ref.proportions, dtype=np.float64), counts)
     sample = np.asarray(ref.sample, dtype=np.float64)
-    ks = stats.ks_2samp(present, sample)
-    drift.ks, drift.ks_p = float(ks.statistic), float(ks.pvalue)
+    drift.ks, drift.ks_p = ks_2samp(present, sample)
     scale = ref.std if ref.std > 0 else 1.0
     drift.wasserstein = float(stats.wasserstein_distance(present, sample)) / scale
     outside = (present < ref.min) | (present > ref.max)
