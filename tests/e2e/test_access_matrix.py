@@ -560,7 +560,7 @@ def expected(probe: Probe, cred: Credential) -> grpc.StatusCode:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def access_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("matrix")
     issuer = Issuer(tmp / "issuer")
     (tmp / "auth.toml").write_text(issuer.config_toml())
@@ -646,17 +646,17 @@ def test_the_matrix_covers_every_rpc_of_every_service() -> None:
 
 @pytest.mark.parametrize("cred", CREDENTIALS, ids=lambda c: c.name)
 def test_every_rpc_answers_this_credential_as_the_policy_says(
-    world: World, cred: Credential
+    access_stack: World, cred: Credential
 ) -> None:
-    authorization = cred.authorization(world)
+    authorization = cred.authorization(access_stack)
     md = (("authorization", authorization),) if authorization is not None else ()
     seen: dict[str, str] = {}
     want: dict[str, str] = {}
     for probe in PROBES:
         secret, said = None, ""
-        before = world.tree_size() if probe.writes else None
+        before = access_stack.tree_size() if probe.writes else None
         try:
-            probe.call(world, md)
+            probe.call(access_stack, md)
             code = OK
         except grpc.RpcError as e:
             code = e.code()
@@ -671,48 +671,52 @@ def test_every_rpc_answers_this_credential_as_the_policy_says(
         seen[probe.name] = code.name
         want[probe.name] = expected(probe, cred).name
         if before is not None and code is not OK:
-            assert world.tree_size() == before, f"a refused {probe.name} changed the ledger"
+            assert access_stack.tree_size() == before, f"a refused {probe.name} changed the ledger"
     assert seen == want
 
 
-def test_refused_registry_writes_leave_nothing_behind(world: World) -> None:
-    md = (("authorization", _bearer(world.tokens["auditor"])),)
+def test_refused_registry_writes_leave_nothing_behind(access_stack: World) -> None:
+    md = (("authorization", _bearer(access_stack.tokens["auditor"])),)
     with pytest.raises(grpc.RpcError) as refused:
-        _registry(world).CreateModel(
+        _registry(access_stack).CreateModel(
             registry_pb2.CreateModelRequest(model=registry_pb2.Model(name="credit-never")),
             metadata=md,
         )
     assert refused.value.code() is DENIED
     assert "auditor@matrix.example" in (refused.value.details() or "")
-    with RegistryClient(world.stack.registry_addr) as reg:
+    with RegistryClient(access_stack.stack.registry_addr) as reg:
         assert "credit-never" not in {m.name for m in reg.list_models()}
         history = list(reg.stage_changes(MODEL))
     with pytest.raises(grpc.RpcError) as promoted:
-        _promote(world, md)
+        _promote(access_stack, md)
     assert promoted.value.code() is DENIED  # an auditor cannot promote
-    with RegistryClient(world.stack.registry_addr) as reg:
+    with RegistryClient(access_stack.stack.registry_addr) as reg:
         assert list(reg.stage_changes(MODEL)) == history
 
 
-def test_the_actor_is_the_principal_whatever_the_request_claims(world: World) -> None:
-    md = (("authorization", _bearer(world.tokens["proxy"])),)
+def test_the_actor_is_the_principal_whatever_the_request_claims(access_stack: World) -> None:
+    md = (("authorization", _bearer(access_stack.tokens["proxy"])),)
     record = new_record("PREDICTION", {"claimed": True}, model_name=MODEL)
     record.actor = "ceo@bank.example"  # what a forger would type
-    before = world.tree_size()
+    before = access_stack.tree_size()
     with pytest.raises(grpc.RpcError) as refused:
-        _ledger(world).AppendRecords(ledger_pb2.AppendRecordsRequest(records=[record]), metadata=md)
+        _ledger(access_stack).AppendRecords(
+            ledger_pb2.AppendRecordsRequest(records=[record]), metadata=md
+        )
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "records[0].actor" in (refused.value.details() or "")
-    assert world.tree_size() == before
+    assert access_stack.tree_size() == before
     record.actor = ""
-    _ledger(world).AppendRecords(ledger_pb2.AppendRecordsRequest(records=[record]), metadata=md)
-    with LedgerClient(world.stack.addr) as ledger:
+    _ledger(access_stack).AppendRecords(
+        ledger_pb2.AppendRecordsRequest(records=[record]), metadata=md
+    )
+    with LedgerClient(access_stack.stack.addr) as ledger:
         assert ledger.get_record(record.record_id).actor == "proxy@matrix.example"
     # A deploy's own account of who ran it is kept, as unverified, beside the principal.
     said = {"ci_actor": "ceo@bank.example", "ci_system": "github-actions"}
-    version = _version_like(world, "9.1.0", deployed_by=said)
-    md = (("authorization", _bearer(world.tokens["deployer"])),)
-    done = _registry(world).RegisterVersion(
+    version = _version_like(access_stack, "9.1.0", deployed_by=said)
+    md = (("authorization", _bearer(access_stack.tokens["deployer"])),)
+    done = _registry(access_stack).RegisterVersion(
         registry_pb2.RegisterVersionRequest(version=version, request_id=new_record_id()),
         metadata=md,
     )
@@ -721,7 +725,7 @@ def test_the_actor_is_the_principal_whatever_the_request_claims(world: World) ->
     assert identity.principal == "deployer@matrix.example"
     assert identity.unverified_claims["ci_actor"] == "ceo@bank.example"
     assert "ci_actor" not in identity.verified_claims
-    with LedgerClient(world.stack.addr) as ledger:
+    with LedgerClient(access_stack.stack.addr) as ledger:
         ingested = ledger.get_record(done.version.ingested_record_id)
     assert ingested.actor == "deployer@matrix.example"
     assert json.loads(ingested.body_json)["identity"]["unverified"]["ci_actor"] == (
@@ -729,74 +733,78 @@ def test_the_actor_is_the_principal_whatever_the_request_claims(world: World) ->
     )
 
 
-def test_a_proxy_token_cannot_forge_a_model_ingested_record(world: World) -> None:
-    before = world.tree_size()
+def test_a_proxy_token_cannot_forge_a_model_ingested_record(access_stack: World) -> None:
+    before = access_stack.tree_size()
     forged = new_record("MODEL_INGESTED", {"forged": True}, model_name=MODEL)
-    md = (("authorization", _bearer(world.tokens["proxy"])),)
+    md = (("authorization", _bearer(access_stack.tokens["proxy"])),)
     with pytest.raises(grpc.RpcError) as refused:
-        _ledger(world).AppendRecords(ledger_pb2.AppendRecordsRequest(records=[forged]), metadata=md)
+        _ledger(access_stack).AppendRecords(
+            ledger_pb2.AppendRecordsRequest(records=[forged]), metadata=md
+        )
     assert refused.value.code() is DENIED
     assert "MODEL_INGESTED" in (refused.value.details() or "")
     # a batch with one forbidden record is refused whole
     mixed = [new_record("PREDICTION", {"ok": 1}), forged]
     with pytest.raises(grpc.RpcError) as whole:
-        _ledger(world).AppendRecords(ledger_pb2.AppendRecordsRequest(records=mixed), metadata=md)
+        _ledger(access_stack).AppendRecords(
+            ledger_pb2.AppendRecordsRequest(records=mixed), metadata=md
+        )
     assert whole.value.code() is DENIED
-    assert world.tree_size() == before
+    assert access_stack.tree_size() == before
 
 
-def test_only_the_services_may_name_whom_they_act_for(world: World) -> None:
+def test_only_the_services_may_name_whom_they_act_for(access_stack: World) -> None:
     md = (
-        ("authorization", _bearer(world.tokens["proxy"])),
+        ("authorization", _bearer(access_stack.tokens["proxy"])),
         ("mrm-on-behalf-of", "ceo@bank.example"),
     )
     with pytest.raises(grpc.RpcError) as refused:
-        _append(world, md)
+        _append(access_stack, md)
     assert refused.value.code() is DENIED
     assert "on behalf" in (refused.value.details() or "")
 
 
-def test_unauthenticated_answers_say_which_credential_failed(world: World) -> None:
+def test_unauthenticated_answers_say_which_credential_failed(access_stack: World) -> None:
     def details(authorization: str | None) -> str:
         md = (("authorization", authorization),) if authorization else ()
         with pytest.raises(grpc.RpcError) as e:
-            _ledger(world).GetCheckpoint(ledger_pb2.GetCheckpointRequest(), metadata=md)
+            _ledger(access_stack).GetCheckpoint(ledger_pb2.GetCheckpointRequest(), metadata=md)
         assert e.value.code() is UNAUTH
         return e.value.details() or ""
 
     assert "no credentials" in details(None)
     assert "not one this server issued" in details(_bearer(tokens.new_token()))
-    assert "was revoked" in details(_bearer(world.tokens["revoked"]))
-    assert "expired" in details(_bearer(world.tokens["expired"]))
-    assert "audience" in details(_bearer(world.issuer.mint(aud="nope")))
-    assert "issuer" in details(_bearer(world.issuer.mint(iss="https://evil.example")))
-    assert "signature" in details(_bearer(world.issuer.mint(key=_STRANGER)))
+    assert "was revoked" in details(_bearer(access_stack.tokens["revoked"]))
+    assert "expired" in details(_bearer(access_stack.tokens["expired"]))
+    assert "audience" in details(_bearer(access_stack.issuer.mint(aud="nope")))
+    assert "issuer" in details(_bearer(access_stack.issuer.mint(iss="https://evil.example")))
+    assert "signature" in details(_bearer(access_stack.issuer.mint(key=_STRANGER)))
     assert "expired" in details(
-        _bearer(world.issuer.mint(exp=int(time.time()) - 600, iat=int(time.time()) - 1200))
+        _bearer(access_stack.issuer.mint(exp=int(time.time()) - 600, iat=int(time.time()) - 1200))
     )
 
 
-def test_a_verified_ci_identity_is_recorded_on_what_it_changes(world: World) -> None:
-    md = (("authorization", _bearer(world.issuer.mint(run_id="777"))),)
-    done = _promote(world, md)
-    with LedgerClient(world.stack.addr) as ledger:
+def test_a_verified_ci_identity_is_recorded_on_what_it_changes(access_stack: World) -> None:
+    md = (("authorization", _bearer(access_stack.issuer.mint(run_id="777"))),)
+    done = _promote(access_stack, md)
+    with LedgerClient(access_stack.stack.addr) as ledger:
         record = ledger.get_record(done.record_id)
     body = json.loads(record.body_json)
     assert record.actor == "ci:acme/credit@refs/heads/main"
     assert body["identity"]["method"] == "oidc"
-    assert body["identity"]["issuer"] == world.issuer.issuer
+    assert body["identity"]["issuer"] == access_stack.issuer.issuer
     verified = body["identity"]["verified"]
     assert verified["repository"] == "acme/credit"
     assert verified["run_id"] == "777"
     assert {"sha", "ref", "actor", "workflow_ref", "jti"} <= verified.keys()
 
 
-def test_a_ci_job_cannot_register_a_commit_other_than_the_one_it_runs(world: World) -> None:
-    before = world.tree_size()
-    md = (("authorization", _bearer(world.issuer.mint(sha="a" * 40))),)
+def test_a_ci_job_cannot_register_a_commit_other_than_the_one_it_runs(access_stack: World) -> None:
+    before = access_stack.tree_size()
+    md = (("authorization", _bearer(access_stack.issuer.mint(sha="a" * 40))),)
     with pytest.raises(grpc.RpcError) as refused:
-        _register(world, md)
+        _register(access_stack, md)
     assert refused.value.code() is DENIED
     assert "source_commit" in (refused.value.details() or "")
     assert "verified id-token" in (refused.value.details() or "")
-    assert world.tree_size() == before
+    assert access_stack.tree_size() == before

@@ -98,7 +98,9 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def g(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Governed]:
+def dashboard_stack(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: str
+) -> Iterator[Governed]:
     with governed(tmp_path_factory.mktemp("dashboard-browser")) as state:
         yield state
 
@@ -123,7 +125,7 @@ SECTIONS = {
 }
 
 
-async def _visit(port: int, g: Governed, token: str, shots: Path) -> dict[str, Any]:
+async def _visit(port: int, dashboard_stack: Governed, token: str, shots: Path) -> dict[str, Any]:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:
             targets = await resp.json(content_type=None)
@@ -133,7 +135,7 @@ async def _visit(port: int, g: Governed, token: str, shots: Path) -> dict[str, A
             try:
                 await page.call("Network.enable")
                 await page.call("Page.enable")
-                await page.goto(f"{g.base}/dashboard")
+                await page.goto(f"{dashboard_stack.base}/dashboard")
                 seen: dict[str, Any] = {"first_path": await page.value("location.pathname")}
                 await page.value(
                     f"document.getElementById('token').value = {json.dumps(token)};"
@@ -172,10 +174,12 @@ async def _visit(port: int, g: Governed, token: str, shots: Path) -> dict[str, A
             return seen
 
 
-def test_the_dashboard_in_chromium(browser: Browser, g: Governed, tmp_path: Path) -> None:
+def test_the_dashboard_in_chromium(
+    browser: Browser, dashboard_stack: Governed, tmp_path: Path
+) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    seen = asyncio.run(_visit(browser.port, g, g.auditor, shots))
+    seen = asyncio.run(_visit(browser.port, dashboard_stack, dashboard_stack.auditor, shots))
 
     assert seen["first_path"] == "/login"  # no session yet: the sign-in page first
     for key, heading in SECTIONS.items():
@@ -191,14 +195,21 @@ def test_the_dashboard_in_chromium(browser: Browser, g: Governed, tmp_path: Path
 
     links = [u.split("#")[0] for u in seen["links"]]
     records = {u for u in links if "/dashboard/records/" in u and not u.endswith("proof.json")}
-    ids = (g.drift_id, g.outcomes_id, g.firing_id, g.gap_id, g.refusal_id, g.fairness_id)
+    ids = (
+        dashboard_stack.drift_id,
+        dashboard_stack.outcomes_id,
+        dashboard_stack.firing_id,
+        dashboard_stack.gap_id,
+        dashboard_stack.refusal_id,
+        dashboard_stack.fairness_id,
+    )
     for record_id in ids:
-        assert f"{g.base}/dashboard/records/{record_id}" in records
+        assert f"{dashboard_stack.base}/dashboard/records/{record_id}" in records
     bad = {url: status for url, status in seen["statuses"].items() if status != 200}
     assert bad == {}
     assert "This record is in the ledger, unaltered." in seen["record_text"]
 
-    here = urlsplit(g.base).netloc
+    here = urlsplit(dashboard_stack.base).netloc
     elsewhere = [
         u
         for u in seen["requests"]

@@ -25,15 +25,15 @@ from mrm.cli.main import mrmctl
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
 from tests.conftest import RunningLedger
-
-# Re-exported (`as`) for the tests that still import them from here.
-from tests.support.credit import Builder as Builder
-from tests.support.credit import applicants as applicants
-from tests.support.credit import deploy as deploy
-from tests.support.credit import pipeline_model as pipeline_model
-from tests.support.credit import project as project
-from tests.support.credit import regressor as regressor
-from tests.support.credit import tree_model as tree_model
+from tests.support.credit import (
+    Builder,
+    applicants,
+    deploy,
+    pipeline_model,
+    project,
+    regressor,
+    tree_model,
+)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from tests.support.ledger_cli import append_many, cli, first_bad_leaf, ok_json, 
 
 
 @pytest.fixture
-def db(ledger_server: RunningLedger) -> Iterator[sqlite3.Connection]:
+def ledger_db(ledger_server: RunningLedger) -> Iterator[sqlite3.Connection]:
     append_many(ledger_server.addr, 40)
     refresh(ledger_server.addr)
     append_many(ledger_server.addr, 40, start=40)
@@ -42,20 +42,22 @@ def _rewritten(addr: str, index: int) -> tuple[str, str, bytes]:
     return rec.record_id, rec.body_json, leaf_hash(leaf_bytes_from_proto(rec))
 
 
-def test_changed_body(ledger_server: RunningLedger, db: sqlite3.Connection) -> None:
+def test_changed_body(ledger_server: RunningLedger, ledger_db: sqlite3.Connection) -> None:
     record_id, body, _ = _rewritten(ledger_server.addr, 57)
-    db.execute("UPDATE ledger_leaves SET body = ? WHERE leaf_index = 57", (body,))
-    db.commit()
+    ledger_db.execute("UPDATE ledger_leaves SET body = ? WHERE leaf_index = 57", (body,))
+    ledger_db.commit()
     bad = first_bad_leaf(ledger_server.addr)
     assert (bad["leaf_index"], bad["record_id"]) == (57, record_id)
 
 
-def test_changed_body_and_stored_hash(ledger_server: RunningLedger, db: sqlite3.Connection) -> None:
+def test_changed_body_and_stored_hash(
+    ledger_server: RunningLedger, ledger_db: sqlite3.Connection
+) -> None:
     record_id, body, new_hash = _rewritten(ledger_server.addr, 23)
-    db.execute(
+    ledger_db.execute(
         "UPDATE ledger_leaves SET body = ?, leaf_hash = ? WHERE leaf_index = 23", (body, new_hash)
     )
-    db.commit()
+    ledger_db.commit()
     bad = first_bad_leaf(ledger_server.addr)
     reason = str(bad["reason"])
     if bad["leaf_index"] == 23:
@@ -72,8 +74,8 @@ def test_changed_body_and_stored_hash(ledger_server: RunningLedger, db: sqlite3.
     assert f"first bad leaf: {bad['leaf_index']}" in text.stdout
 
 
-def test_deleted_row(ledger_server: RunningLedger, db: sqlite3.Connection) -> None:
-    db.execute("DELETE FROM ledger_leaves WHERE leaf_index = 31")
-    db.commit()
+def test_deleted_row(ledger_server: RunningLedger, ledger_db: sqlite3.Connection) -> None:
+    ledger_db.execute("DELETE FROM ledger_leaves WHERE leaf_index = 31")
+    ledger_db.commit()
     bad = first_bad_leaf(ledger_server.addr)
     assert (bad["leaf_index"], bad["record_id"]) == (31, None)

@@ -19,7 +19,8 @@ from mrm.cli.main import mrmctl
 from mrm.client.ids import new_record_id
 from mrm.client.monitor import MonitorClient
 from mrm.v1 import ledger_pb2, monitor_pb2, monitor_pb2_grpc
-from tests.e2e.monitor_helpers import (
+from tests.support.auth import TEST_PRINCIPAL, channel
+from tests.support.monitor_cli import (
     FEATURES,
     MODEL,
     VERSION,
@@ -28,13 +29,14 @@ from tests.e2e.monitor_helpers import (
     drifted_stack,
     rpc_error,
 )
-from tests.support.auth import TEST_PRINCIPAL, channel
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Drifted]:
+def drifted_monitor(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: str
+) -> Iterator[Drifted]:
     yield from drifted_stack(tmp_path_factory.mktemp("monitor-cli"))
 
 
@@ -42,9 +44,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Ite
 def judged(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Drifted]:
     """Another drifted stack, whose decisions then all turned out "1" (the model
     mostly said "0"): the monitor judges an outcomes window too."""
-    for world in drifted_stack(tmp_path_factory.mktemp("monitor-outcomes")):
-        outcomes = [monitor_pb2.Outcome(mrm_record_id=d, label="1") for d in world.decisions]
-        with MonitorClient(world.monitor_addr) as monitor:
+    for drifted_monitor in drifted_stack(tmp_path_factory.mktemp("monitor-outcomes")):
+        outcomes = [
+            monitor_pb2.Outcome(mrm_record_id=d, label="1") for d in drifted_monitor.decisions
+        ]
+        with MonitorClient(drifted_monitor.monitor_addr) as monitor:
             assert monitor.record_outcomes(outcomes).recorded == len(outcomes)
             deadline = time.monotonic() + 90
             while not any(
@@ -53,12 +57,12 @@ def judged(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> It
             ):
                 assert time.monotonic() < deadline, "no outcomes window was judged"
                 time.sleep(0.2)
-        yield world
+        yield drifted_monitor
 
 
 @pytest.fixture
-def stub(world: Drifted) -> Iterator[monitor_pb2_grpc.MonitorServiceStub]:
-    with channel(world.monitor_addr) as ch:
+def stub(drifted_monitor: Drifted) -> Iterator[monitor_pb2_grpc.MonitorServiceStub]:
+    with channel(drifted_monitor.monitor_addr) as ch:
         yield monitor_pb2_grpc.MonitorServiceStub(ch)
 
 
@@ -76,8 +80,8 @@ def _one_error(result: Result, code: int, *needles: str) -> str:
 # -- drift -----------------------------------------------------------------------------
 
 
-def test_drift_json_puts_the_drifted_feature_first(world: Drifted) -> None:
-    done = world.run("drift", MODEL, "--output", "json")
+def test_drift_json_puts_the_drifted_feature_first(drifted_monitor: Drifted) -> None:
+    done = drifted_monitor.run("drift", MODEL, "--output", "json")
     assert done.exit_code == 0, done.output
     (window,) = json.loads(done.stdout)
     assert (window["model"], window["version"]) == (MODEL, VERSION)
@@ -98,12 +102,14 @@ def test_drift_json_puts_the_drifted_feature_first(world: Drifted) -> None:
     assert {b["feature"] for b in window["breaches"] if b["rule"] == "feature_drift"} == {"income"}
     assert window["prediction"]["labels"]
     # It is the DRIFT record the alerts point at.
-    drift_ids = {orjson.loads(a.body_json)["drift_record_id"] for a in world.alerts}
+    drift_ids = {orjson.loads(a.body_json)["drift_record_id"] for a in drifted_monitor.alerts}
     assert drift_ids == {window["record_id"]}
 
 
-def test_drift_table_lists_the_drifted_feature_first_and_the_breaches(world: Drifted) -> None:
-    done = world.run("drift", MODEL, "--since", "7d")
+def test_drift_table_lists_the_drifted_feature_first_and_the_breaches(
+    drifted_monitor: Drifted,
+) -> None:
+    done = drifted_monitor.run("drift", MODEL, "--since", "7d")
     assert done.exit_code == 0, done.output
     out = done.stdout
     assert f"window of {WINDOW_ROWS} decisions" in out
@@ -118,12 +124,15 @@ def test_drift_table_lists_the_drifted_feature_first_and_the_breaches(world: Dri
     assert "predictions: PSI" in out
 
 
-def test_drift_without_windows_is_a_friendly_line(world: Drifted) -> None:
-    none_yet = world.run("drift", MODEL, "--version", "9.9.9")
+def test_drift_without_windows_is_a_friendly_line(drifted_monitor: Drifted) -> None:
+    none_yet = drifted_monitor.run("drift", MODEL, "--version", "9.9.9")
     assert none_yet.exit_code == 0, none_yet.output
     assert "no window of credit-risk 9.9.9 has been evaluated yet" in none_yet.stdout
-    assert json.loads(world.run("drift", MODEL, "--version", "9.9.9", "-o", "json").stdout) == []
-    future = world.run("drift", MODEL, "--since", "2999-01-01T00:00:00Z")
+    assert (
+        json.loads(drifted_monitor.run("drift", MODEL, "--version", "9.9.9", "-o", "json").stdout)
+        == []
+    )
+    future = drifted_monitor.run("drift", MODEL, "--since", "2999-01-01T00:00:00Z")
     assert future.exit_code == 0, future.output
     assert "no window" in future.stdout
 
@@ -188,9 +197,9 @@ def test_drift_shows_live_metrics_against_the_deploy_time_ones(judged: Drifted) 
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
-    world: Drifted, args: tuple[str, ...], code: int, needles: tuple[str, ...]
+    drifted_monitor: Drifted, args: tuple[str, ...], code: int, needles: tuple[str, ...]
 ) -> None:
-    _one_error(world.run(*args), code, *needles)
+    _one_error(drifted_monitor.run(*args), code, *needles)
 
 
 def test_an_unreachable_monitor_is_exit_3() -> None:
@@ -203,35 +212,44 @@ def test_an_unreachable_monitor_is_exit_3() -> None:
 # -- alerts ----------------------------------------------------------------------------
 
 
-def test_list_acknowledge_and_list_again(world: Drifted) -> None:
-    listed = world.run("alerts", "list", "--model", MODEL, "-o", "json")
+def test_list_acknowledge_and_list_again(drifted_monitor: Drifted) -> None:
+    listed = drifted_monitor.run("alerts", "list", "--model", MODEL, "-o", "json")
     assert listed.exit_code == 0, listed.output
     firing = json.loads(listed.stdout)
     assert firing
     assert all(a["state"] == "firing" for a in firing)
     assert {a["feature"] for a in firing if a["rule"] == "feature_drift"} == {"income"}
     assert all(a["acknowledged_by"] is None for a in firing)
-    table = world.run("alerts", "list")
+    table = drifted_monitor.run("alerts", "list")
     assert table.exit_code == 0, table.output
     assert "FIRING" in table.stdout
     target = firing[-1]["record_id"]
     assert target in table.stdout
 
     # The auditor reads but may not acknowledge; nor may a deployer of other models.
-    assert world.run("alerts", "list", token=world.tokens["auditor"]).exit_code == 0
-    before = world.tree_size()
-    _one_error(world.run("alerts", "ack", target, token=world.tokens["auditor"]), 5)
-    _one_error(world.run("alerts", "ack", target, token=world.tokens["fraud-ops"]), 5, MODEL)
-    assert world.tree_size() == before
+    assert (
+        drifted_monitor.run("alerts", "list", token=drifted_monitor.tokens["auditor"]).exit_code
+        == 0
+    )
+    before = drifted_monitor.tree_size()
+    _one_error(
+        drifted_monitor.run("alerts", "ack", target, token=drifted_monitor.tokens["auditor"]), 5
+    )
+    _one_error(
+        drifted_monitor.run("alerts", "ack", target, token=drifted_monitor.tokens["fraud-ops"]),
+        5,
+        MODEL,
+    )
+    assert drifted_monitor.tree_size() == before
 
-    acked = world.run(
-        "alerts", "ack", target, "--note", "new income source", token=world.tokens["ops"]
+    acked = drifted_monitor.run(
+        "alerts", "ack", target, "--note", "new income source", token=drifted_monitor.tokens["ops"]
     )
     assert acked.exit_code == 0, acked.output
     assert "acknowledged alert" in acked.stdout
     acks = [
         r
-        for r in world.records("ALERT")
+        for r in drifted_monitor.records("ALERT")
         if orjson.loads(r.body_json).get("alert_record_id") == target
     ]
     assert len(acks) == 1
@@ -243,39 +261,43 @@ def test_list_acknowledge_and_list_again(world: Drifted) -> None:
     assert ack.actor == "ops@bank.example"  # the caller's principal, not the monitor's
     assert ack.model_name == MODEL
     assert ack.model_version == VERSION
-    size = world.tree_size()
+    size = drifted_monitor.tree_size()
 
-    again = world.run("alerts", "ack", target, "--note", "twice", token=world.tokens["ops"])
+    again = drifted_monitor.run(
+        "alerts", "ack", target, "--note", "twice", token=drifted_monitor.tokens["ops"]
+    )
     assert again.exit_code == 0, again.output
     assert "already acknowledged by ops@bank.example" in again.stdout
     assert ack.record_id in again.stdout
-    assert world.tree_size() == size  # nothing appended
-    again_json = json.loads(world.run("alerts", "ack", target, "-o", "json").stdout)
+    assert drifted_monitor.tree_size() == size  # nothing appended
+    again_json = json.loads(drifted_monitor.run("alerts", "ack", target, "-o", "json").stdout)
     assert again_json["already_acknowledged"] is True
     assert again_json["acknowledgement_record_id"] == ack.record_id
     assert again_json["alert"]["note"] == "new income source"
 
-    done = json.loads(world.run("alerts", "list", "--state", "acknowledged", "-o", "json").stdout)
+    done = json.loads(
+        drifted_monitor.run("alerts", "list", "--state", "acknowledged", "-o", "json").stdout
+    )
     assert [a["record_id"] for a in done] == [target]
     assert done[0]["state"] == "acknowledged"
     assert done[0]["acknowledged_by"] == "ops@bank.example"
     assert done[0]["note"] == "new income source"
-    still = json.loads(world.run("alerts", "list", "-o", "json").stdout)
+    still = json.loads(drifted_monitor.run("alerts", "list", "-o", "json").stdout)
     assert target not in {a["record_id"] for a in still}
     assert len(still) == len(firing) - 1
-    every = json.loads(world.run("alerts", "list", "--state", "all", "-o", "json").stdout)
+    every = json.loads(drifted_monitor.run("alerts", "list", "--state", "all", "-o", "json").stdout)
     assert {a["record_id"] for a in every} >= {a["record_id"] for a in firing}
-    text = world.run("alerts", "list", "--state", "acknowledged")
+    text = drifted_monitor.run("alerts", "list", "--state", "acknowledged")
     assert "ACKNOWLEDGED" in text.stdout
     assert "ops@bank.example" in text.stdout
     limited = json.loads(
-        world.run("alerts", "list", "--state", "all", "--limit", "1", "-o", "json").stdout
+        drifted_monitor.run("alerts", "list", "--state", "all", "--limit", "1", "-o", "json").stdout
     )
     assert len(limited) == 1
 
 
 def test_list_alerts_pages_walk_every_alert(
-    world: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
+    drifted_monitor: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
 ) -> None:
     whole = stub.ListAlerts(monitor_pb2.ListAlertsRequest(model_name=MODEL, page_size=1000))
     assert not whole.next_page_token
@@ -307,7 +329,7 @@ def _violation(error: grpc.RpcError, code: grpc.StatusCode, field: str) -> str:
 
 
 def test_get_drift_rejects_bad_requests(
-    world: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
+    drifted_monitor: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
 ) -> None:
     def get(**kw: object) -> object:
         return lambda: stub.GetDrift(monitor_pb2.GetDriftRequest(**kw))  # type: ignore[arg-type]
@@ -328,7 +350,7 @@ def test_get_drift_rejects_bad_requests(
 
 
 def test_list_alerts_rejects_bad_requests(
-    world: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
+    drifted_monitor: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
 ) -> None:
     def list_(**kw: object) -> object:
         return lambda: stub.ListAlerts(monitor_pb2.ListAlertsRequest(**kw))  # type: ignore[arg-type]
@@ -347,50 +369,50 @@ def test_list_alerts_rejects_bad_requests(
 
 
 def test_acknowledge_alert_rejects_bad_requests(
-    world: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
+    drifted_monitor: Drifted, stub: monitor_pb2_grpc.MonitorServiceStub
 ) -> None:
     def ack(alert_id: str, note: str = "") -> object:
         return lambda: stub.AcknowledgeAlert(
             monitor_pb2.AcknowledgeAlertRequest(alert_record_id=alert_id, note=note)
         )
 
-    before = world.tree_size()
+    before = drifted_monitor.tree_size()
     _violation(rpc_error(ack("")), INVALID, "alert_record_id")
     _violation(rpc_error(ack("not-a-uuid")), INVALID, "alert_record_id")
-    upper = world.alerts[0].record_id.upper()  # not the canonical spelling of a record id
+    upper = drifted_monitor.alerts[0].record_id.upper()  # not the canonical spelling of a record id
     _violation(rpc_error(ack(upper)), INVALID, "alert_record_id")
     unknown = rpc_error(ack(new_record_id()))
     assert unknown.code() is grpc.StatusCode.NOT_FOUND, unknown.details()
     # a record that is not a raised alert: a decision, and the window's DRIFT record
-    drift_id = orjson.loads(world.alerts[0].body_json)["drift_record_id"]
-    for not_alert in (world.decisions[0], drift_id):
+    drift_id = orjson.loads(drifted_monitor.alerts[0].body_json)["drift_record_id"]
+    for not_alert in (drifted_monitor.decisions[0], drift_id):
         _violation(rpc_error(ack(not_alert)), INVALID, "alert_record_id")
-    _violation(rpc_error(ack(world.alerts[0].record_id, "x" * 1001)), INVALID, "note")
-    assert world.tree_size() == before  # nothing refused was recorded
+    _violation(rpc_error(ack(drifted_monitor.alerts[0].record_id, "x" * 1001)), INVALID, "note")
+    assert drifted_monitor.tree_size() == before  # nothing refused was recorded
 
 
-def test_an_acknowledgement_record_is_not_an_alert(world: Drifted) -> None:
+def test_an_acknowledgement_record_is_not_an_alert(drifted_monitor: Drifted) -> None:
     """Acknowledging the acknowledgement (an ALERT record too) is refused."""
-    alert = world.alerts[0].record_id
-    done = json.loads(world.run("alerts", "ack", alert, "-o", "json").stdout)
+    alert = drifted_monitor.alerts[0].record_id
+    done = json.loads(drifted_monitor.run("alerts", "ack", alert, "-o", "json").stdout)
     ack_id = done["acknowledgement_record_id"]
     if not done["already_acknowledged"]:
         assert done["alert"]["acknowledged_by"] == TEST_PRINCIPAL
-    with channel(world.monitor_addr) as ch:
+    with channel(drifted_monitor.monitor_addr) as ch:
         error = rpc_error(
             lambda: monitor_pb2_grpc.MonitorServiceStub(ch).AcknowledgeAlert(
                 monitor_pb2.AcknowledgeAlertRequest(alert_record_id=ack_id)
             )
         )
     _violation(error, INVALID, "alert_record_id")
-    kinds = {r.record_id: r.kind for r in world.records("ALERT")}
+    kinds = {r.record_id: r.kind for r in drifted_monitor.records("ALERT")}
     assert kinds[ack_id] == ledger_pb2.RECORD_KIND_ALERT
 
 
-def test_a_note_over_1000_characters_is_refused_by_the_cli(world: Drifted) -> None:
-    alert = world.alerts[0].record_id
-    _one_error(world.run("alerts", "ack", alert, "--note", "n" * 1001), 2, "note", "1001")
+def test_a_note_over_1000_characters_is_refused_by_the_cli(drifted_monitor: Drifted) -> None:
+    alert = drifted_monitor.alerts[0].record_id
+    _one_error(drifted_monitor.run("alerts", "ack", alert, "--note", "n" * 1001), 2, "note", "1001")
 
 
-def test_an_unknown_model_in_the_cli_is_not_a_traceback(world: Drifted) -> None:
-    _one_error(world.run("drift", "ghost", "-o", "json"), 2, "ghost")
+def test_an_unknown_model_in_the_cli_is_not_a_traceback(drifted_monitor: Drifted) -> None:
+    _one_error(drifted_monitor.run("drift", "ghost", "-o", "json"), 2, "ghost")

@@ -24,8 +24,8 @@ from mrm.drift.fairness import NOT_AN_INPUT
 from mrm.monitor.live import predicted_label
 from mrm.v1 import registry_pb2
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import applicants, deploy, pipeline_model
-from tests.e2e.test_monitor_engine import MONITOR_TOML, World, _drain
+from tests.support.credit import applicants, deploy, pipeline_model
+from tests.support.monitored import MONITOR_TOML, World, drain
 
 FEATURES = ["income", "debt_to_income", "credit_history_months", "employment"]
 FAIRNESS = (
@@ -45,7 +45,7 @@ def _people(n: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.fixture
-def world(
+def monitored_stack(
     pg_ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> World:
     train, test = _people(600, 1), _people(300, 2)
@@ -81,8 +81,10 @@ def _biased(n: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-def test_biased_decisions_raise_a_fairness_alert_in_the_ledger(world: World) -> None:
-    with RegistryClient(world.stack.registry_addr, auth=world.monitor_auth) as reg:
+def test_biased_decisions_raise_a_fairness_alert_in_the_ledger(monitored_stack: World) -> None:
+    with RegistryClient(
+        monitored_stack.stack.registry_addr, auth=monitored_stack.monitor_auth
+    ) as reg:
         version = reg.get_version("credit-risk", "1.0.0")
         shas = {a.role: a.sha256 for a in version.artifacts}
         profile = orjson.loads(reg.download(shas[registry_pb2.ARTIFACT_ROLE_REFERENCE_PROFILE]))
@@ -96,17 +98,17 @@ def test_biased_decisions_raise_a_fairness_alert_in_the_ledger(world: World) -> 
     told: list[str] = []
 
     def notify(alert_id: str, alert: dict[str, Any]) -> None:
-        assert world.reader.get_record(alert_id).kind  # recorded first
+        assert monitored_stack.reader.get_record(alert_id).kind  # recorded first
         told.append(alert_id)
 
-    monitor = world.monitor(notify)
+    monitor = monitored_stack.monitor(notify)
     monitor.resume()
     frame = _biased(300, 21)
-    served = world.serve(frame)
-    _drain(monitor)
+    served = monitored_stack.serve(frame)
+    drain(monitor)
 
     (drift,) = [
-        r for r in world.kinds("DRIFT") if "fairness" in orjson.loads(r.body_json)
+        r for r in monitored_stack.kinds("DRIFT") if "fairness" in orjson.loads(r.body_json)
     ]  # one window of 300 decisions
     body = orjson.loads(drift.body_json)
     employment = body["fairness"]["attributes"]["employment"]
@@ -115,7 +117,8 @@ def test_biased_decisions_raise_a_fairness_alert_in_the_ledger(world: World) -> 
     assert employment["p_value"] < 0.01
     # fairlearn on the same rows: the window's decisions as the ledger holds them.
     labels = [
-        str(predicted_label(orjson.loads(world.reader.get_record(r).body_json))) for r in served
+        str(predicted_label(orjson.loads(monitored_stack.reader.get_record(r).body_json)))
+        for r in served
     ]
     favourable = np.asarray([label == "0" for label in labels], dtype=int)
     want = demographic_parity_ratio(
@@ -127,7 +130,7 @@ def test_biased_decisions_raise_a_fairness_alert_in_the_ledger(world: World) -> 
 
     fairness = [
         orjson.loads(a.body_json) | {"id": a.record_id}
-        for a in world.kinds("ALERT")
+        for a in monitored_stack.kinds("ALERT")
         if orjson.loads(a.body_json).get("rule") == "fairness"
     ]
     (alert,) = fairness

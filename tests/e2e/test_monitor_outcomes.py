@@ -18,8 +18,8 @@ from mrm.client.ledger import LedgerClient, new_record
 from mrm.monitor.live import DECISION_KEY, LABEL_KEY, predicted_label
 from mrm.v1 import monitor_pb2, monitor_pb2_grpc
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import deploy, project, tree_model
-from tests.e2e.test_monitor_engine import MONITOR_TOML, World, _applications, _drain
+from tests.support.credit import deploy, project, tree_model
+from tests.support.monitored import MONITOR_TOML, World, applications, drain
 
 
 @pytest.fixture
@@ -92,15 +92,15 @@ def test_outcomes_worse_than_at_deploy_raise_a_performance_alert(
 
     monitor = world.monitor(notify)
     monitor.resume()
-    served = world.serve(_applications(600, 91))
+    served = world.serve(applications(600, 91))
     predicted = _predicted(world, served)
-    _drain(monitor)
+    drain(monitor)
     writer = LedgerClient(world.stack.addr, auth=world.monitor_auth)
 
     # 200 right answers (and one about a decision that does not exist): silent.
     _outcomes(writer, [("0190e0d2-0000-7000-8000-00000000dead", "1")])
     _outcomes(writer, list(zip(served[:200], predicted[:200], strict=True)))
-    _drain(monitor)
+    drain(monitor)
     (good,) = _performance(world)
     assert good["window"]["rows"] == 200
     assert good["window"]["unjoined"] == 1
@@ -112,7 +112,7 @@ def test_outcomes_worse_than_at_deploy_raise_a_performance_alert(
     # 80 of the next 200 wrong: accuracy 0.6, far below the deploy-time value.
     labels = [_flip(p) if i < 80 else p for i, p in enumerate(predicted[200:400])]
     _outcomes(writer, list(zip(served[200:400], labels, strict=True)))
-    _drain(monitor)
+    drain(monitor)
     bad = _performance(world)[1]
     assert bad["metrics"]["live"]["accuracy"] == pytest.approx(0.6)
     assert bad["report"]["p_values"]["accuracy"] < 0.001  # the drop is no sampling noise
@@ -146,7 +146,7 @@ def test_outcomes_worse_than_at_deploy_raise_a_performance_alert(
     again.resume()
     assert again.next_leaf > world.reader.get_record(served[-1]).leaf_index
     _outcomes(writer, list(zip(served[400:600], predicted[400:600], strict=True)))
-    _drain(again)
+    drain(again)
     third = _performance(world)[2]
     assert third["window"]["rows"] == 200
     assert third["window"]["unjoined"] == 0

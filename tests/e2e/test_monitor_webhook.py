@@ -25,8 +25,8 @@ from mrm.client.channel import ServiceClient
 from mrm.client.ledger import LedgerClient
 from mrm.v1 import ledger_pb2, monitor_pb2, monitor_pb2_grpc
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_deploy import deploy, project, tree_model
-from tests.e2e.test_monitor_engine import MONITOR_TOML, World, _applications
+from tests.support.credit import deploy, project, tree_model
+from tests.support.monitored import MONITOR_TOML, World, applications
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,8 @@ def test_a_flaky_webhook_gets_each_alert_once_after_the_ledger_has_it(
     stack = _stack(tmp_path / "mrm-home", pg_url, receiver)
     try:
         world = _deployed(stack, tmp_path, monkeypatch, receiver)
-        world.serve(_applications(300, 61))
-        world.serve(_applications(300, 62, income_factor=1.8))
+        world.serve(applications(300, 61))
+        world.serve(applications(300, 62, income_factor=1.8))
         _until("an alert", lambda: bool(_alert_ids(world)))
         alerts = _alert_ids(world)
         _until(
@@ -250,13 +250,13 @@ def test_a_hanging_webhook_does_not_stop_monitoring(
     stack = _stack(tmp_path / "mrm-home", pg_url, receiver, timeout=1.0)
     try:
         world = _deployed(stack, tmp_path, monkeypatch, receiver)
-        world.serve(_applications(300, 71))
-        world.serve(_applications(300, 72, income_factor=1.8))
+        world.serve(applications(300, 71))
+        world.serve(applications(300, 72, income_factor=1.8))
         _until("an alert", lambda: bool(_alert_ids(world)))
         _until("the webhook called", lambda: receiver.arrived > 0)
         # The webhook hangs; later windows are judged all the same.
-        world.serve(_applications(300, 73))
-        world.serve(_applications(300, 74))
+        world.serve(applications(300, 73))
+        world.serve(applications(300, 74))
         _until("two more windows", lambda: len(world.kinds("DRIFT")) == 4)
         _until(
             "the webhook's failure counted",
@@ -279,8 +279,8 @@ def test_an_alert_recorded_but_never_sent_is_sent_once_after_a_restart(
     first = _stack(home, pg_url, None)
     try:
         world = _deployed(first, tmp_path, monkeypatch, None)
-        world.serve(_applications(300, 81))
-        world.serve(_applications(300, 82, income_factor=1.8))
+        world.serve(applications(300, 81))
+        world.serve(applications(300, 82, income_factor=1.8))
         _until("an alert", lambda: bool(_alert_ids(world)))
         alerts = _alert_ids(world)
     finally:
@@ -316,7 +316,7 @@ def _restart(
         # and so re-submitted every firing alert; the outbox keeps them unsent.
         before = len(list(ledger.query(kind="DRIFT")))
         world.proxy = LedgerClient(stack.addr, auth=world.proxy.auth)
-        world.serve(_applications(300, seed, income_factor=1.8))
+        world.serve(applications(300, seed, income_factor=1.8))
         _until("a window", lambda: len(list(ledger.query(kind="DRIFT"))) == before + 1)
         _until("the notifier idle", lambda: _metric(stack, "mrm_monitor_webhook_queue_depth") == 0)
         assert len(_alert_ids_of(ledger)) == len(alerts)

@@ -13,8 +13,8 @@ import pytest
 
 from mrm.v1 import ledger_pb2
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import deploy, project, tree_model
-from tests.e2e.test_monitor_engine import MONITOR_TOML, World, _applications, _drain
+from tests.support.credit import deploy, project, tree_model
+from tests.support.monitored import MONITOR_TOML, World, applications, drain
 
 ROLLING_TOML = "[monitor]\nmin_rows = 200\n[[monitor.window]]\nrows = 300\nstep = 100\n"
 LARGE_TOML = "[monitor]\nmin_rows = 200\n[[monitor.window]]\nrows = 3000\n"
@@ -47,10 +47,10 @@ def test_rolling_windows_overlap_by_step_and_survive_a_restart(
     world = _world(pg_ledger_server, tmp_path, monkeypatch, ROLLING_TOML)
     first = world.monitor()
     first.resume()
-    served = world.serve(_applications(300, 31))
-    _drain(first)
-    served += world.serve(_applications(250, 32))
-    _drain(first)
+    served = world.serve(applications(300, 31))
+    drain(first)
+    served += world.serve(applications(250, 32))
+    drain(first)
     leaf = {rid: world.reader.get_record(rid).leaf_index for rid in served}
     windows = _windows(world)
     # Full at 300 decisions, then every 100 more over the last 300.
@@ -65,8 +65,8 @@ def test_rolling_windows_overlap_by_step_and_survive_a_restart(
     second = world.monitor()
     second.resume()
     assert second.next_leaf == leaf[served[200]]  # the latest window's first decision
-    served += world.serve(_applications(50, 33))
-    _drain(second)
+    served += world.serve(applications(50, 33))
+    drain(second)
     leaf.update({rid: world.reader.get_record(rid).leaf_index for rid in served[550:]})
     windows = _windows(world)
     assert len(windows) == 4
@@ -79,7 +79,7 @@ def test_rolling_windows_overlap_by_step_and_survive_a_restart(
     # Judged again from scratch, the same windows are the same records: nothing new.
     drift_ids = [r.record_id for r in world.kinds("DRIFT")]
     third = world.monitor()  # knowing nothing: from leaf 0
-    _drain(third)
+    drain(third)
     assert third.evaluated == 4
     assert [r.record_id for r in world.kinds("DRIFT")] == drift_ids
 
@@ -91,8 +91,8 @@ def test_two_windows_are_each_judged_across_a_restart(
     tumbling, rolling = {"rows": 300}, {"rows": 200, "step": 100}
     first = world.monitor()
     first.resume()
-    served = world.serve(_applications(350, 61))
-    _drain(first)
+    served = world.serve(applications(350, 61))
+    drain(first)
 
     def by_spec(spec: dict[str, int]) -> list[tuple[int, int]]:
         index = {world.reader.get_record(rid).leaf_index: i for i, rid in enumerate(served)}
@@ -111,8 +111,8 @@ def test_two_windows_are_each_judged_across_a_restart(
     # The tumbling window needs decision 300 on, the rolling one its latest window's
     # first decision (100): the least of the two.
     assert second.next_leaf == world.reader.get_record(served[100]).leaf_index
-    served += world.serve(_applications(250, 62, income_factor=1.8))
-    _drain(second)
+    served += world.serve(applications(250, 62, income_factor=1.8))
+    drain(second)
     assert by_spec(tumbling) == [(0, 299), (300, 599)]
     assert by_spec(rolling) == [(0, 199), (100, 299), (200, 399), (300, 499), (400, 599)]
     drift = world.kinds("DRIFT")
@@ -125,7 +125,7 @@ def test_two_windows_are_each_judged_across_a_restart(
     # Judged again from leaf 0, every window of both specs is a duplicate.
     before = [r.record_id for r in world.reader.query()]
     third = world.monitor()
-    _drain(third)
+    drain(third)
     assert third.evaluated == 7
     assert [r.record_id for r in world.reader.query()] == before
 
@@ -140,26 +140,26 @@ def test_a_restart_reads_from_the_least_leaf_a_version_still_needs(
     assert result.exit_code == 0, result.output
     first = world.monitor()
     first.resume()
-    newer = world.serve(_applications(50, 41), version="1.1.0")  # no window yet
-    world.serve(_applications(300, 42))
-    _drain(first)
+    newer = world.serve(applications(50, 41), version="1.1.0")  # no window yet
+    world.serve(applications(300, 42))
+    drain(first)
     assert len(_windows(world)) == 1
     assert _windows(world, "1.1.0") == []
     del first
-    older = world.serve(_applications(120, 43))  # half of 1.0.0's next window
+    older = world.serve(applications(120, 43))  # half of 1.0.0's next window
 
     second = world.monitor()
     second.resume()
     # 1.0.0 needs the leaves after its window, 1.1.0 (no window yet) its first decision.
     assert second.next_leaf == world.reader.get_record(newer[0]).leaf_index
     start = second.next_leaf
-    _drain(second)
+    drain(second)
     newest = world.reader.query_page(ledger_pb2.QueryRecordsRequest(newest_first=True, page_size=1))
     assert second.processed == newest.records[0].leaf_index + 1 - start  # nothing before it
 
-    world.serve(_applications(250, 44), version="1.1.0")
-    world.serve(_applications(180, 45))
-    _drain(second)
+    world.serve(applications(250, 44), version="1.1.0")
+    world.serve(applications(180, 45))
+    drain(second)
     (v11,) = _windows(world, "1.1.0")
     assert v11["first_leaf"] == world.reader.get_record(newer[0]).leaf_index
     assert v11["rows"] == 300
@@ -169,7 +169,7 @@ def test_a_restart_reads_from_the_least_leaf_a_version_still_needs(
     assert v10[1]["rows"] == 300
 
     # Both versions have windows now: after the earlier of their latest ones.
-    world.serve(_applications(10, 46))
+    world.serve(applications(10, 46))
     third = world.monitor()
     third.resume()
     assert third.next_leaf == min(v11["last_leaf"], v10[1]["last_leaf"]) + 1
@@ -182,8 +182,8 @@ def test_a_large_window_of_the_same_population_is_silent(
     world = _world(pg_ledger_server, tmp_path, monkeypatch, LARGE_TOML)
     monitor = world.monitor()
     monitor.resume()
-    world.serve(_applications(3000, 51))
-    _drain(monitor)
+    world.serve(applications(3000, 51))
+    drain(monitor)
     (drift,) = world.kinds("DRIFT")
     body = orjson.loads(drift.body_json)
     assert body["window"]["rows"] == 3000
@@ -192,6 +192,6 @@ def test_a_large_window_of_the_same_population_is_silent(
     assert world.kinds("ALERT") == []
 
     # The same monitor is not deaf: the next 3000, with incomes 1.5x, alert.
-    world.serve(_applications(3000, 52, income_factor=1.5))
-    _drain(monitor)
+    world.serve(applications(3000, 52, income_factor=1.5))
+    drain(monitor)
     assert {orjson.loads(a.body_json)["feature"] for a in world.kinds("ALERT")} >= {"income"}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,32 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from mrm.core import db
-
-MRM = str(Path(sys.executable).with_name("mrm"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MRM_")}
-    env |= {
-        "MRM_HOME": str(home),
-        "MRM_LEDGER_ADDR": f"127.0.0.1:{_free_port()}",
-        "MRM_REGISTRY_ADDR": f"127.0.0.1:{_free_port()}",
-        "MRM_EXPLAIN_ADDR": f"127.0.0.1:{_free_port()}",
-        "MRM_PROXY_ADDR": f"127.0.0.1:{_free_port()}",
-        "MRM_PROXY_METRICS_ADDR": "127.0.0.1:0",
-        "MRM_PROXY_HTTP_ADDR": "127.0.0.1:0",
-        "MRM_MONITOR_ADDR": f"127.0.0.1:{_free_port()}",
-        "MRM_MONITOR_METRICS_ADDR": "127.0.0.1:0",
-        "MRM_HTTP_ADDR": f"127.0.0.1:{_free_port()}",
-        "MRM_LOG_LEVEL": "WARNING",
-    }
-    return env | extra
+from tests.support.mrm_up import MRM, free_port, mrm_env
 
 
 def _run(
@@ -94,8 +67,8 @@ def _stop(proc: subprocess.Popen[str]) -> int:
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
-    env = _env(tmp_path / "home")
+def mrm_up_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    env = mrm_env(tmp_path / "home")
     proc = _start(["up"], env)
     yield proc, env
     if proc.poll() is None:
@@ -103,9 +76,9 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, s
 
 
 def test_up_prints_every_address_and_status_reports_health(
-    running: tuple[subprocess.Popen[str], dict[str, str]],
+    mrm_up_process: tuple[subprocess.Popen[str], dict[str, str]],
 ) -> None:
-    proc, env = running
+    proc, env = mrm_up_process
     printed = proc.printed  # type: ignore[attr-defined]
     for var in ("MRM_LEDGER_ADDR", "MRM_REGISTRY_ADDR", "MRM_PROXY_ADDR"):
         assert env[var] in printed
@@ -132,24 +105,24 @@ def test_up_prints_every_address_and_status_reports_health(
 
 
 def test_status_says_what_is_down(tmp_path: Path) -> None:
-    done = _run(["status"], _env(tmp_path / "home"))
+    done = _run(["status"], mrm_env(tmp_path / "home"))
     assert done.returncode == 3
     assert "UNREACHABLE" in done.stdout
     assert "Traceback" not in done.stderr
 
 
 def test_a_port_in_use_names_the_port_and_the_variable(
-    running: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
+    mrm_up_process: tuple[subprocess.Popen[str], dict[str, str]], tmp_path: Path
 ) -> None:
-    _, env = running
-    other = _env(tmp_path / "other", MRM_REGISTRY_ADDR=env["MRM_REGISTRY_ADDR"])
+    _, env = mrm_up_process
+    other = mrm_env(tmp_path / "other", MRM_REGISTRY_ADDR=env["MRM_REGISTRY_ADDR"])
     error = _one_error(_run(["up"], other))
     assert env["MRM_REGISTRY_ADDR"] in error
     assert "set MRM_REGISTRY_ADDR" in error
 
 
 def test_serve_runs_one_service_that_reaches_the_others(tmp_path: Path) -> None:
-    env = _env(tmp_path / "home")
+    env = mrm_env(tmp_path / "home")
     # `mrm serve` (one service, as in Kubernetes) never makes credentials itself:
     error = _one_error(_run(["serve", "ledger"], env))
     assert "no tokens file" in error
@@ -176,13 +149,13 @@ def test_a_corrupted_home_is_one_line_and_left_untouched(tmp_path: Path) -> None
     home.mkdir()
     garbage = os.urandom(8192)
     (home / "mrm.db").write_bytes(garbage)
-    assert "cannot read the database" in _one_error(_run(["up"], _env(home)))
+    assert "cannot read the database" in _one_error(_run(["up"], mrm_env(home)))
     assert (home / "mrm.db").read_bytes() == garbage
 
 
 def test_an_unreachable_postgresql_is_one_line(tmp_path: Path) -> None:
-    url = f"postgresql+psycopg://root@127.0.0.1:{_free_port()}/mrm"
-    error = _one_error(_run(["up"], _env(tmp_path / "home", MRM_DATABASE_URL=url)))
+    url = f"postgresql+psycopg://root@127.0.0.1:{free_port()}/mrm"
+    error = _one_error(_run(["up"], mrm_env(tmp_path / "home", MRM_DATABASE_URL=url)))
     assert "database unreachable" in error
     assert "MRM_DATABASE_URL" in error
 
@@ -195,7 +168,7 @@ def test_a_database_from_a_newer_mrm_is_refused_untouched(tmp_path: Path, pg_url
             conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
     finally:
         engine.dispose()
-    error = _one_error(_run(["up"], _env(tmp_path / "home", MRM_DATABASE_URL=pg_url)))
+    error = _one_error(_run(["up"], mrm_env(tmp_path / "home", MRM_DATABASE_URL=pg_url)))
     assert "newer MRM" in error
     assert "9999_future" in error
     plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
@@ -209,7 +182,7 @@ def test_a_corrupted_key_file_is_one_line_and_left_untouched(tmp_path: Path, nam
     home = tmp_path / "home"
     home.mkdir()
     (home / name).write_text("garbage\n")
-    error = _one_error(_run(["up"], _env(home)))
+    error = _one_error(_run(["up"], mrm_env(home)))
     assert name in error
     assert "move it away" in error
     assert (home / name).read_text() == "garbage\n"

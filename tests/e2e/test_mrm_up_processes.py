@@ -21,9 +21,9 @@ from mrm.cli.main import mrmctl
 from mrm.client.proxy import ProxyClient
 from mrm.supervisor import RESTARTS
 from tests.conftest import RunningLedger
-from tests.e2e.test_mrm_up import MRM, _env
-from tests.e2e.test_why_support import decide, deploy_explained, wait_ready, wait_recorded
 from tests.support.auth import seed_test_token
+from tests.support.decisions import decide, deploy_explained, wait_ready, wait_recorded
+from tests.support.mrm_up import MRM, mrm_env
 
 
 def _wait(condition: Callable[[], object], what: str, timeout: float = 90) -> None:
@@ -86,7 +86,7 @@ class Up:
 
 
 def _up(home: Path, *args: str) -> Up:
-    env = _env(home, MRM_SHUTDOWN_GRACE="2", MRM_HEALTH_INTERVAL="0.2")
+    env = mrm_env(home, MRM_SHUTDOWN_GRACE="2", MRM_HEALTH_INTERVAL="0.2")
     home.mkdir(parents=True)
     seed_test_token(home / "tokens.json")  # the tests' clients present MRM_TOKEN
     out, err = home.parent / "up.stdout", home.parent / "up.stderr"

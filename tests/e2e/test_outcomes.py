@@ -108,7 +108,7 @@ class World:
 
 
 @pytest.fixture
-def world(
+def outcomes_stack(
     pg_ledger_server: RunningLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> World:
     project(tmp_path, tree_model)
@@ -128,8 +128,10 @@ def _bodies(records: list[Record]) -> dict[str, dict[str, Any]]:
     return {(b := orjson.loads(r.body_json))["decision_record_id"]: b for r in records}
 
 
-def test_upload_by_record_id_and_by_subject_is_recorded_once(world: World, tmp_path: Path) -> None:
-    a, b, c = world.decide(["applicant-a", "applicant-b", "applicant-c"])
+def test_upload_by_record_id_and_by_subject_is_recorded_once(
+    outcomes_stack: World, tmp_path: Path
+) -> None:
+    a, b, c = outcomes_stack.decide(["applicant-a", "applicant-b", "applicant-c"])
     labels = tmp_path / "labels.csv"
     _csv(
         labels,
@@ -138,11 +140,11 @@ def test_upload_by_record_id_and_by_subject_is_recorded_once(world: World, tmp_p
         f",applicant-b,{rfc3339(b.recorded_at)},0,",
         f",applicant-c,,1,{rfc3339(c.recorded_at)}",
     )
-    first = world.upload(labels)
+    first = outcomes_stack.upload(labels)
     assert first.exit_code == 0, first.output
     assert first.output.splitlines()[0] == "recorded 3, duplicates 0, rejected 0"
 
-    recorded = world.outcomes()
+    recorded = outcomes_stack.outcomes()
     assert len(recorded) == 3
     bodies = _bodies(recorded)
     assert {k: v["label"] for k, v in bodies.items()} == {
@@ -157,7 +159,7 @@ def test_upload_by_record_id_and_by_subject_is_recorded_once(world: World, tmp_p
     assert {r.subject for r in recorded} == {a.subject, b.subject, c.subject}
 
     # Again, and the same outcomes as JSON Lines by subject: nothing new.
-    again = world.upload(labels, "--output", "json")
+    again = outcomes_stack.upload(labels, "--output", "json")
     assert again.exit_code == 0, again.output
     report = orjson.loads(again.output)
     assert (report["recorded"], report["duplicates"], report["rejected"]) == (0, 3, 0)
@@ -169,25 +171,27 @@ def test_upload_by_record_id_and_by_subject_is_recorded_once(world: World, tmp_p
         {"mrm_record_id": b.record_id, "label": "0"},
     ]
     jsonl.write_text("\n".join(orjson.dumps(r).decode() if r else "" for r in rows) + "\n")
-    by_subject = world.upload(jsonl)
+    by_subject = outcomes_stack.upload(jsonl)
     assert by_subject.exit_code == 0, by_subject.output
     assert by_subject.output.splitlines()[0] == "recorded 0, duplicates 2, rejected 0"
-    assert len(world.outcomes()) == 3
+    assert len(outcomes_stack.outcomes()) == 3
 
     # A different label for a decision that has one is refused, the rest with it.
     changed = _csv(tmp_path / "changed.csv", "mrm_record_id,label", f"{a.record_id},0")
-    result = world.upload(changed)
+    result = outcomes_stack.upload(changed)
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert lines[0] == "recorded 0, duplicates 0, rejected 1"
     assert lines[1].startswith("line 2: label: ")
     assert "already has the outcome '1'" in lines[1]
-    assert len(world.outcomes()) == 3
+    assert len(outcomes_stack.outcomes()) == 3
 
 
-def test_bad_rows_are_named_by_line_and_nothing_is_recorded(world: World, tmp_path: Path) -> None:
-    d1, d2, d3 = world.decide(["s-1", "s-2", "s-3"])
-    (ingested,) = world.ledger.query(kind="MODEL_INGESTED")
+def test_bad_rows_are_named_by_line_and_nothing_is_recorded(
+    outcomes_stack: World, tmp_path: Path
+) -> None:
+    d1, d2, d3 = outcomes_stack.decide(["s-1", "s-2", "s-3"])
+    (ingested,) = outcomes_stack.ledger.query(kind="MODEL_INGESTED")
     unknown = new_record_id()
     bad = _csv(
         tmp_path / "bad.csv",
@@ -203,7 +207,7 @@ def test_bad_rows_are_named_by_line_and_nothing_is_recorded(world: World, tmp_pa
         ",s-2,2020-01-01T00:00:00Z,0,",  # 10: none that early
         ",s-3,,1,",  # 11: good
     )
-    result = world.upload(bad)
+    result = outcomes_stack.upload(bad)
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert lines[0] == "recorded 0, duplicates 0, rejected 8"
@@ -224,10 +228,10 @@ def test_bad_rows_are_named_by_line_and_nothing_is_recorded(world: World, tmp_pa
     assert "'yes' is not one of the classes of model credit-risk 1.0.0: 0, 1" in problems[3]
     assert "is before the decision" in problems[5]
     assert lines[-1] == "nothing was recorded: 8 of 10 outcomes are invalid"
-    assert world.outcomes() == []
+    assert outcomes_stack.outcomes() == []
 
     # --skip-bad: the two good rows only; the bad ones are reported the same way.
-    skipped = world.upload(bad, "--skip-bad", "--output", "json")
+    skipped = outcomes_stack.upload(bad, "--skip-bad", "--output", "json")
     assert skipped.exit_code == 1, skipped.output
     report = orjson.loads(skipped.output)
     assert (report["recorded"], report["duplicates"], report["rejected"]) == (2, 0, 8)
@@ -235,11 +239,13 @@ def test_bad_rows_are_named_by_line_and_nothing_is_recorded(world: World, tmp_pa
         (3, "mrm_record_id"),
         (4, "mrm_record_id"),
     ]
-    assert set(_bodies(world.outcomes())) == {d1.record_id, d3.record_id}
+    assert set(_bodies(outcomes_stack.outcomes())) == {d1.record_id, d3.record_id}
 
 
-def test_a_wrong_label_type_and_rows_that_cannot_be_read(world: World, tmp_path: Path) -> None:
-    (d,) = world.decide(["x"])
+def test_a_wrong_label_type_and_rows_that_cannot_be_read(
+    outcomes_stack: World, tmp_path: Path
+) -> None:
+    (d,) = outcomes_stack.decide(["x"])
     # A label the classifier cannot produce, however it is typed.
     jsonl = tmp_path / "typed.jsonl"
     jsonl.write_text(
@@ -247,7 +253,7 @@ def test_a_wrong_label_type_and_rows_that_cannot_be_read(world: World, tmp_path:
         f'{{"mrm_record_id": "{d.record_id}", "label": true}}\n'
         f'{{"mrm_record_id": "{d.record_id}", "label": "1", "observed_at": "yesterday"}}\n'
     )
-    result = world.upload(jsonl)
+    result = outcomes_stack.upload(jsonl)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[1:3] == [
         "line 2: label: must be a string or a number, not true",
@@ -255,10 +261,10 @@ def test_a_wrong_label_type_and_rows_that_cannot_be_read(world: World, tmp_path:
     ]
     one = tmp_path / "one.jsonl"
     one.write_text(f'{{"mrm_record_id": "{d.record_id}", "label": 2}}\n')
-    result = world.upload(one)
+    result = outcomes_stack.upload(one)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[1].startswith("line 1: label: '2' is not one of the classes")
-    assert world.outcomes() == []
+    assert outcomes_stack.outcomes() == []
 
 
 def _wait_for_token(call: Any) -> Any:
@@ -273,9 +279,9 @@ def _wait_for_token(call: Any) -> Any:
             time.sleep(0.2)
 
 
-def test_rpc_input_is_checked_and_the_deployer_role_is_required(world: World) -> None:
-    (d,) = world.decide(["r"])
-    with world.client() as client:
+def test_rpc_input_is_checked_and_the_deployer_role_is_required(outcomes_stack: World) -> None:
+    (d,) = outcomes_stack.decide(["r"])
+    with outcomes_stack.client() as client:
         for outcomes, field in [
             ([], "outcomes"),
             ([Outcome(mrm_record_id=d.record_id, label="1")] * 10_001, "outcomes"),
@@ -305,7 +311,7 @@ def test_rpc_input_is_checked_and_the_deployer_role_is_required(world: World) ->
         assert [f for f, _ in violations] == ["outcomes[0].mrm_record_id", "outcomes[2].label"]
         assert violations[0][1].startswith("line 7: ")
         assert not violations[1][1].startswith("line")
-        assert world.outcomes() == []
+        assert outcomes_stack.outcomes() == []
 
         # skip_bad: the same request records the good one and answers the problems.
         done = client.record_outcomes(
@@ -318,27 +324,27 @@ def test_rpc_input_is_checked_and_the_deployer_role_is_required(world: World) ->
         assert (done.recorded, done.duplicates, len(done.record_ids)) == (1, 0, 1)
         assert [(p.index, p.line, p.field) for p in done.problems] == [(0, 7, "mrm_record_id")]
 
-    (e,) = world.decide(["s"])
+    (e,) = outcomes_stack.decide(["s"])
     outcome = [Outcome(mrm_record_id=e.record_id, label="0")]
     for principal, roles, models in [
         ("other-deployer", ("deployer",), ("fraud-*",)),
         ("an-auditor", ("auditor",), ("*",)),
     ]:
-        token = issue(world.tokens, principal, *roles, models=models)
-        with world.client(token) as client, pytest.raises(PermissionDenied):
+        token = issue(outcomes_stack.tokens, principal, *roles, models=models)
+        with outcomes_stack.client(token) as client, pytest.raises(PermissionDenied):
             _wait_for_token(lambda c=client: c.record_outcomes(outcome))
-    assert len(world.outcomes()) == 1
+    assert len(outcomes_stack.outcomes()) == 1
 
-    token = issue(world.tokens, "credit-deployer", "deployer", models=("credit-*",))
-    with world.client(token) as client:
+    token = issue(outcomes_stack.tokens, "credit-deployer", "deployer", models=("credit-*",))
+    with outcomes_stack.client(token) as client:
         done = _wait_for_token(lambda: client.record_outcomes(outcome, source="crm export"))
     assert done.recorded == 1
-    (mine,) = [r for r in world.outcomes() if r.record_id == done.record_ids[0]]
+    (mine,) = [r for r in outcomes_stack.outcomes() if r.record_id == done.record_ids[0]]
     assert mine.actor == "credit-deployer"
     assert orjson.loads(mine.body_json)["source"] == "crm export"
 
 
-def _predictions(world: World, n: int) -> list[Record]:
+def _predictions(outcomes_stack: World, n: int) -> list[Record]:
     """`n` PREDICTION records of credit-risk 1.0.0, appended as the proxy appends them."""
     decisions = [
         new_record(
@@ -350,13 +356,15 @@ def _predictions(world: World, n: int) -> list[Record]:
         for i in range(n)
     ]
     for start in range(0, len(decisions), 2000):
-        world.proxy.append(decisions[start : start + 2000])
+        outcomes_stack.proxy.append(decisions[start : start + 2000])
     return decisions
 
 
-def test_validate_only_appends_nothing_and_reports_what_a_request_would(world: World) -> None:
-    d1, d2, d3 = world.decide(["v-1", "v-2", "v-3"])
-    with world.client() as client:
+def test_validate_only_appends_nothing_and_reports_what_a_request_would(
+    outcomes_stack: World,
+) -> None:
+    d1, d2, d3 = outcomes_stack.decide(["v-1", "v-2", "v-3"])
+    with outcomes_stack.client() as client:
         client.record_outcomes([Outcome(mrm_record_id=d1.record_id, label="1")])
         request = [
             Outcome(mrm_record_id=d1.record_id, label="1", line=2),  # already recorded
@@ -378,68 +386,68 @@ def test_validate_only_appends_nothing_and_reports_what_a_request_would(world: W
             assert problems == refused
             assert [p.line for p in checked.problems] == [3, 5, 6]
             assert (checked.recorded, checked.duplicates) == (2, 1)
-            assert len(world.outcomes()) == 1
+            assert len(outcomes_stack.outcomes()) == 1
 
         # The ids it answers are the ones a request records.
         done = client.record_outcomes(request, skip_bad=True)
         assert list(done.record_ids) == list(checked.record_ids)
         assert (done.recorded, done.duplicates) == (2, 1)
-        assert len(world.outcomes()) == 3
+        assert len(outcomes_stack.outcomes()) == 3
         again = client.record_outcomes(request, validate_only=True)
         assert (again.recorded, again.duplicates, len(again.problems)) == (0, 3, 3)
 
 
 def test_all_or_nothing_across_requests(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    outcomes_stack: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Requests of two rows: every request is checked before any is recorded,
     and rows in different requests naming one decision are refused."""
     monkeypatch.setattr(outcomes_cli, "MAX_BATCH", 2)
-    d = world.decide([f"m-{i}" for i in range(5)])
+    d = outcomes_stack.decide([f"m-{i}" for i in range(5)])
     rows = [f"{r.record_id},,1" for r in d]
     late_bad = _csv(tmp_path / "late.csv", "mrm_record_id,subject_id,label", *rows[:4], ",m-4,yes")
-    result = world.upload(late_bad)
+    result = outcomes_stack.upload(late_bad)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[1:] == [
         "line 6: label: 'yes' is not one of the classes of model credit-risk 1.0.0: 0, 1",
         "nothing was recorded: 1 of 5 outcomes are invalid",
     ]
     again = _csv(tmp_path / "again.csv", "mrm_record_id,subject_id,label", *rows, ",m-0,0")
-    result = world.upload(again)
+    result = outcomes_stack.upload(again)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[1:] == [
         "line 7: subject_id: names the same decision as line 2 (one outcome per decision)",
         "nothing was recorded: 1 of 6 outcomes are invalid",
     ]
-    assert world.outcomes() == []
+    assert outcomes_stack.outcomes() == []
 
     good = _csv(tmp_path / "good.csv", "mrm_record_id,subject_id,label", *rows)
-    result = world.upload(good)
+    result = outcomes_stack.upload(good)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["recorded 5, duplicates 0, rejected 0"]
-    assert set(_bodies(world.outcomes())) == {r.record_id for r in d}
+    assert set(_bodies(outcomes_stack.outcomes())) == {r.record_id for r in d}
 
 
 def test_a_bad_row_after_the_first_ledger_batch_records_nothing(
-    world: World, tmp_path: Path
+    outcomes_stack: World, tmp_path: Path
 ) -> None:
     """The ledger takes 4096 records per call: with a bad row past the first 4096
     nothing is recorded; without it, 4097 outcomes are all recorded."""
-    decisions = _predictions(world, LEDGER_BATCH + 1)
+    decisions = _predictions(outcomes_stack, LEDGER_BATCH + 1)
     rows = [f"{d.record_id},0" for d in decisions]
     bad = _csv(
         tmp_path / "bad.csv", "mrm_record_id,label", *rows[:-1], f"{decisions[-1].record_id},7"
     )
-    result = world.upload(bad)
+    result = outcomes_stack.upload(bad)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[1].startswith(f"line {LEDGER_BATCH + 2}: label: '7' is not")
-    assert world.outcomes() == []
+    assert outcomes_stack.outcomes() == []
 
     many = _csv(tmp_path / "many.csv", "mrm_record_id,label", *rows)
-    result = world.upload(many)
+    result = outcomes_stack.upload(many)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [f"recorded {LEDGER_BATCH + 1}, duplicates 0, rejected 0"]
-    assert len(world.outcomes()) == LEDGER_BATCH + 1
+    assert len(outcomes_stack.outcomes()) == LEDGER_BATCH + 1
 
 
 def test_monitor_port_answers_health_and_reflection_for_outcome_service(

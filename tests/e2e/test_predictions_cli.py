@@ -14,8 +14,8 @@ import pytest
 
 from mrm.client.ledger import LedgerClient
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_why import cli
 from tests.support.decisions import decide, deploy_explained
+from tests.support.mrmctl import cli
 
 
 @dataclass

@@ -11,45 +11,15 @@ from typing import Any
 
 import grpc
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
 from mrm.client.ledger import LedgerClient
 from mrm.client.registry import RegistryClient
-from mrm.deploy.config import DeployConfig
-from mrm.deploy.pipeline import prepare, publish
 from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import Builder, pipeline_model, project, regressor, tree_model
-
-
-def deployed(
-    stack: RunningLedger, tmp: Path, build: Builder, name: str
-) -> tuple[Any, pd.DataFrame]:
-    model, X, target = project(tmp, build, name)
-    cfg = DeployConfig(
-        model_path=tmp / "model.pkl",
-        version="1.0.0",
-        name=name,
-        eval_data=tmp / "eval.csv",
-        target=target,
-        dataset_id="sha256:" + "0" * 64,
-        training_data=None,
-        source_commit="0" * 40,
-        stage="production",
-        sample_rate=1.0,
-        fidelity_tolerance=1e-4,
-    )
-    with RegistryClient(stack.registry_addr) as reg:
-        publish(cfg, prepare(cfg, lambda _s, _d: None, env={}), reg, lambda _s, _d: None)
-    with grpc.insecure_channel(stack.proxy_addr) as channel:
-        stub = oip_grpc.GRPCInferenceServiceStub(channel)
-        deadline = time.monotonic() + 60
-        while not stub.ModelReady(oip.ModelReadyRequest(name=name)).ready:
-            assert time.monotonic() < deadline, f"{name} never became ready on the proxy"
-            time.sleep(0.05)
-    return model, X
+from tests.support.credit import Builder, pipeline_model, regressor, tree_model
+from tests.support.inference import deployed, infer_request
 
 
 def triton(
@@ -107,21 +77,6 @@ def test_triton_client_gets_scikit_learns_answers(
     else:
         assert list(out["label"].reshape(-1)) == list(model.predict(batch))
         np.testing.assert_allclose(out["probabilities"], model.predict_proba(batch), atol=1e-5)
-
-
-def infer_request(
-    name: str, array: np.ndarray[Any, Any], input_name: str, version: str = ""
-) -> oip.ModelInferRequest:
-    return oip.ModelInferRequest(
-        model_name=name,
-        model_version=version,
-        inputs=[
-            oip.ModelInferRequest.InferInputTensor(
-                name=input_name, datatype="FP32", shape=list(array.shape)
-            )
-        ],
-        raw_input_contents=[array.astype(np.float32).tobytes()],
-    )
 
 
 def test_bad_requests_get_clear_statuses(ledger_server: RunningLedger, tmp_path: Path) -> None:

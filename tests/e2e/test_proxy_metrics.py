@@ -11,7 +11,9 @@ import pytest
 
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mrm.proxy.metrics import COUNTERS
-from tests.e2e.proxy_helpers import (
+from tests.support.inference import infer_request
+from tests.support.prometheus import scrape
+from tests.support.proxy_stack import (
     MODEL,
     deploy_gbt,
     free_port,
@@ -19,8 +21,6 @@ from tests.e2e.proxy_helpers import (
     status,
     wait_until,
 )
-from tests.e2e.test_proxy import infer_request
-from tests.unit.test_prometheus import scrape
 
 SENT = 5
 

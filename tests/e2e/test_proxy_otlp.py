@@ -23,7 +23,8 @@ from mrm.client.ledger import LedgerClient, Record
 from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from tests.conftest import RunningLedger
-from tests.e2e.proxy_helpers import (
+from tests.support.inference import infer_request
+from tests.support.proxy_stack import (
     MODEL,
     ProxyProcess,
     deploy_gbt,
@@ -32,7 +33,6 @@ from tests.e2e.proxy_helpers import (
     wait_model_ready,
     wait_until,
 )
-from tests.e2e.test_proxy import infer_request
 
 CALLER_TRACE, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 UNSAMPLED_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -113,7 +113,7 @@ def receiver() -> Any:
 
 
 @pytest.fixture
-def running(tmp_path: Path, pg_url: str) -> Any:
+def otlp_stack(tmp_path: Path, pg_url: str) -> Any:
     stack = stack_with_ledger_on(tmp_path / "home", free_port(), pg_url)
     yield stack
     stack.stack.stop()
@@ -139,9 +139,9 @@ def infer(addr: str, request: oip.ModelInferRequest, traceparent: str = "") -> t
     return params["trace_id"].string_param, params["mrm_record_id"].string_param
 
 
-def ledger_record(running: RunningLedger, record_id: str) -> Record:
+def ledger_record(otlp_stack: RunningLedger, record_id: str) -> Record:
     """The record once the proxy's shipper has delivered it."""
-    with LedgerClient(running.addr) as ledger:
+    with LedgerClient(otlp_stack.addr) as ledger:
 
         def landed() -> bool:
             try:
@@ -155,12 +155,12 @@ def ledger_record(running: RunningLedger, record_id: str) -> Record:
 
 
 def test_the_exported_span_and_the_record_name_each_other(
-    receiver: Receiver, running: RunningLedger, tmp_path: Path
+    receiver: Receiver, otlp_stack: RunningLedger, tmp_path: Path
 ) -> None:
-    rows, input_name = deploy_gbt(running, tmp_path)
+    rows, input_name = deploy_gbt(otlp_stack, tmp_path)
     request = infer_request(MODEL, rows, input_name)
     proxy = ProxyProcess(
-        tmp_path / "proxy", running.registry_addr, running.addr, otel_env(receiver)
+        tmp_path / "proxy", otlp_stack.registry_addr, otlp_stack.addr, otel_env(receiver)
     )
     try:
         wait_model_ready(proxy.addr)
@@ -187,23 +187,23 @@ def test_the_exported_span_and_the_record_name_each_other(
     assert span.parent_span_id.hex() == CALLER_SPAN
     attrs = _attrs(span.attributes)
     assert (attrs["mrm.model"], attrs["mrm.model_version"]) == (MODEL, "1.0.0")
-    rec = ledger_record(running, record_id)
+    rec = ledger_record(otlp_stack, record_id)
     assert (rec.trace_id, rec.span_id) == (CALLER_TRACE, span.span_id.hex())
     # The unsampled decision: the caller's trace id on the response and the record, no span.
     assert quiet_trace == UNSAMPLED_TRACE
-    quiet = ledger_record(running, quiet_id)
+    quiet = ledger_record(otlp_stack, quiet_id)
     assert quiet.trace_id == UNSAMPLED_TRACE
     assert len(quiet.span_id) == 16
     assert UNSAMPLED_TRACE not in receiver.trace_ids()
 
 
 def test_with_span_sampling_off_the_trace_id_is_still_stamped(
-    receiver: Receiver, running: RunningLedger, tmp_path: Path
+    receiver: Receiver, otlp_stack: RunningLedger, tmp_path: Path
 ) -> None:
-    rows, input_name = deploy_gbt(running, tmp_path)
+    rows, input_name = deploy_gbt(otlp_stack, tmp_path)
     request = infer_request(MODEL, rows, input_name)
     env = otel_env(receiver, OTEL_TRACES_SAMPLER="always_off")
-    proxy = ProxyProcess(tmp_path / "proxy", running.registry_addr, running.addr, env)
+    proxy = ProxyProcess(tmp_path / "proxy", otlp_stack.registry_addr, otlp_stack.addr, env)
     try:
         wait_model_ready(proxy.addr)
         trace_id, record_id = infer(proxy.addr, request)  # no traceparent: a new trace
@@ -218,6 +218,6 @@ def test_with_span_sampling_off_the_trace_id_is_still_stamped(
     assert len(trace_id) == 32
     assert int(trace_id, 16) != 0
     assert traced_id == CALLER_TRACE
-    assert ledger_record(running, record_id).trace_id == trace_id
-    assert ledger_record(running, traced_record).trace_id == CALLER_TRACE
+    assert ledger_record(otlp_stack, record_id).trace_id == trace_id
+    assert ledger_record(otlp_stack, traced_record).trace_id == CALLER_TRACE
     assert not receiver.trace_ids()  # always_off: no span was exported at all

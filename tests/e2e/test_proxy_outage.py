@@ -16,7 +16,8 @@ from mrm.client.errors import Unavailable
 from mrm.client.ledger import LedgerClient
 from mrm.client.proxy import ProxyClient
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
-from tests.e2e.proxy_helpers import (
+from tests.support.inference import infer_request
+from tests.support.proxy_stack import (
     MODEL,
     LedgerSwitch,
     Load,
@@ -28,7 +29,6 @@ from tests.e2e.proxy_helpers import (
     wait_model_ready,
     wait_until,
 )
-from tests.e2e.test_proxy import infer_request
 
 
 def predictions_in_ledger(addr: str) -> Counter[str]:

@@ -17,7 +17,8 @@ from mrm.client.ledger import LedgerClient
 from mrm.oip.v2 import grpc_predict_v2_pb2 as pb
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mrm.proxy.shipper import QUEUE_FULL, SPOOL_FULL
-from tests.e2e.proxy_helpers import (
+from tests.support.inference import infer_request
+from tests.support.proxy_stack import (
     MODEL,
     LedgerSwitch,
     deploy_gbt,
@@ -26,7 +27,6 @@ from tests.e2e.proxy_helpers import (
     status,
     wait_until,
 )
-from tests.e2e.test_proxy import infer_request
 
 CAP, QUEUE, N = 20, 8, 150
 

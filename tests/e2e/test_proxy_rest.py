@@ -23,10 +23,10 @@ from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mrm.v1 import proxy_pb2, proxy_pb2_grpc
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.proxy_helpers import MODEL, deploy_gbt, stack_with_ledger_on, wait_until
-from tests.e2e.test_proxy import deployed, infer_request
 from tests.support.auth import TEST_TOKEN
 from tests.support.credit import tree_model
+from tests.support.inference import deployed, infer_request
+from tests.support.proxy_stack import MODEL, deploy_gbt, stack_with_ledger_on, wait_until
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

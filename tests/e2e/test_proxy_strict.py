@@ -27,7 +27,8 @@ from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mrm.v1 import registry_pb2
 from tests.conftest import RunningLedger
-from tests.e2e.proxy_helpers import (
+from tests.support.inference import infer_request
+from tests.support.proxy_stack import (
     MODEL,
     LedgerSwitch,
     deploy_gbt,
@@ -35,7 +36,6 @@ from tests.e2e.proxy_helpers import (
     stack_with_ledger_on,
     wait_until,
 )
-from tests.e2e.test_proxy import infer_request
 
 STRICT = "1.1.0"  # 1.0.0, in production, is the non-strict one
 

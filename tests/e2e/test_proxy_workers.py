@@ -11,9 +11,9 @@ from mrm.client.ledger import LedgerClient
 from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mrm.v1 import proxy_pb2, proxy_pb2_grpc
-from tests.e2e.proxy_helpers import MODEL, deploy_gbt, free_port, stack_with_ledger_on, wait_until
-from tests.e2e.test_proxy import infer_request
 from tests.support.auth import TEST_TOKEN
+from tests.support.inference import infer_request
+from tests.support.proxy_stack import MODEL, deploy_gbt, free_port, stack_with_ledger_on, wait_until
 
 LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own per channel
 BEARER = (("authorization", f"Bearer {TEST_TOKEN}"),)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from mrm.cli.main import mrmctl
 from mrm.client.ledger import LedgerClient
@@ -19,6 +19,7 @@ from mrm.client.reasons import MIN_SHARE
 from tests.conftest import RunningLedger, start_ledger
 from tests.support.credit import project, tree_model
 from tests.support.decisions import decide, wait_ready
+from tests.support.mrmctl import cli
 
 KEYS = {
     "record_id",
@@ -54,30 +55,8 @@ class Journey:
     tmp: Path
 
 
-def cli(stack: RunningLedger, *args: str) -> Result:
-    return CliRunner().invoke(
-        mrmctl,
-        [
-            "--ledger-addr",
-            stack.addr,
-            "--registry-addr",
-            stack.registry_addr,
-            *args,
-            *(
-                ["--explain-addr", stack.explain_addr]
-                if args and args[0] in ("why", "predictions", "deploy")
-                else []
-            ),
-        ],
-        env={
-            "MRM_REPORT_BASE_URL": f"http://{stack.http_addr}",
-            "MRM_TRACE_URL_TEMPLATE": "https://jaeger.example/trace/{trace_id}",
-        },
-    )
-
-
 @pytest.fixture(scope="module")
-def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
+def why_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
     tmp = tmp_path_factory.mktemp("why")
     stack = start_ledger(tmp / "home")
     mp = pytest.MonkeyPatch()
@@ -106,8 +85,8 @@ def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
         stack.stack.stop()
 
 
-def test_why_subject_gives_the_human_answer(journey: Journey) -> None:
-    done = cli(journey.stack, "why", "--subject", "alice-1003")
+def test_why_subject_gives_the_human_answer(why_stack: Journey) -> None:
+    done = cli(why_stack.stack, "why", "--subject", "alice-1003")
     assert done.exit_code == 0, done.output
     answers = [line for line in done.stdout.splitlines() if " by credit-risk 1.2.4 on " in line]
     assert len(answers) == 2  # both decisions, newest first
@@ -116,20 +95,20 @@ def test_why_subject_gives_the_human_answer(journey: Journey) -> None:
         assert " UTC (probability of default 0." in line
         assert "). Main factors: " in line
         assert not line.endswith("…")  # three features: all of them are the top three
-        assert all(f"{name} = " in line for name in journey.X.columns)
+        assert all(f"{name} = " in line for name in why_stack.X.columns)
     assert done.stdout.count("proof:  ✓ decision and explanation are in the ledger") == 2
-    assert f"report: http://{journey.stack.http_addr}/reports/" in done.stdout
+    assert f"report: http://{why_stack.stack.http_addr}/reports/" in done.stdout
     assert "trace:  https://jaeger.example/trace/" in done.stdout
-    approved = cli(journey.stack, "why", "--subject", "bob-17")
+    approved = cli(why_stack.stack, "why", "--subject", "bob-17")
     assert approved.exit_code == 0
     assert approved.stdout.startswith("Approved by credit-risk")
     assert "Principal reasons" not in approved.stdout
 
 
 def test_a_rejection_gives_its_principal_reasons_in_the_configured_words(
-    journey: Journey,
+    why_stack: Journey,
 ) -> None:
-    doc = json.loads(cli(journey.stack, "why", journey.alice[0], "--output", "json").stdout)
+    doc = json.loads(cli(why_stack.stack, "why", why_stack.alice[0], "--output", "json").stdout)
     assert doc["adverse"] is True
     # The factors that pushed towards "Rejected" (the explained probability of default
     # went up), largest first, and none that pushed towards approval.
@@ -145,7 +124,7 @@ def test_a_rejection_gives_its_principal_reasons_in_the_configured_words(
         assert r["text"].startswith(want)
         if r["feature"] not in WORDING:
             assert r["text"].endswith('weighed against "Approved"')
-    done = cli(journey.stack, "why", journey.alice[0])
+    done = cli(why_stack.stack, "why", why_stack.alice[0])
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
     start = lines.index("  Principal reasons:")
@@ -158,15 +137,17 @@ def test_a_rejection_gives_its_principal_reasons_in_the_configured_words(
         line.split(". ", 1)[1].startswith(f"{r['text']} ({r['feature']} = ")
         for line, r in zip(shown, doc["reasons"], strict=True)
     )
-    bob = json.loads(cli(journey.stack, "why", journey.bob[0], "--output", "json").stdout)
+    bob = json.loads(cli(why_stack.stack, "why", why_stack.bob[0], "--output", "json").stdout)
     assert (bob["adverse"], bob["reasons"]) == (False, [])
 
 
-def test_reasons_for_a_feature_the_model_lacks_refuse_the_deploy(journey: Journey) -> None:
+def test_reasons_for_a_feature_the_model_lacks_refuse_the_deploy(why_stack: Journey) -> None:
     # Next to the project's files, which the config names relative to itself.
-    config = journey.tmp / "bad-reasons.toml"
-    config.write_text((journey.tmp / "mrm.toml").read_text() + 'debt_ratio = "Debt is high"\n')
-    done = cli(journey.stack, "deploy", "model.pkl", "--version", "1.2.5", "--config", str(config))
+    config = why_stack.tmp / "bad-reasons.toml"
+    config.write_text((why_stack.tmp / "mrm.toml").read_text() + 'debt_ratio = "Debt is high"\n')
+    done = cli(
+        why_stack.stack, "deploy", "model.pkl", "--version", "1.2.5", "--config", str(config)
+    )
     assert done.exit_code != 0
     # After the steps that ran, one line; before the model is converted or anything recorded.
     *steps, message = done.stderr.strip().splitlines()
@@ -176,12 +157,12 @@ def test_reasons_for_a_feature_the_model_lacks_refuse_the_deploy(journey: Journe
     assert "the model has no input 'debt_ratio'" in message
 
 
-def test_why_json_has_exactly_the_issue_keys(journey: Journey) -> None:
-    done = cli(journey.stack, "why", "--subject", "alice-1003", "--output", "json")
+def test_why_json_has_exactly_the_issue_keys(why_stack: Journey) -> None:
+    done = cli(why_stack.stack, "why", "--subject", "alice-1003", "--output", "json")
     assert done.exit_code == 0, done.output
     docs = json.loads(done.stdout)
-    assert [d["record_id"] for d in docs] == list(reversed(journey.alice))
-    with LedgerClient(journey.stack.addr) as led:
+    assert [d["record_id"] for d in docs] == list(reversed(why_stack.alice))
+    with LedgerClient(why_stack.stack.addr) as led:
         recorded = {r.record_id: r for r in led.query(kind="PREDICTION")}
     for doc in docs:
         assert set(doc) == KEYS
@@ -199,12 +180,12 @@ def test_why_json_has_exactly_the_issue_keys(journey: Journey) -> None:
         assert doc["recorded_at"].startswith(
             rec.recorded_at.ToDatetime().strftime("%Y-%m-%dT%H:%M")
         )
-        assert [c["feature"] for c in doc["contributions"]] == list(journey.X.columns)
+        assert [c["feature"] for c in doc["contributions"]] == list(why_stack.X.columns)
         assert set(doc["contributions"][0]) == {"feature", "value", "shap"}
         total = doc["base_value"] + sum(c["shap"] for c in doc["contributions"])
         assert total == pytest.approx(doc["output_value"], abs=1e-6)
-        assert doc["report_url"].startswith(f"http://{journey.stack.http_addr}/reports/")
-    one = cli(journey.stack, "why", journey.bob[0], "--output", "json")
+        assert doc["report_url"].startswith(f"http://{why_stack.stack.http_addr}/reports/")
+    one = cli(why_stack.stack, "why", why_stack.bob[0], "--output", "json")
     assert one.exit_code == 0, one.output
     doc = json.loads(one.stdout)
     assert set(doc) == KEYS
@@ -212,13 +193,13 @@ def test_why_json_has_exactly_the_issue_keys(journey: Journey) -> None:
     assert doc["proof_verified"] is True
 
 
-def test_why_filters_and_report_file(journey: Journey, tmp_path: Path) -> None:
-    with LedgerClient(journey.stack.addr) as led:
-        newest = led.get_record(journey.alice[-1])
+def test_why_filters_and_report_file(why_stack: Journey, tmp_path: Path) -> None:
+    with LedgerClient(why_stack.stack.addr) as led:
+        newest = led.get_record(why_stack.alice[-1])
     day = newest.recorded_at.ToDatetime().date().isoformat()  # the day it was decided, UTC
     report = tmp_path / "why.html"
     done = cli(
-        journey.stack,
+        why_stack.stack,
         "why",
         "--subject",
         "alice-1003",
@@ -235,60 +216,60 @@ def test_why_filters_and_report_file(journey: Journey, tmp_path: Path) -> None:
     assert done.stdout.count(" by credit-risk 1.2.4 on ") == 1
     html = report.read_text()
     assert html.startswith("<!DOCTYPE html>")
-    assert journey.alice[-1] in html
+    assert why_stack.alice[-1] in html
 
 
-def test_no_match_is_a_clear_line_and_exit_1(journey: Journey) -> None:
-    unknown = cli(journey.stack, "why", "--subject", "nobody-42")
+def test_no_match_is_a_clear_line_and_exit_1(why_stack: Journey) -> None:
+    unknown = cli(why_stack.stack, "why", "--subject", "nobody-42")
     assert unknown.exit_code == 1
     assert unknown.stderr.startswith("mrmctl: error: no recorded decision matches: subject")
     assert "Traceback" not in unknown.output
-    yesterday = cli(journey.stack, "why", "--subject", "alice-1003", "--until", "2020-01-01")
+    yesterday = cli(why_stack.stack, "why", "--subject", "alice-1003", "--until", "2020-01-01")
     assert yesterday.exit_code == 1
     assert "until 2020-01-02" in yesterday.stderr
-    other = cli(journey.stack, "why", "--subject", "alice-1003", "--model", "another")
+    other = cli(why_stack.stack, "why", "--subject", "alice-1003", "--model", "another")
     assert other.exit_code == 1
 
 
-def test_usage_errors_are_exit_2_and_a_dead_service_exit_3(journey: Journey) -> None:
-    both = cli(journey.stack, "why", journey.alice[0], "--subject", "alice-1003")
+def test_usage_errors_are_exit_2_and_a_dead_service_exit_3(why_stack: Journey) -> None:
+    both = cli(why_stack.stack, "why", why_stack.alice[0], "--subject", "alice-1003")
     assert both.exit_code == 2
     assert "one of them" in both.stderr
-    neither = cli(journey.stack, "why")
+    neither = cli(why_stack.stack, "why")
     assert neither.exit_code == 2
-    bad = cli(journey.stack, "why", "not-a-record")
+    bad = cli(why_stack.stack, "why", "not-a-record")
     assert bad.exit_code == 2
     assert "UUIDv7" in bad.stderr
     clash = cli(
-        journey.stack, "why", "--subject", "a", "--at", "2026-01-01", "--since", "2026-01-01"
+        why_stack.stack, "why", "--subject", "a", "--at", "2026-01-01", "--since", "2026-01-01"
     )
     assert clash.exit_code == 2
-    with LedgerClient(journey.stack.addr) as led:
+    with LedgerClient(why_stack.stack.addr) as led:
         ingested = next(iter(led.query(kind="MODEL_INGESTED")))
-    not_a_decision = cli(journey.stack, "why", ingested.record_id)
+    not_a_decision = cli(why_stack.stack, "why", ingested.record_id)
     assert not_a_decision.exit_code == 2
     assert "not a PREDICTION" in not_a_decision.stderr
-    missing = cli(journey.stack, "why", "01900000-0000-7000-8000-000000000000")
+    missing = cli(why_stack.stack, "why", "01900000-0000-7000-8000-000000000000")
     assert missing.exit_code == 2
     assert "Traceback" not in missing.output
     down = CliRunner().invoke(
         mrmctl,
-        ["--ledger-addr", journey.stack.addr, "why", "--subject", "alice-1003"],
+        ["--ledger-addr", why_stack.stack.addr, "why", "--subject", "alice-1003"],
         env={"MRM_EXPLAIN_ADDR": "127.0.0.1:9"},
     )
     assert down.exit_code == 3
     assert "MRM_EXPLAIN_ADDR" in down.stderr
 
 
-def test_an_answer_that_differs_from_the_proven_record_is_not_verified(journey: Journey) -> None:
+def test_an_answer_that_differs_from_the_proven_record_is_not_verified(why_stack: Journey) -> None:
     from mrm.cli.session import LedgerSession
     from mrm.cli.why import proven
     from mrm.client.explain import ExplainClient
     from mrm.client.trust import TrustStore
 
-    with ExplainClient(journey.stack.explain_addr) as ex:
-        exp = ex.explain_record(journey.alice[0])
-    with LedgerClient(journey.stack.addr) as led:
+    with ExplainClient(why_stack.stack.explain_addr) as ex:
+        exp = ex.explain_record(why_stack.alice[0])
+    with LedgerClient(why_stack.stack.addr) as led:
         session = LedgerSession(led, TrustStore.from_env(announce=lambda _line: None))
         latest = session.trusted(refresh=True)
         assert proven(session, latest, exp)
@@ -298,7 +279,7 @@ def test_an_answer_that_differs_from_the_proven_record_is_not_verified(journey: 
         assert not proven(session, latest, doctored)
         elsewhere = type(exp)()
         elsewhere.CopyFrom(exp)
-        elsewhere.prediction_record_id = journey.bob[0]
+        elsewhere.prediction_record_id = why_stack.bob[0]
         assert not proven(session, latest, elsewhere)
 
 
@@ -312,28 +293,28 @@ def _explanations_of(stack: RunningLedger, record_id: str) -> list[str]:
 
 
 def test_why_reads_the_recorded_explanation_unless_asked_to_re_explain(
-    journey: Journey, tmp_path: Path
+    why_stack: Journey, tmp_path: Path
 ) -> None:
-    decision = journey.bob[0]
-    before = _explanations_of(journey.stack, decision)
-    first = cli(journey.stack, "why", decision, "--output", "json")
+    decision = why_stack.bob[0]
+    before = _explanations_of(why_stack.stack, decision)
+    first = cli(why_stack.stack, "why", decision, "--output", "json")
     assert first.exit_code == 0, first.output
-    after_one = _explanations_of(journey.stack, decision)
+    after_one = _explanations_of(why_stack.stack, decision)
     assert len(after_one) == max(len(before), 1)  # one recorded when there was none
     report = tmp_path / "why.html"
-    second = cli(journey.stack, "why", decision, "--output", "json", "--report-file", str(report))
+    second = cli(why_stack.stack, "why", decision, "--output", "json", "--report-file", str(report))
     assert second.exit_code == 0, second.output
-    assert _explanations_of(journey.stack, decision) == after_one  # read, not appended
+    assert _explanations_of(why_stack.stack, decision) == after_one  # read, not appended
     doc = json.loads(second.stdout)
     assert doc["proof_verified"] is True
     assert doc["report_url"].endswith("/reports/" + after_one[-1])  # the latest one
     assert after_one[-1] in report.read_text()
-    fresh = cli(journey.stack, "why", decision, "--re-explain", "--output", "json")
+    fresh = cli(why_stack.stack, "why", decision, "--re-explain", "--output", "json")
     assert fresh.exit_code == 0, fresh.output
-    after_re = _explanations_of(journey.stack, decision)
+    after_re = _explanations_of(why_stack.stack, decision)
     assert after_re[:-1] == after_one
     assert json.loads(fresh.stdout)["report_url"].endswith("/reports/" + after_re[-1])
     assert json.loads(fresh.stdout)["proof_verified"] is True
-    again = cli(journey.stack, "why", decision, "--output", "json")
+    again = cli(why_stack.stack, "why", decision, "--output", "json")
     assert json.loads(again.stdout)["report_url"].endswith("/reports/" + after_re[-1])
-    assert _explanations_of(journey.stack, decision) == after_re
+    assert _explanations_of(why_stack.stack, decision) == after_re

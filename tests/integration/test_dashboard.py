@@ -21,19 +21,21 @@ from tests.support.dashboard import HOSTILE, Governed, get, get_json, governed
 
 
 @pytest.fixture(scope="module")
-def g(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Governed]:
+def dashboard_stack(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: str
+) -> Iterator[Governed]:
     with governed(tmp_path_factory.mktemp("dashboard")) as state:
         yield state
 
 
-def _models(g: Governed) -> dict[str, Any]:
-    status, doc = get_json(f"{g.base}/dashboard/api/models")
+def _models(dashboard_stack: Governed) -> dict[str, Any]:
+    status, doc = get_json(f"{dashboard_stack.base}/dashboard/api/models")
     assert status == 200, doc
     return dict(doc)
 
 
-def test_the_figures_are_the_ledgers(g: Governed) -> None:
-    doc = _models(g)
+def test_the_figures_are_the_ledgers(dashboard_stack: Governed) -> None:
+    doc = _models(dashboard_stack)
     models = {m["name"]: m for m in doc["models"]}
     assert set(models) == {"credit-risk", "quiet-model"}
     credit, quiet = models["credit-risk"], models["quiet-model"]
@@ -48,7 +50,7 @@ def test_the_figures_are_the_ledgers(g: Governed) -> None:
     assert deploy["by"]["verified"] is True
     assert deploy["by"]["how"].startswith("token tok_")
     assert credit["owner"] == credit["risk_tier"] == "—"
-    with LedgerClient(g.stack.addr) as led:
+    with LedgerClient(dashboard_stack.stack.addr) as led:
         promoted = led.get_record(deploy["record_id"])
         predictions = list(led.query(kind="PREDICTION", model_name="credit-risk"))
     assert json.loads(promoted.body_json)["action"] == "promote"
@@ -58,21 +60,21 @@ def test_the_figures_are_the_ledgers(g: Governed) -> None:
     assert credit["traffic"]["total"] == len(predictions)
     assert credit["traffic"]["newest_record_id"] == predictions[-1].record_id
     assert credit["traffic"]["dropped_24h"] == 3
-    assert credit["traffic"]["gap_record_id"] == g.gap_id
+    assert credit["traffic"]["gap_record_id"] == dashboard_stack.gap_id
     assert credit["traffic"]["proxy_sampled"] is not None  # the proxy's status RPC answered
-    assert credit["drift"]["record_id"] == g.drift_id
-    assert set(g.shifted) <= set(credit["drift"]["drifted"])
+    assert credit["drift"]["record_id"] == dashboard_stack.drift_id
+    assert set(dashboard_stack.shifted) <= set(credit["drift"]["drifted"])
     assert credit["alerts"]["firing"] == 1  # two raised, one acknowledged
-    assert credit["alerts"]["newest_record_id"] == g.firing_id
+    assert credit["alerts"]["newest_record_id"] == dashboard_stack.firing_id
     assert credit["alerts"]["newest_summary"].endswith(HOSTILE)
     perf = credit["performance"]
-    assert perf["record_id"] == g.outcomes_id
+    assert perf["record_id"] == dashboard_stack.outcomes_id
     assert {m["name"]: (m["live"], m["deploy"]) for m in perf["metrics"]} == {
         "accuracy": (0.74, 0.83),
         "f1": (0.61, 0.70),
     }
     fair = credit["fairness"]
-    assert fair["record_id"] == g.fairness_id
+    assert fair["record_id"] == dashboard_stack.fairness_id
     assert fair["passed"] is False
     assert fair["failures"] == ["sex: demographic parity ratio 0.7200 is below 0.8"]
     assert fair["attributes"] == [
@@ -95,12 +97,12 @@ def test_the_figures_are_the_ledgers(g: Governed) -> None:
     assert "failed its fairness check" in why
 
 
-def test_one_model_and_an_unknown_one(g: Governed) -> None:
-    status, doc = get_json(f"{g.base}/dashboard/api/models/credit-risk")
+def test_one_model_and_an_unknown_one(dashboard_stack: Governed) -> None:
+    status, doc = get_json(f"{dashboard_stack.base}/dashboard/api/models/credit-risk")
     assert status == 200
     assert doc["name"] == "credit-risk"
-    assert doc["drift"]["record_id"] == g.drift_id
-    status, doc = get_json(f"{g.base}/dashboard/api/models/no-such-model")
+    assert doc["drift"]["record_id"] == dashboard_stack.drift_id
+    status, doc = get_json(f"{dashboard_stack.base}/dashboard/api/models/no-such-model")
     assert status == 404
     assert "no-such-model" in doc["error"]["message"]
 
@@ -119,31 +121,43 @@ def _every_record_id(doc: Any) -> set[str]:
     return found
 
 
-def test_every_figure_names_a_record_whose_proof_verifies(g: Governed) -> None:
-    ids = _every_record_id(_models(g))
-    assert {g.drift_id, g.outcomes_id, g.firing_id, g.gap_id, g.fairness_id} <= ids
+def test_every_figure_names_a_record_whose_proof_verifies(dashboard_stack: Governed) -> None:
+    ids = _every_record_id(_models(dashboard_stack))
+    assert {
+        dashboard_stack.drift_id,
+        dashboard_stack.outcomes_id,
+        dashboard_stack.firing_id,
+        dashboard_stack.gap_id,
+        dashboard_stack.fairness_id,
+    } <= ids
     for record_id in sorted(ids):
-        status, _, html = get(f"{g.base}/dashboard/records/{record_id}", accept="text/html")
+        status, _, html = get(
+            f"{dashboard_stack.base}/dashboard/records/{record_id}", accept="text/html"
+        )
         assert status == 200, record_id
         assert "This record is in the ledger, unaltered." in html
         assert "mrmctl ledger verify-proof proof.json --vkey " in html
     # The proof file checks offline with the client's verifier and the ledger's key.
-    status, proof = get_json(f"{g.base}/dashboard/records/{g.drift_id}/proof.json")
+    status, proof = get_json(
+        f"{dashboard_stack.base}/dashboard/records/{dashboard_stack.drift_id}/proof.json"
+    )
     assert status == 200
-    with LedgerClient(g.stack.addr) as led:
+    with LedgerClient(dashboard_stack.stack.addr) as led:
         vkey = led.checkpoint().verifier_key
-        record = led.get_record(g.drift_id)
+        record = led.get_record(dashboard_stack.drift_id)
     parsed = InclusionProof.from_json(proof)
     assert parsed.leaf_index == record.leaf_index
     assert "verified" in verify_proof(parsed, [parse_vkey(vkey)])
     # A hostile string in a record is text on the page, never markup.
-    _, _, html = get(f"{g.base}/dashboard/records/{g.firing_id}", accept="text/html")
+    _, _, html = get(
+        f"{dashboard_stack.base}/dashboard/records/{dashboard_stack.firing_id}", accept="text/html"
+    )
     assert HOSTILE not in html
     assert "&lt;script&gt;" in html
 
 
-def test_the_timeline_is_newest_first_and_pages_without_gaps(g: Governed) -> None:
-    status, whole = get_json(f"{g.base}/dashboard/api/timeline?page_size=200")
+def test_the_timeline_is_newest_first_and_pages_without_gaps(dashboard_stack: Governed) -> None:
+    status, whole = get_json(f"{dashboard_stack.base}/dashboard/api/timeline?page_size=200")
     assert status == 200
     events = whole["events"]
     kinds = {e["kind"] for e in events}
@@ -152,15 +166,15 @@ def test_the_timeline_is_newest_first_and_pages_without_gaps(g: Governed) -> Non
     assert leaves == sorted(leaves, reverse=True)
     assert whole["next_page_token"] == ""
     by_id = {e["record_id"]: e for e in events}
-    assert by_id[g.refusal_id]["attention"] is True
-    assert "accuracy 0.61 < 0.80" in by_id[g.refusal_id]["what"]
-    assert by_id[g.ack_id]["by"]["name"] == "risk-officer"
+    assert by_id[dashboard_stack.refusal_id]["attention"] is True
+    assert "accuracy 0.61 < 0.80" in by_id[dashboard_stack.refusal_id]["what"]
+    assert by_id[dashboard_stack.ack_id]["by"]["name"] == "risk-officer"
 
     paged: list[str] = []
     token = ""
     for _ in range(50):
         query = urlencode({"page_size": 2, "page_token": token} if token else {"page_size": 2})
-        status, page = get_json(f"{g.base}/dashboard/api/timeline?{query}")
+        status, page = get_json(f"{dashboard_stack.base}/dashboard/api/timeline?{query}")
         assert status == 200, page
         assert len(page["events"]) <= 2
         paged += [e["record_id"] for e in page["events"]]
@@ -170,20 +184,21 @@ def test_the_timeline_is_newest_first_and_pages_without_gaps(g: Governed) -> Non
     assert paged == [e["record_id"] for e in events]
 
     # The page pages the same way: an API token opens the older events there too.
-    first = get_json(f"{g.base}/dashboard/api/timeline?page_size=2")[1]
+    first = get_json(f"{dashboard_stack.base}/dashboard/api/timeline?page_size=2")[1]
     status, _, html = get(
-        f"{g.base}/dashboard?page_token={first['next_page_token']}", accept="text/html"
+        f"{dashboard_stack.base}/dashboard?page_token={first['next_page_token']}",
+        accept="text/html",
     )
     assert status == 200
     assert '<a href="/dashboard#timeline">Newest</a>' in html
     assert events[2]["record_id"] in html
     assert events[0]["record_id"] not in html.split('id="timeline"')[1]
 
-    status, one = get_json(f"{g.base}/dashboard/api/timeline?model=quiet-model")
+    status, one = get_json(f"{dashboard_stack.base}/dashboard/api/timeline?model=quiet-model")
     assert status == 200
     assert one["events"] == []
     future = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status, none = get_json(f"{g.base}/dashboard/api/timeline?since={future}")
+    status, none = get_json(f"{dashboard_stack.base}/dashboard/api/timeline?since={future}")
     assert status == 200
     assert none["events"] == []
 
@@ -212,71 +227,77 @@ def test_the_timeline_is_newest_first_and_pages_without_gaps(g: Governed) -> Non
     ],
 )
 def test_bad_input_is_refused_naming_the_parameter(
-    g: Governed, path: str, status: int, field: str
+    dashboard_stack: Governed, path: str, status: int, field: str
 ) -> None:
-    got, doc = get_json(g.base + path)
+    got, doc = get_json(dashboard_stack.base + path)
     assert got == status, doc
     assert doc["error"]["status"] == status
     assert doc["error"]["field"] == field
     assert doc["error"]["message"]
 
 
-def test_bad_input_on_the_pages(g: Governed) -> None:
-    status, _, text = get(f"{g.base}/dashboard?page_token=%00", accept="text/html")
+def test_bad_input_on_the_pages(dashboard_stack: Governed) -> None:
+    status, _, text = get(f"{dashboard_stack.base}/dashboard?page_token=%00", accept="text/html")
     assert status == 400
     assert "page_token" in text
-    status, _, _ = get(f"{g.base}/dashboard/records/not-a-uuid", accept="text/html")
+    status, _, _ = get(f"{dashboard_stack.base}/dashboard/records/not-a-uuid", accept="text/html")
     assert status == 400
 
 
-def test_the_integrity_check_proves_each_new_checkpoint_extends_the_last(g: Governed) -> None:
-    status, first = get_json(f"{g.base}/dashboard/api/integrity")
+def test_the_integrity_check_proves_each_new_checkpoint_extends_the_last(
+    dashboard_stack: Governed,
+) -> None:
+    status, first = get_json(f"{dashboard_stack.base}/dashboard/api/integrity")
     assert status == 200
     assert first["ok"] is True
     assert first["signature"].startswith("signed by ")
     assert first["verify_command"] == "mrmctl ledger verify"
-    with LedgerClient(g.stack.addr) as led:
+    with LedgerClient(dashboard_stack.stack.addr) as led:
         led.append([new_record("GAP", {"dropped": 1, "reason": "test", "model_name": "x"})])
         cp = led.checkpoint(refresh=True)
-    status, second = get_json(f"{g.base}/dashboard/api/integrity")
+    status, second = get_json(f"{dashboard_stack.base}/dashboard/api/integrity")
     assert second["ok"] is True
     assert second["tree_size"] == cp.tree_size > first["tree_size"]
     assert second["consistency"].startswith("proven to extend the checkpoint")
 
 
-def test_only_auditors_and_admins_see_it(g: Governed) -> None:
-    url = f"{g.base}/dashboard"
+def test_only_auditors_and_admins_see_it(dashboard_stack: Governed) -> None:
+    url = f"{dashboard_stack.base}/dashboard"
     status, headers, _ = get(url, token=None, accept="text/html")
     assert status == 303
     assert headers["Location"].startswith("/login?next=")
-    status, _, _ = get(f"{g.base}/dashboard/api/models", token=None)
+    status, _, _ = get(f"{dashboard_stack.base}/dashboard/api/models", token=None)
     assert status == 401
-    for token in (g.deployer, g.proxy):
+    for token in (dashboard_stack.deployer, dashboard_stack.proxy):
         status, _, text = get(url, token=token, accept="text/html")
         assert status == 403
         assert "may not" in text
-        status, _, _ = get(f"{g.base}/dashboard/api/timeline", token=token)
+        status, _, _ = get(f"{dashboard_stack.base}/dashboard/api/timeline", token=token)
         assert status == 403
-    _, _, text = get(url, token=g.deployer, accept="text/html")
+    _, _, text = get(url, token=dashboard_stack.deployer, accept="text/html")
     assert "deployer-dan (token; deployer) may not view the dashboard" in text
-    status, headers, html = get(url, token=g.auditor, accept="text/html")
+    status, headers, html = get(url, token=dashboard_stack.auditor, accept="text/html")
     assert status == 200
     assert "default-src 'none'" in headers["Content-Security-Policy"]
     assert not re.search(r"<(script|link|img|iframe)\b", html)
     assert not re.search(r"(src|href)=\"(?![/#])", html)  # every link stays on this server
-    status, headers, _ = get(f"{g.base}/", token=g.auditor, accept="text/html")
+    status, headers, _ = get(
+        f"{dashboard_stack.base}/", token=dashboard_stack.auditor, accept="text/html"
+    )
     assert status == 302
     assert headers["Location"] == "/dashboard"
 
 
-def test_counts_are_capped_not_scanned(g: Governed, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_counts_are_capped_not_scanned(
+    dashboard_stack: Governed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A page load reads at most COUNT_CAP PREDICTION records per figure and says so
     ("N+"); the stack runs in this process, so a small cap shows it applies."""
     monkeypatch.setattr("mrm.dashboard.figures.COUNT_CAP", 2)
-    status, doc = get_json(f"{g.base}/dashboard/api/models/credit-risk")
+    status, doc = get_json(f"{dashboard_stack.base}/dashboard/api/models/credit-risk")
     assert status == 200
     traffic = doc["traffic"]
     assert (traffic["last_24h"], traffic["capped_24h"]) == (2, True)
     assert (traffic["total"], traffic["capped_total"]) == (2, True)
-    _, _, html = get(f"{g.base}/dashboard", accept="text/html")
+    _, _, html = get(f"{dashboard_stack.base}/dashboard", accept="text/html")
     assert "<strong>2+</strong> in the last 24 h" in html

@@ -14,8 +14,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mrm.v1 import ledger_pb2 as pb
 from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger
-from tests.integration.ledger_helpers import uuid7
 from tests.support.auth import channel as authorized_channel
+from tests.support.ledger import uuid7
 from tests.support.statuses import bad_request
 
 

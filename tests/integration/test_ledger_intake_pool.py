@@ -17,8 +17,8 @@ from mrm.tlog.merkle import leaf_hash
 from mrm.v1 import ledger_pb2 as pb
 from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
-from tests.integration.ledger_helpers import uuid7
 from tests.support.auth import channel as authorized_channel
+from tests.support.ledger import uuid7
 from tests.support.statuses import bad_request
 
 

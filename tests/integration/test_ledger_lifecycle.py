@@ -23,8 +23,8 @@ from mrm.tlog.note import generate_signer
 from mrm.v1 import ledger_pb2 as pb
 from mrm.v1 import ledger_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
-from tests.integration.ledger_helpers import new_record, open_ledger, uuid7
 from tests.support.auth import channel as authorized_channel
+from tests.support.ledger import new_record, open_ledger, uuid7
 from tests.support.waiting import free_port
 
 

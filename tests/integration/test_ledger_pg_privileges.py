@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from mrm.core import db
-from tests.integration.ledger_helpers import new_record, open_ledger
+from tests.support.ledger import new_record, open_ledger
 
 
 @pytest.fixture

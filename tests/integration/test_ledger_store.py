@@ -15,7 +15,7 @@ from mrm.ledger.sql import SqlLedgerStore
 from mrm.tlog.checkpoint import parse_checkpoint
 from mrm.tlog.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from mrm.tlog.note import open_note, parse_vkey
-from tests.integration.ledger_helpers import new_record, open_ledger, uuid7
+from tests.support.ledger import new_record, open_ledger, uuid7
 
 
 def test_append_assigns_dense_indexes_and_hashes(engine: sa.Engine, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from mrm.client.registry import RegistryClient
 from mrm.v1 import registry_pb2 as pb
 from mrm.v1 import registry_pb2_grpc as pbg
 from tests.conftest import RunningLedger, start_ledger
-from tests.integration.ledger_helpers import uuid7
 from tests.support.auth import channel as authorized_channel
+from tests.support.ledger import uuid7
 from tests.support.statuses import bad_request
 
 

@@ -7,26 +7,11 @@ import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mrm.core.prometheus import parse_addr, start_metrics_server
 from mrm.proxy.metrics import Counts, InferenceMetrics, Snapshot, prometheus_registry
 from mrm.proxy.workers import metrics_addr
-
-
-def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """{sample name: {sorted labels: value}} from the server's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        assert reply.headers["Content-Type"].startswith("text/plain")
-        return parse(reply.read().decode())
-
-
-def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return out
+from tests.support.prometheus import parse, scrape
 
 
 def test_serves_its_own_registry_on_a_free_port_and_closes() -> None:

@@ -72,21 +72,22 @@ def prepare_append(
     """The batch to append, stamped with `actor` and `recorded_at_us`, hashed and
     encoded with the store's `encode`; InvalidArgument (naming the field) if the
     request is not valid."""
-    batch = _fast(req, limits, actor, recorded_at_us, encode)
+    batch = prepare_fast(req, limits, actor, recorded_at_us, encode)
     if batch is None:
         records = validate_append(req, limits)
         batch = PendingBatch.from_records(records, actor, recorded_at_us, encode)
     return batch
 
 
-def _fast(
+def prepare_fast(
     req: ledger_pb2.AppendRecordsRequest,
     limits: Limits,
     actor: str,
     recorded_at_us: int,
     encode: RowEncoder | None = None,
 ) -> PendingBatch | None:
-    """The batch, if every rule holds in its plainest form; None to defer to the reference."""
+    """The fast path: the batch, if every rule holds in its plainest form; None to
+    defer to the reference validator (`validate_append`), which names the field."""
     recs = req.records
     n = len(recs)
     if not 0 < n <= limits.max_batch:
@@ -143,7 +144,7 @@ def prepare_serialized(
         req = ledger_pb2.AppendRecordsRequest.FromString(data)
     except DecodeError as exc:
         return ("request", f"is not a valid protobuf message ({exc})")
-    batch = _fast(req, limits, actor, recorded_at_us, encode)
+    batch = prepare_fast(req, limits, actor, recorded_at_us, encode)
     if batch is not None:
         # Sent back without its content columns: the request rebuilds them.
         batch.contents = Contents(batch.contents.columns(), data, columns_of)

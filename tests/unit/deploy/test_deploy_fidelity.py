@@ -28,7 +28,7 @@ from mrm.deploy.fidelity import check_fidelity
 from mrm.deploy.metrics import snapshot
 from mrm.deploy.schema import infer_schema
 from mrm.kernel.schema import Feature, InputSchema
-from tests.unit.deploy.test_deploy_convert import CASES, applicants, dataset, fitted, mixed
+from tests.support.convert_cases import CASES, applicants, dataset, fitted, mixed
 
 
 def converted_case(case_id: str) -> tuple[Any, Converted, Any]:

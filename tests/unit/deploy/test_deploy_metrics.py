@@ -21,7 +21,7 @@ from mrm.deploy.evaldata import load_eval_csv
 from mrm.deploy.metrics import snapshot
 from mrm.deploy.schema import infer_schema
 from mrm.kernel.schema import Feature, InputSchema
-from tests.unit.deploy.test_deploy_convert import applicants, dataset, mixed, scaled
+from tests.support.convert_cases import applicants, dataset, mixed, scaled
 
 SHA = "ab" * 32
 

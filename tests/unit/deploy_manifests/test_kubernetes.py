@@ -19,7 +19,7 @@ from mrm.core.auth import bootstrap
 from mrm.core.auth.config import AuthConfig
 from mrm.core.auth.principal import Role
 from mrm.core.settings import Settings
-from tests.unit.deploy_manifests.kustomize import KustomizeError, Obj, build, load_yaml
+from tests.support.kustomize import KustomizeError, Obj, build, load_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"

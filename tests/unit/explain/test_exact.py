@@ -18,7 +18,7 @@ from sklearn import ensemble, linear_model  # type: ignore[import-untyped,unused
 from sklearn.pipeline import make_pipeline  # type: ignore[import-untyped,unused-ignore]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped,unused-ignore]
 
-from tests.unit.explain.models import Deployed, deploy
+from tests.support.explain_models import Deployed, deploy
 
 ROWS = range(6)
 Reference = Callable[[Deployed, Any], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]

@@ -15,7 +15,7 @@ from mrm.explain.engine import ExplainError, ModelExplainer
 from mrm.kernel.schema import Feature, InputSchema
 from mrm.proxy.audit import prediction_record
 from mrm.tlog.canonical import canonical_json
-from tests.unit.explain.models import Deployed, credit_pipeline, deploy
+from tests.support.explain_models import Deployed, credit_pipeline, deploy
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from sklearn import ensemble  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.explain.engine import ModelExplainer
 from mrm.kernel.schema import Feature, InputSchema
-from tests.unit.explain.models import Deployed, credit_pipeline, deploy
+from tests.support.explain_models import Deployed, credit_pipeline, deploy
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import shap  # type: ignore[import-untyped,unused-ignore]
 from sklearn import ensemble, linear_model  # type: ignore[import-untyped,unused-ignore]
 
-from tests.unit.explain.models import Deployed, credit_pipeline, deploy
+from tests.support.explain_models import Deployed, credit_pipeline, deploy
 
 FEATURES = ["age", "income", "debt_to_income", "city", "housing"]
 

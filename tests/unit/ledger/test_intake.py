@@ -25,64 +25,17 @@ from mrm.ledger.seal import Sealer, seal
 from mrm.tlog.canonical import already_canonical_object
 from mrm.tlog.merkle import leaf_hash
 from mrm.v1 import ledger_pb2 as pb
-from tests.integration.ledger_helpers import uuid7
-
-LIMITS = validate.Limits(max_record_bytes=4096, max_batch=64)
-STAMP = 1_764_350_000_123_456
-ACTOR = 'anonymous@ipv4:127.0.0.1:5555 "quoted" \\ é'
-
-_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
-_HEX32 = st.text("0123456789abcdef", min_size=32, max_size=32)
-_HEX16 = st.text("0123456789abcdef", min_size=16, max_size=16)
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53) + 1, 2**53 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _TEXT
+from tests.support.intake import (
+    ACTOR,
+    JSON,
+    LIMITS,
+    STAMP,
+    TEXT,
+    records,
+    reference,
+    same,
 )
-_JSON = st.recursive(
-    _SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
-    max_leaves=8,
-)
-
-
-@st.composite
-def records(draw: st.DrawFn) -> pb.Record:
-    trace = draw(st.sampled_from(["", "trace"]))
-    body = draw(st.dictionaries(_TEXT, _JSON, max_size=4))
-    return pb.Record(
-        record_id=str(uuid7()),
-        kind=draw(st.sampled_from(list(validate.KIND_NAMES))),  # type: ignore[arg-type]
-        model_name=draw(_TEXT),
-        model_version=draw(_TEXT),
-        subject=draw(_TEXT),
-        trace_id=draw(_HEX32) if trace else "",
-        span_id=draw(st.one_of(st.just(""), _HEX16)) if trace else "",
-        # Mostly canonical, as MRM's clients send; sometimes loosely spelled.
-        body_json=(
-            rfc8785.dumps(body).decode()
-            if draw(st.booleans())
-            else json.dumps(body, indent=draw(st.sampled_from([None, 1])))
-        ),
-    )
-
-
-def reference(req: pb.AppendRecordsRequest) -> PendingBatch:
-    return PendingBatch.from_records(validate.validate_append(req, LIMITS), ACTOR, STAMP)
-
-
-def same(a: PendingBatch | None, b: PendingBatch) -> bool:
-    """Equal field by field (a column may be a list or a tuple)."""
-    if a is None:
-        return False
-    fields = PendingBatch.__dataclass_fields__
-    plain = [
-        [list(v) if isinstance(v, tuple | list) else v for v in (getattr(x, f) for f in fields)]
-        for x in (a, b)
-    ]
-    return plain[0] == plain[1]
+from tests.support.ledger import uuid7
 
 
 def refusal(call: Any) -> tuple[str, str]:
@@ -101,7 +54,7 @@ def test_the_fast_path_accepts_only_what_the_reference_makes_the_same(
         want: PendingBatch | tuple[str, str] = reference(req)
     except InvalidArgument as exc:
         want = (exc.field, exc.description)
-    fast = intake._fast(req, LIMITS, ACTOR, STAMP)
+    fast = intake.prepare_fast(req, LIMITS, ACTOR, STAMP)
     if isinstance(want, tuple):
         assert fast is None
         assert refusal(lambda: intake.prepare_append(req, LIMITS, ACTOR, STAMP)) == want
@@ -128,7 +81,7 @@ def test_client_records_take_the_fast_path() -> None:
             for _ in range(3)
         ]
     )
-    fast = intake._fast(req, LIMITS, ACTOR, STAMP)
+    fast = intake.prepare_fast(req, LIMITS, ACTOR, STAMP)
     assert same(fast, reference(req))
 
 
@@ -176,7 +129,7 @@ def rec(**fields: Any) -> pb.Record:
 def test_refusals_are_the_reference_refusals(bad: pb.Record) -> None:
     req = pb.AppendRecordsRequest(records=[rec(), bad])
     want = refusal(lambda: validate.validate_append(req, LIMITS))
-    assert intake._fast(req, LIMITS, ACTOR, STAMP) is None
+    assert intake.prepare_fast(req, LIMITS, ACTOR, STAMP) is None
     assert refusal(lambda: intake.prepare_append(req, LIMITS, ACTOR, STAMP)) == want
     assert want[0].startswith("records[1].")
 
@@ -191,7 +144,7 @@ def test_batch_size_limits_are_the_reference_refusals() -> None:
 def test_a_replayed_id_in_one_batch_goes_to_the_reference() -> None:
     first = rec()
     same = pb.AppendRecordsRequest(records=[first, first])
-    assert intake._fast(same, LIMITS, ACTOR, STAMP) is None
+    assert intake.prepare_fast(same, LIMITS, ACTOR, STAMP) is None
     assert not intake.prepare_append(same, LIMITS, ACTOR, STAMP).unique
     other = pb.AppendRecordsRequest(records=[first, rec(record_id=first.record_id, subject="x")])
     field, message = refusal(lambda: intake.prepare_append(other, LIMITS, ACTOR, STAMP))
@@ -217,7 +170,7 @@ def test_serialized_requests_and_garbage() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(_TEXT, _JSON, max_size=5), st.sampled_from([None, 0, 1]))
+@given(st.dictionaries(TEXT, JSON, max_size=5), st.sampled_from([None, 0, 1]))
 def test_already_canonical_means_the_reference_form(value: dict[str, Any], indent: Any) -> None:
     want = rfc8785.dumps(value)
     spelled = [want, json.dumps(value, indent=indent).encode()]

@@ -23,8 +23,8 @@ from mrm.ledger.servicer import record_pb
 from mrm.tlog.leaf import batch_leaf_bytes, leaf_bytes, leaf_bytes_from_proto
 from mrm.tlog.merkle import leaf_hash
 from mrm.v1 import ledger_pb2 as pb
-from tests.integration.ledger_helpers import uuid7
-from tests.unit.ledger.test_intake import ACTOR, LIMITS, STAMP, records, reference, same
+from tests.support.intake import ACTOR, LIMITS, STAMP, records, reference, same
+from tests.support.ledger import uuid7
 
 _ANY_TEXT = st.text(max_size=10)  # escapes, control characters, astral planes
 _JSON_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8)

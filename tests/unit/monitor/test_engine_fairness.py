@@ -19,8 +19,7 @@ from mrm.drift.profile import ReferenceProfile, build_profile
 from mrm.kernel.schema import Feature, InputSchema
 from mrm.monitor.engine import Monitor, Reference
 from mrm.monitor.live import DECISION_KEY, LABEL_KEY
-from tests.unit.monitor.test_engine_windows import FakeLedger, FakeRegistry, S
-from tests.unit.monitor.test_engine_windows import _drain as drain
+from tests.support.monitor_fakes import FakeLedger, FakeRegistry, S, drain
 
 MODEL, VERSION = "m", "1.0.0"
 SCHEMA = InputSchema((Feature("x", "float", 0), Feature("region", "string", 1)), "columns")

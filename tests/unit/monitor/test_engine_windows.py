@@ -4,92 +4,22 @@ configuration keeps the record ids earlier monitors wrote, so their ledgers dedu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import grpc
 import numpy as np
 import orjson
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
-from mrm.client.errors import NotFound
-from mrm.client.ledger import kind_value, new_record
+from mrm.client.ledger import new_record
 from mrm.drift.config import MonitorConfig, WindowSpec
 from mrm.drift.profile import ReferenceProfile, build_profile
 from mrm.kernel.schema import Feature, InputSchema
 from mrm.monitor.engine import Monitor, Reference
-from mrm.v1 import ledger_pb2
+from tests.support.monitor_fakes import FakeLedger, FakeRegistry, S, drain
 
 MODEL, VERSION = "m", "1.0.0"
-T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
-S = 1_000_000
-
-
-class FakeLedger:
-    """The LedgerClient calls the monitor makes, over a list; a repeated id with the
-    same content is a duplicate (nothing appended), with other content an error."""
-
-    def __init__(self) -> None:
-        self.records: list[ledger_pb2.Record] = []
-        self.by_id: dict[str, ledger_pb2.Record] = {}
-        self.clock_us = T0_US
-
-    def add(self, rec: ledger_pb2.Record, us: int) -> ledger_pb2.Record:
-        stored = ledger_pb2.Record()
-        stored.CopyFrom(rec)
-        stored.leaf_index = len(self.records)
-        stored.recorded_at.seconds, micros = divmod(us, S)
-        stored.recorded_at.nanos = micros * 1000
-        self.records.append(stored)
-        self.by_id[stored.record_id] = stored
-        return stored
-
-    def append(self, records: Sequence[ledger_pb2.Record]) -> list[str]:
-        for rec in records:
-            old = self.by_id.get(rec.record_id)
-            if old is not None and (old.body_json, old.kind) != (rec.body_json, rec.kind):
-                raise ValueError(f"{rec.record_id}: a different record has this id")
-        for rec in records:
-            if rec.record_id not in self.by_id:
-                self.add(rec, self.clock_us)
-        return [r.record_id for r in records]
-
-    def get_record(self, record_id: str) -> ledger_pb2.Record:
-        if record_id not in self.by_id:
-            raise NotFound(grpc.StatusCode.NOT_FOUND, record_id)
-        return self.by_id[record_id]
-
-    def _match(self, req: ledger_pb2.QueryRecordsRequest) -> list[ledger_pb2.Record]:
-        found = [
-            r
-            for r in self.records
-            if r.leaf_index >= req.start_leaf_index
-            and (not req.kind or r.kind == req.kind)
-            and (not req.model_name or r.model_name == req.model_name)
-            and (not req.model_version or r.model_version == req.model_version)
-        ]
-        return found[::-1] if req.newest_first else found
-
-    def query_page(self, req: ledger_pb2.QueryRecordsRequest) -> Any:
-        return ledger_pb2.QueryRecordsResponse(records=self._match(req)[: req.page_size or 1000])
-
-    def query(self, **q: Any) -> Iterator[ledger_pb2.Record]:
-        req = ledger_pb2.QueryRecordsRequest(
-            kind=kind_value(q.get("kind", 0)), newest_first=q.get("newest_first", False)
-        )
-        yield from self._match(req)
-
-    def kinds(self, kind: str) -> list[ledger_pb2.Record]:
-        return list(self.query(kind=kind))
-
-
-class FakeRegistry:
-    def list_models(self) -> list[Any]:
-        return []
-
-    def get_version(self, *key: str) -> Any:
-        raise NotFound(grpc.StatusCode.NOT_FOUND, " ".join(key))
 
 
 SCHEMA = InputSchema((Feature("x", "float", 0), Feature("y", "float", 1)), "tensor")
@@ -126,11 +56,6 @@ def _serve(ledger: FakeLedger, n: int, seed: int, shift: float = 0.0, gap_s: int
         ledger.add(rec, ledger.clock_us)
 
 
-def _drain(monitor: Monitor) -> None:
-    while monitor.step():
-        pass
-
-
 def _windows(ledger: FakeLedger) -> list[tuple[str, int, int]]:
     out = []
     for rec in ledger.kinds("DRIFT"):
@@ -150,7 +75,7 @@ def test_a_single_window_keeps_the_record_ids_earlier_monitors_wrote() -> None:
     monitor = _monitor(ledger, [ROWS])
     _serve(ledger, 100, 1)
     _serve(ledger, 100, 2, shift=2.0)
-    _drain(monitor)
+    drain(monitor)
     drift = ledger.kinds("DRIFT")
     assert [r.record_id for r in drift] == [
         "019b76e9-ea40-7932-b4d1-cb9dccbeab85",
@@ -168,7 +93,7 @@ def test_two_windows_are_judged_independently() -> None:
     # 10 s apart: 100 rows every 1000 s; the hourly window (step 10 min) first
     # closes at 3600 s, then every 600 s.
     _serve(ledger, 450, 3)
-    _drain(monitor)
+    drain(monitor)
     windows = _windows(ledger)
     rows = [w for w in windows if w[0] == str(ROWS.to_json())]
     hourly = [w for w in windows if w[0] == str(HOURLY.to_json())]
@@ -186,7 +111,7 @@ def test_the_same_leaves_in_two_specs_are_two_records() -> None:
     ledger = FakeLedger()
     monitor = _monitor(ledger, [ROWS, WindowSpec("rows", 200)])
     _serve(ledger, 200, 4)
-    _drain(monitor)
+    drain(monitor)
     windows = _windows(ledger)
     assert sorted(windows) == sorted(
         [
@@ -202,7 +127,7 @@ def test_reordered_windows_derive_the_same_ids() -> None:
     first, second = FakeLedger(), FakeLedger()
     for ledger, order in ((first, [ROWS, HOURLY]), (second, [HOURLY, ROWS])):
         _serve(ledger, 450, 5, shift=2.0)
-        _drain(_monitor(ledger, order))
+        drain(_monitor(ledger, order))
     assert {r.record_id for r in first.kinds("DRIFT")} == {
         r.record_id for r in second.kinds("DRIFT")
     }
@@ -215,7 +140,7 @@ def test_a_problem_firing_from_one_window_is_not_raised_by_the_other() -> None:
     ledger = FakeLedger()
     monitor = _monitor(ledger, [ROWS, HOURLY])
     _serve(ledger, 450, 6, shift=2.0)
-    _drain(monitor)
+    drain(monitor)
     alerts = [orjson.loads(a.body_json) for a in ledger.kinds("ALERT")]
     keys = [(a["rule"], a["feature"]) for a in alerts]
     assert ("feature_drift", "x") in keys
@@ -238,7 +163,7 @@ def test_a_restart_resumes_each_window_where_its_latest_record_left_off() -> Non
     ledger = FakeLedger()
     first = _monitor(ledger, [ROWS, HOURLY])
     _serve(ledger, 450, 7)
-    _drain(first)
+    drain(first)
     before = _windows(ledger)
     del first
 
@@ -248,7 +173,7 @@ def test_a_restart_resumes_each_window_where_its_latest_record_left_off() -> Non
     # of its latest window (60): the least of the two.
     assert second.next_leaf == 60
     _serve(ledger, 400, 8)  # in leaves after the records judged so far
-    _drain(second)
+    drain(second)
     decision = {r.leaf_index: i for i, r in enumerate(ledger.kinds("PREDICTION"))}
     after = _windows(ledger)
     assert after[: len(before)] == before
@@ -267,7 +192,7 @@ def test_a_restart_resumes_each_window_where_its_latest_record_left_off() -> Non
     # Knowing nothing, from leaf 0: the same windows, the same ids, nothing appended.
     leaves = len(ledger.records)
     third = _monitor(ledger, [ROWS, HOURLY])
-    _drain(third)
+    drain(third)
     assert third.evaluated == len(after)
     assert len(ledger.records) == leaves
 
@@ -277,7 +202,7 @@ def test_a_drift_record_without_a_spec_is_the_first_window() -> None:
     ledger = FakeLedger()
     monitor = _monitor(ledger, [ROWS])
     _serve(ledger, 150, 9)
-    _drain(monitor)
+    drain(monitor)
     (drift,) = ledger.kinds("DRIFT")
     body = orjson.loads(drift.body_json)
     del body["window"]["spec"]

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mrm.tlog.canonical import CanonicalJSONError, canonical_json, parse_json_object
+from tests.support.canonical_json import JSON, KEY_CHARS, PREDICTION
 
 # RFC 8785 Appendix B: IEEE 754 bit patterns and their canonical form.
 APPENDIX_B = [
@@ -163,22 +164,6 @@ def test_cycles_are_refused() -> None:
         canonical_json({"a": loop})
 
 
-PREDICTION: dict[str, Any] = {
-    "schema": "mrm.prediction/v1",
-    "request_id": "7f3c1c9a-5b1e-4e0f-9f7a-2a1b3c4d5e6f",
-    "model_name": "credit-default",
-    "model_version": "1.4.2",
-    "timestamp": "2026-05-09T07:35:25.123456Z",
-    "latency_ms": 3.271,
-    "score": 0.8123456789,
-    "decision": "approve",
-    "label": 1,
-    "sampled": True,
-    "explain": None,
-    "features": {"age": 42.0, "income": 52345.67, "debt_ratio": 0.3521, "n_accounts": 7},
-}
-
-
 def test_common_records_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = rfc8785.dumps(PREDICTION)
 
@@ -189,38 +174,8 @@ def test_common_records_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> N
     assert canonical_json(PREDICTION) == expected
 
 
-_KEY_CHARS = st.one_of(
-    st.characters(max_codepoint=0x7F),
-    st.characters(min_codepoint=0xE000, max_codepoint=0xFFFF),
-    st.characters(min_codepoint=0x10000),
-    st.characters(codec="utf-8"),
-)
-_FLOATS = st.one_of(
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.floats(min_value=-1e-3, max_value=1e-3),
-    st.integers(-(2**60), 2**60).map(float),
-    st.sampled_from([1e-4, 1e-5, 9.999999999999999e-5, 2.0**53, 2.0**53 + 2, 1e21, 5e-324]),
-)
-_SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**53 - 1), 2**53 - 1),
-    _FLOATS,
-    st.text(_KEY_CHARS, max_size=8),
-)
-_JSON = st.recursive(
-    _SCALARS,
-    lambda children: st.one_of(
-        st.lists(children, max_size=5),
-        st.lists(children, max_size=3).map(tuple),
-        st.dictionaries(st.text(_KEY_CHARS, max_size=5), children, max_size=6),
-    ),
-    max_leaves=30,
-)
-
-
 @settings(max_examples=1500, deadline=None)
-@given(_JSON)
+@given(JSON)
 def test_matches_rfc8785_reference(value: Any) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
 
@@ -238,7 +193,7 @@ def test_integers_agree_with_reference_or_both_refuse(value: Any) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(_KEY_CHARS, max_size=5), _JSON, max_size=6))
+@given(st.dictionaries(st.text(KEY_CHARS, max_size=5), JSON, max_size=6))
 def test_parse_then_canonicalize_is_stable(value: dict[str, Any]) -> None:
     once = canonical_json(value)
     assert canonical_json(parse_json_object(once)) == once

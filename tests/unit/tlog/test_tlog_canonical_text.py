@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from mrm.tlog import canonical
 from mrm.tlog.canonical import CanonicalJSONError, canonicalize_json_object
-from tests.unit.tlog.test_tlog_canonical import _JSON, _KEY_CHARS, PREDICTION
+from tests.support.canonical_json import JSON, KEY_CHARS, PREDICTION
 
-_OBJECTS = st.dictionaries(st.text(_KEY_CHARS, max_size=5), _JSON, max_size=6)
+_OBJECTS = st.dictionaries(st.text(KEY_CHARS, max_size=5), JSON, max_size=6)
 
 
 @settings(max_examples=800, deadline=None)

@@ -22,9 +22,9 @@ from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mrm.stack import BackgroundStack
 from tests.conftest import RunningLedger
-from tests.e2e.test_deploy import tree_model
-from tests.e2e.test_proxy import deployed, infer_request
 from tests.support.auth import seed_service_home, seed_test_token
+from tests.support.credit import tree_model
+from tests.support.inference import deployed, infer_request
 from tests.support.waiting import free_port, wait_until
 
 __all__ = ["free_port", "wait_until"]

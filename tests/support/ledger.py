@@ -1,4 +1,4 @@
-"""Helpers shared by the ledger's integration tests."""
+"""Ledger helpers: record ids, new records, and a Ledger opened on a store (starts no server)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def uuid7() -> uuid.UUID:
 
 
 def new_record(i: int = 0, **fields: str) -> NewRecord:
+    """A PREDICTION record numbered `i`, with `fields` overriding its columns."""
     base = {
         "kind": "PREDICTION",
         "model_name": "credit-risk",
@@ -46,6 +47,7 @@ def new_record(i: int = 0, **fields: str) -> NewRecord:
 
 
 def open_ledger(engine: sa.Engine, home: Path, every: int = 1000) -> Ledger:
+    """A Ledger on `engine`, keyed from `home`, checkpointing every `every` leaves."""
     return Ledger.open(
         open_store(engine),
         key_file=str(home / "ledger.key"),

@@ -23,9 +23,9 @@ from mrm.client.ledger import LedgerClient, Record
 from mrm.client.monitor import MonitorClient
 from mrm.v1 import monitor_pb2
 from tests.conftest import RunningLedger, start_ledger
-from tests.e2e.test_deploy import applicants, deploy, project, tree_model
 from tests.support import postgres
 from tests.support.auth import issue
+from tests.support.credit import applicants, deploy, project, tree_model
 from tests.support.decisions import decide, wait_ready
 
 MODEL = "credit-risk"
