@@ -83,21 +83,31 @@ def channel(addr: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
 
 
 @contextmanager
-def mrm_up(
-    database_url: str,
-    home: Path,
-    replicas: int = 1,
-    services: tuple[str, ...] = (),
-    **env: str,
-) -> Iterator[Server]:
+def mrm_up(database_url: str, home: Path, replicas: int = 1, **env: str) -> Iterator[Server]:
     """`mrm up` in subprocesses, as a user runs it (authentication on: the benchmark
     presents a token of every role, as a CI job or the proxy would present theirs).
 
     With replicas > 1, several processes share the database and the port
     (SO_REUSEPORT spreads connections), as replicas behind a Service would.
-    With `services`, `mrm serve SERVICES` instead: only those, in one process each
-    replica (a benchmark of the ledger alone, without a monitor following it).
     """
+    with _mrm_processes(("up",), database_url, home, replicas, env) as server:
+        yield server
+
+
+@contextmanager
+def mrm_serve(
+    services: tuple[str, ...], database_url: str, home: Path, replicas: int = 1, **env: str
+) -> Iterator[Server]:
+    """`mrm serve SERVICES` in subprocesses: only those services, one process each
+    replica (the ledger alone, say, without a monitor following its appends)."""
+    with _mrm_processes(("serve", *services), database_url, home, replicas, env) as server:
+        yield server
+
+
+@contextmanager
+def _mrm_processes(
+    args: tuple[str, ...], database_url: str, home: Path, replicas: int, env: dict[str, str]
+) -> Iterator[Server]:
     seed_benchmark_token(home)
     port = free_port()
     addr = f"127.0.0.1:{port}"
@@ -116,7 +126,7 @@ def mrm_up(
         **env,
     }
     mrm = str(Path(sys.executable).with_name("mrm"))
-    command = [mrm, "serve", *services] if services else [mrm, "up"]
+    command = [mrm, *args]
     procs = [subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL)]
     try:
         wait_serving(addr)  # the first creates the log's identity and key

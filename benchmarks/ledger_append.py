@@ -22,7 +22,7 @@ from benchmarks._support import (
     cpu_seconds,
     free_port,
     fresh_pg_database,
-    mrm_up,
+    mrm_serve,
     prediction_body,
     save,
     uuid7,
@@ -148,7 +148,7 @@ def one_round(args: argparse.Namespace, batches: list[pb.AppendRecordsRequest]) 
             "MRM_HTTP_ADDR": f"127.0.0.1:{free_port()}",  # the reports' server, unused here
         }
         # The ledger alone: no monitor following the appends, no proxy, no explain.
-        with mrm_up(url, Path(home), args.replicas, ("ledger",), **env) as server:
+        with mrm_serve(("ledger",), url, Path(home), args.replicas, **env) as server:
             grpc_append(server.addr, batches[:4], 1)  # warm up connections and caches
             warm = sum(len(b.records) for b in batches[:4])
             ledger = ledger_pids(server.pids)
