@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mrm.deploy.errors import DeployError
+from mrm.drift.fairness import group_metrics
 
 KEYS = ("sensitive", "favourable_label", "bootstrap", "min_group_size")
 GATES = ("min_demographic_parity_ratio", "max_equalized_odds_difference")
@@ -221,30 +222,12 @@ def _attribute(
 ) -> dict[str, Any]:
     import pandas as pd
     from fairlearn.metrics import (  # type: ignore[import-untyped,unused-ignore]
-        MetricFrame,
-        count,
         demographic_parity_difference,
         demographic_parity_ratio,
         equalized_odds_difference,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
     )
-    from sklearn.metrics import accuracy_score  # type: ignore[import-untyped,unused-ignore]
 
-    frame = MetricFrame(
-        metrics={
-            "count": count,
-            "selection_rate": selection_rate,
-            "accuracy": accuracy_score,
-            "tpr": true_positive_rate,
-            "fpr": false_positive_rate,
-        },
-        y_true=truth,
-        y_pred=pred,
-        sensitive_features=pd.Series(labels, name=name),
-    )
-    by_group = frame.by_group
+    by_group = group_metrics(name, labels, truth, pred)
     names = [str(g) for g in by_group.index]
     codes = np.asarray(pd.Categorical(labels, categories=names).codes, dtype=np.int64)
     sizes = {g: int(by_group.loc[g, "count"]) for g in names}

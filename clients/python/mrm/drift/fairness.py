@@ -100,9 +100,12 @@ def _table(labels: np.ndarray[Any, Any], values: np.ndarray[Any, Any], groups: l
     return np.asarray([[int(np.sum(values[labels == g] == v)) for v in (1, 0)] for g in groups])
 
 
-def _frame(
+def group_metrics(
     name: str, labels: np.ndarray[Any, Any], truth: np.ndarray[Any, Any], pred: np.ndarray[Any, Any]
 ) -> Any:
+    """fairlearn's MetricFrame by group of attribute `name`: count, selection rate,
+    accuracy, TPR and FPR (a DataFrame indexed by group); deploy and the monitor
+    both measure with it."""
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
     from fairlearn.metrics import (  # type: ignore[import-untyped,unused-ignore]
         MetricFrame,
@@ -191,7 +194,7 @@ def decision_fairness(
             report.attributes[name]["reason"] = "no readable decisions in the window"
             continue
         labels = np.asarray([group_of(v) for v in column], dtype=object)
-        by_group = _frame(name, labels, pred, pred)
+        by_group = group_metrics(name, labels, pred, pred)
         groups = _groups(by_group, ("selection_rate",), ref.min_group_size, pred, labels)
         large = [g for g, v in groups.items() if not v["small"]]
         keep = np.isin(labels, large)
@@ -247,7 +250,7 @@ def outcome_fairness(
             continue
         labels = np.asarray([g[name] for g in groups if name in g], dtype=object)
         yk, pk = y[known], pred[known]
-        by_group = _frame(name, labels, yk, pk)
+        by_group = group_metrics(name, labels, yk, pk)
         keys = ("selection_rate", "accuracy", "tpr", "fpr")
         per_group = _groups(by_group, keys, ref.min_group_size, yk, labels)
         large = [g for g, v in per_group.items() if not v["small"]]
