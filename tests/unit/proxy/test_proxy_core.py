@@ -15,12 +15,11 @@ from sklearn.datasets import make_classification  # type: ignore[import-untyped,
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped,unused-ignore]
 
 from mrm.core.errors import InvalidArgument, NotFound, Unavailable
-from mrm.proxy.audit import PendingPrediction, Stamper
+from mrm.proxy.audit import Stamper
 from mrm.proxy.core import InferenceCore, InferRequest, parent_context
 from mrm.proxy.models import ModelTable, ServingModel, build
-from mrm.proxy.shipper import AuditUnavailable
 from mrm.proxy.tensors import TensorSpec
-from mrm.v1 import ledger_pb2
+from tests.support.proxy_fakes import Sink
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -42,22 +41,6 @@ class Models:
             self.table = self.table.with_model(m)
         self.ready = asyncio.Event()
         self.ready.set()
-
-
-class Sink:
-    def __init__(self, strict_error: str = "") -> None:
-        self.offered: list[PendingPrediction] = []
-        self.strict: list[ledger_pb2.Record] = []
-        self.strict_error = strict_error
-
-    def offer(self, record: PendingPrediction) -> bool:
-        self.offered.append(record)
-        return True
-
-    def strict_offer(self, record: ledger_pb2.Record, timeout: float) -> None:
-        if self.strict_error:
-            raise AuditUnavailable(self.strict_error)
-        self.strict.append(record)
 
 
 def serving(trained: Any, version: str, *, rate: float = 1.0, strict: bool = False) -> Any:

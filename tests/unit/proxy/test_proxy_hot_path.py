@@ -26,6 +26,7 @@ from mrm.proxy.server import InferenceServicer
 from mrm.proxy.shipper import AuditUnavailable, Shipper
 from mrm.proxy.spool import Spool
 from mrm.v1 import ledger_pb2
+from tests.support.proxy_fakes import Sink
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -51,24 +52,6 @@ class Watcher:
         self.table = ModelTable()
         for m in models:
             self.table = self.table.with_model(m)
-
-
-class Sink:
-    """Records what the servicer hands over; strict offers succeed or fail on demand."""
-
-    def __init__(self, strict_error: str = "") -> None:
-        self.offered: list[PendingPrediction] = []
-        self.strict: list[ledger_pb2.Record] = []
-        self.strict_error = strict_error
-
-    def offer(self, record: PendingPrediction) -> bool:
-        self.offered.append(record)
-        return True
-
-    def strict_offer(self, record: ledger_pb2.Record, timeout: float) -> None:
-        if self.strict_error:
-            raise AuditUnavailable(self.strict_error)
-        self.strict.append(record)
 
 
 class Context:

@@ -66,6 +66,19 @@ class LedgerSession:
 
 
 @contextlib.contextmanager
+def _reachable(what: str, addr: str, flag: str, variable: str) -> Iterator[None]:
+    """An unreachable service becomes exit 3 with a hint where to point the CLI."""
+    try:
+        yield
+    except Unavailable as e:
+        raise CliError(
+            f"cannot reach the {what} at {addr}: {e.summary()} "
+            f"(is it running? point {flag} or {variable} at it)",
+            EXIT_UNAVAILABLE,
+        ) from None
+
+
+@contextlib.contextmanager
 def ledger_session(ctx: click.Context) -> Iterator[LedgerSession]:
     settings = settings_of(ctx)
     trust = TrustStore.from_env(announce=lambda line: click.echo(line, err=True))
@@ -73,13 +86,8 @@ def ledger_session(ctx: click.Context) -> Iterator[LedgerSession]:
         settings.ledger_addr, timeout=settings.timeout, auth=settings.client_auth()
     )
     try:
-        yield LedgerSession(client, trust)
-    except Unavailable as e:
-        raise CliError(
-            f"cannot reach the ledger at {settings.ledger_addr}: {e.summary()} "
-            "(is it running? point --ledger-addr or MRM_LEDGER_ADDR at it)",
-            EXIT_UNAVAILABLE,
-        ) from None
+        with _reachable("ledger", settings.ledger_addr, "--ledger-addr", "MRM_LEDGER_ADDR"):
+            yield LedgerSession(client, trust)
     finally:
         client.close()
 
@@ -92,13 +100,8 @@ def registry_session(ctx: click.Context) -> Iterator[RegistryClient]:
         settings.registry_addr, timeout=settings.timeout, auth=settings.client_auth()
     )
     try:
-        yield client
-    except Unavailable as e:
-        raise CliError(
-            f"cannot reach the registry at {settings.registry_addr}: {e.summary()} "
-            "(is it running? point --registry-addr or MRM_REGISTRY_ADDR at it)",
-            EXIT_UNAVAILABLE,
-        ) from None
+        with _reachable("registry", settings.registry_addr, "--registry-addr", "MRM_REGISTRY_ADDR"):
+            yield client
     finally:
         client.close()
 
@@ -111,12 +114,7 @@ def monitor_session(ctx: click.Context) -> Iterator[MonitorClient]:
         settings.monitor_addr, timeout=settings.timeout, auth=settings.client_auth()
     )
     try:
-        yield client
-    except Unavailable as e:
-        raise CliError(
-            f"cannot reach the monitor at {settings.monitor_addr}: {e.summary()} "
-            "(is it running? point --monitor-addr or MRM_MONITOR_ADDR at it)",
-            EXIT_UNAVAILABLE,
-        ) from None
+        with _reachable("monitor", settings.monitor_addr, "--monitor-addr", "MRM_MONITOR_ADDR"):
+            yield client
     finally:
         client.close()
