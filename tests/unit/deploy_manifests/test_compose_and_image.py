@@ -172,6 +172,69 @@ def test_every_service_the_image_runs_listens_everywhere_and_is_health_checked()
         assert default_ports[name] == port, name
 
 
+def image_addresses() -> dict[str, str]:
+    """The MRM_*_ADDR the image's ENV sets."""
+    env = " ".join(rest for word, rest in dockerfile_instructions() if word == "ENV")
+    return dict(re.findall(r"(MRM_\w+_ADDR)=(\S+)", env))
+
+
+def port_of(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+# The listeners of each service beside MRM_<NAME>_ADDR and MRM_<NAME>_*_ADDR.
+OTHER_LISTENERS = {"explain": {"MRM_HTTP_ADDR"}}
+
+
+def test_the_proxy_serves_oip_rest_on_every_interface_of_the_image() -> None:
+    addrs = image_addresses()
+    rest = port_of(Settings.model_fields["proxy_http_addr"].default)
+    assert rest == 8080
+    assert addrs["MRM_PROXY_HTTP_ADDR"] == f"0.0.0.0:{rest}"
+    exposed = {
+        int(p) for word, args in dockerfile_instructions() if word == "EXPOSE" for p in args.split()
+    }
+    assert rest in exposed
+    # every address the image listens on is a port it exposes
+    for var, address in addrs.items():
+        assert port_of(address) in exposed, var
+
+
+def test_the_all_in_one_example_publishes_every_port_the_image_listens_on() -> None:
+    (example,) = [
+        line for line in DOCKERFILE.read_text().splitlines() if "# `mrm up`, all in one" in line
+    ]
+    published: set[int] = set()
+    for host, container in re.findall(r"-p (\S+):(\S+)", example):
+        assert host == container, example
+        first, _, last = container.partition("-")
+        published |= set(range(int(first), int(last or first) + 1))
+    for var, address in image_addresses().items():
+        assert port_of(address) in published, var
+
+
+def test_compose_publishes_every_listener_of_each_service_the_image_opens() -> None:
+    image = image_addresses()
+    services = compose()["services"]
+    for name in SERVICES:
+        svc = services[name]
+        env = {**image, **{k: str(v) for k, v in svc["environment"].items()}}
+        own = {
+            var for var in env if var.endswith("_ADDR") and var.startswith(f"MRM_{name.upper()}_")
+        }
+        own |= OTHER_LISTENERS.get(name, set())
+        own = {var for var in own if env[var].startswith("0.0.0.0:")}  # listeners, not peers
+        assert f"MRM_{name.upper()}_ADDR" in own, name
+        for var in own:
+            port = port_of(env[var])
+            assert f"{port}:{port}" in svc["ports"], (name, var)
+    proxy = services["proxy"]
+    # stated beside its published port, as the image sets it
+    assert proxy["environment"]["MRM_PROXY_HTTP_ADDR"] == image["MRM_PROXY_HTTP_ADDR"]
+    assert proxy["environment"]["MRM_PROXY_HTTP_ADDR"] == "0.0.0.0:8080"
+    assert "8080:8080" in proxy["ports"]
+
+
 def test_every_path_the_dockerfile_copies_exists() -> None:
     copies = [rest for word, rest in dockerfile_instructions() if word == "COPY"]
     assert copies

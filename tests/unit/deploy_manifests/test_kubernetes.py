@@ -26,6 +26,11 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
 SECRETS = {"mrm-auth", "mrm-database", "mrm-ledger-key", "mrm-subject-key", "mrm-monitor-webhooks"}
 SERVICES = {"ledger": 50052, "registry": 50051, "explain": 50053, "proxy": 8001, "monitor": 50054}
+# The proxy's Open Inference Protocol over HTTP/REST, beside its gRPC (MRM_PROXY_HTTP_ADDR).
+PROXY_REST = int(Settings.model_fields["proxy_http_addr"].default.rpartition(":")[2])
+# Istio's protocol selection from a Service port's name (<protocol>[-<suffix>]).
+ISTIO_PORT_NAME = re.compile(r"^(grpc|http)(-.*)?$")
+LINKERD_PROTOCOL = {"grpc": "gRPC", "http": "HTTP/1"}
 CUSTOM_GROUPS = (
     "security.istio.io/",
     "networking.istio.io/",
@@ -224,6 +229,66 @@ def test_network_policies_deny_by_default_and_select_real_pods() -> None:
     assert ledger_in["ports"] == [{"protocol": "TCP", "port": 50052}]
 
 
+def ingress_ports(policy: Obj) -> dict[int, list[Any]]:
+    """Each port a NetworkPolicy admits, with the peers (`from`) admitted on it."""
+    admitted: dict[int, list[Any]] = {}
+    for rule in policy["spec"].get("ingress", []):
+        for port in rule["ports"]:
+            assert port["protocol"] == "TCP"
+            admitted.setdefault(port["port"], []).extend(rule["from"])
+    return admitted
+
+
+def test_every_service_port_is_a_container_port_the_network_policy_admits() -> None:
+    objects = render("base")
+    deployments = of_kind(objects, "Deployment")
+    policies = of_kind(objects, "NetworkPolicy")
+    for service in of_kind(objects, "Service").values():
+        name = service["metadata"]["name"]
+        (container,) = pod_spec(deployments[name])["containers"]
+        numbers = {p["name"]: p["containerPort"] for p in container["ports"]}
+        admitted = ingress_ports(policies[name])
+        for port in service["spec"]["ports"]:
+            assert port["port"] == numbers[port["targetPort"]], (name, port["name"])
+            assert port["port"] in admitted, (name, port["port"])
+
+
+def test_the_proxy_serves_oip_rest_beside_grpc_on_every_interface() -> None:
+    objects = render("base")
+    proxy = of_kind(objects, "Deployment")["mrm-proxy"]
+    (container,) = pod_spec(proxy)["containers"]
+    ports = {p["name"]: p for p in container["ports"]}
+    assert ports["http"] == {"name": "http", "containerPort": PROXY_REST, "protocol": "TCP"}
+    assert PROXY_REST == 8080
+    # loopback by default; the pod listens on every interface at the declared port
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MRM_PROXY_HTTP_ADDR"] == f"0.0.0.0:{PROXY_REST}"
+    # the gRPC probes stay (the REST port shares the process and its readiness)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == SERVICES["proxy"], probe
+    service = of_kind(objects, "Service")["mrm-proxy"]
+    by_name = {p["name"]: p for p in service["spec"]["ports"]}
+    assert by_name["grpc"] == {
+        "name": "grpc",
+        "port": SERVICES["proxy"],
+        "targetPort": "grpc",
+        "appProtocol": "grpc",
+    }
+    assert by_name["http"] == {
+        "name": "http",
+        "port": PROXY_REST,
+        "targetPort": "http",
+        "appProtocol": "http",
+    }
+    # inference callers reach REST exactly as they reach gRPC; /metrics stays Prometheus's
+    admitted = ingress_ports(of_kind(objects, "NetworkPolicy")["mrm-proxy"])
+    assert admitted[PROXY_REST] == admitted[SERVICES["proxy"]] == [{"namespaceSelector": {}}]
+    assert admitted[ports["metrics"]["containerPort"]] != admitted[PROXY_REST]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert "MRM_PROXY_HTTP_ADDR" in readme
+    assert f"HTTP/REST {PROXY_REST}" in readme  # the port list
+
+
 def test_istio_overlay_injects_sidecars_with_strict_mtls_and_grpc_balancing() -> None:
     objects = render("overlays/istio")
     namespace = of_kind(objects, "Namespace")["mrm"]
@@ -238,6 +303,15 @@ def test_istio_overlay_injects_sidecars_with_strict_mtls_and_grpc_balancing() ->
         assert rule["spec"]["host"].endswith(".mrm.svc.cluster.local")
         assert rule["spec"]["trafficPolicy"]["loadBalancer"]["simple"] == "LEAST_REQUEST"
         assert rule["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+    # Istio picks each port's protocol from appProtocol, else from the name: both agree
+    for service in services.values():
+        for port in service["spec"]["ports"]:
+            match = ISTIO_PORT_NAME.match(port["name"])
+            assert match, (service["metadata"]["name"], port["name"])
+            assert port["appProtocol"] == match[1], (service["metadata"]["name"], port["name"])
+    proxy_ports = {p["port"]: p for p in services["mrm-proxy"]["spec"]["ports"]}
+    assert proxy_ports[SERVICES["proxy"]]["appProtocol"] == "grpc"
+    assert proxy_ports[PROXY_REST]["appProtocol"] == "http"
 
 
 def test_linkerd_overlay_injects_proxies_and_admits_only_mtls() -> None:
@@ -247,11 +321,24 @@ def test_linkerd_overlay_injects_proxies_and_admits_only_mtls() -> None:
     assert annotations["config.linkerd.io/default-inbound-policy"] == "all-authenticated"
     deployments = of_kind(objects, "Deployment")
     servers = of_kind(objects, "Server")
-    assert len(servers) == 6
+    assert len(servers) == 7
     for server in servers.values():
         target = deployments[server["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]]
         ports = {p["name"] for p in pod_spec(target)["containers"][0]["ports"]}
         assert server["spec"]["port"] in ports
+    # every port a Service exposes has its Server, speaking the Service's protocol
+    declared = {
+        (s["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], s["spec"]["port"]): s
+        for s in servers.values()
+    }
+    for service in of_kind(objects, "Service").values():
+        pod = service["spec"]["selector"]["app.kubernetes.io/name"]
+        for port in service["spec"]["ports"]:
+            assert (pod, port["targetPort"]) in declared, (pod, port["name"])
+            protocol = declared[(pod, port["targetPort"])]["spec"]["proxyProtocol"]
+            assert protocol == LINKERD_PROTOCOL[port["appProtocol"]], (pod, port["name"])
+    rest = declared[("mrm-proxy", "http")]
+    assert rest["spec"]["proxyProtocol"] == "HTTP/1"
     auth = of_kind(objects, "MeshTLSAuthentication")
     policies = of_kind(objects, "AuthorizationPolicy")
     assert {p["spec"]["targetRef"]["name"] for p in policies.values()} == set(servers)
