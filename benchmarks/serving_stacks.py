@@ -118,11 +118,16 @@ def _addrs(workers: int) -> dict[str, str]:
 
 
 def _group(pid: int) -> str:
-    """Which supervisor child a process is, from its `mrm serve --supervised …` line."""
+    """Which supervisor child a process is, from its `mrm serve --supervised …` line; the
+    proxy's audit shipper process (MRM_PROXY_SHIPPER=process) is a group of its own."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return ""
+    if b"mrm.proxy.shipping" in argv:
+        return "shipper"
+    if b"mrm.proxy.workers" in argv:
+        return "proxy"
     services = (
         {a.decode() for a in argv[argv.index(b"--supervised") + 1 :]}
         if (b"--supervised" in argv)
@@ -144,10 +149,11 @@ def default_layout(tmp: Path, workers: int) -> Iterator[Layout]:
         wait_proxy(env["MRM_PROXY_ADDR"], workers)
         supervisor = server.pids[0]
         cpu: dict[str, list[int]] = {"supervisor": [supervisor]}
-        for pid in descendants(supervisor):
+        for pid in descendants(supervisor):  # every process, by its own command line
             name = _group(pid)
             if name:
-                cpu.setdefault(name, []).extend([pid, *descendants(pid)])
+                cpu.setdefault(name, []).append(pid)
+        cpu.setdefault("shipper", [])
         yield Layout(env["MRM_PROXY_ADDR"], env["MRM_PROXY_HTTP_ADDR"], cpu)
 
 
@@ -165,7 +171,7 @@ def production_layout(tmp: Path, workers: int) -> Iterator[Layout]:
         env["MRM_HTTP_ADDR"] = f"127.0.0.1:{free_port()}"
         bootstrap(Settings(home=home, database_url=url))
         mrm = str(Path(sys.executable).with_name("mrm"))
-        cpu: dict[str, list[int]] = {}
+        cpu: dict[str, list[int]] = {"shipper": []}
         for name in (*services, "proxy"):
             proc = stack.enter_context(
                 process([mrm, "serve", name], env, tmp / f"production-{name}.log")
@@ -175,7 +181,8 @@ def production_layout(tmp: Path, workers: int) -> Iterator[Layout]:
                 wait_serving(env[f"MRM_{name.upper()}_ADDR"])
         deploy(tmp, env["MRM_REGISTRY_ADDR"])
         wait_proxy(env["MRM_PROXY_ADDR"], workers)
-        cpu["proxy"] += descendants(cpu["proxy"][0])
+        for pid in descendants(cpu["proxy"][0]):
+            cpu["shipper" if _group(pid) == "shipper" else "proxy"].append(pid)
         cpu["postgres"] = []  # found by name during each cell
         yield Layout(env["MRM_PROXY_ADDR"], env["MRM_PROXY_HTTP_ADDR"], cpu)
 

@@ -172,8 +172,8 @@ def up(insecure: bool, single_process: bool) -> None:
     machine pick up.
     """
     settings = settings_or_exit(insecure=True) if insecure else settings_or_exit()
-    if single_process:
-        _run(settings, SERVICES, bootstrap=True)
+    if single_process:  # one process: the audit shipper is a thread of it, too
+        _run(settings.model_copy(update={"proxy_shipper": "thread"}), SERVICES, bootstrap=True)
     else:
         _supervise(settings)
 

@@ -85,13 +85,17 @@ def test_a_ledger_outage_fails_no_decision_and_loses_no_record(tmp_path: Path, p
         running.stack.stop()
 
 
-def test_a_killed_proxy_delivers_its_spool_after_a_restart(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("shipper", ["process", "thread"])
+def test_a_killed_proxy_delivers_its_spool_after_a_restart(
+    tmp_path: Path, pg_url: str, shipper: str
+) -> None:
     running = stack_with_ledger_on(tmp_path / "home", free_port(), pg_url)
     switch = LedgerSwitch(running)
     home, n = tmp_path / "proxy-home", 40
+    env = {"MRM_PROXY_SHIPPER": shipper}
     try:
         rows, input_name = deploy_gbt(running, tmp_path)
-        first = ProxyProcess(home, running.registry_addr, running.addr)
+        first = ProxyProcess(home, running.registry_addr, running.addr, env)
         try:
             wait_model_ready(first.addr)
             switch.stop()
@@ -108,7 +112,7 @@ def test_a_killed_proxy_delivers_its_spool_after_a_restart(tmp_path: Path, pg_ur
         finally:
             first.close()
         switch.start()
-        second = ProxyProcess(home, running.registry_addr, running.addr)
+        second = ProxyProcess(home, running.registry_addr, running.addr, env)
         try:
             wait_until(lambda: status(second.addr).spool_depth == 0, "the spool is replayed")
             replayed = status(second.addr)

@@ -12,29 +12,17 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mrm.client.ledger import LedgerClient, new_record
-from mrm.core.settings import Settings
 from mrm.proxy.shipper import SPOOL_FULL, AuditUnavailable, Shipper
 from mrm.proxy.spool import Spool
 from mrm.stack import BackgroundStack
 from mrm.v1.ledger_pb2 import Record
 from tests.conftest import RunningLedger, start_ledger
-from tests.support.auth import seed_test_token
+from tests.support.shipping import in_ledger, stack_on
 from tests.support.waiting import free_port, wait_until
-
-
-def stack_on(home: Path, port: int) -> BackgroundStack:
-    """A stack whose ledger listens on a fixed port, so a restarted one is found again."""
-    addrs: dict[str, Any] = {n: "127.0.0.1:0" for n in Settings.model_fields if n.endswith("_addr")}
-    settings = Settings(
-        home=home, auth_record_tokens=False, **(addrs | {"ledger_addr": f"127.0.0.1:{port}"})
-    )
-    seed_test_token(settings.resolved_tokens_file())
-    return BackgroundStack(settings)
 
 
 def stop_ledger_server(stack: BackgroundStack) -> None:
@@ -44,11 +32,6 @@ def stop_ledger_server(stack: BackgroundStack) -> None:
 
 def predictions(model: str, n: int, start: int = 0) -> list[Record]:
     return [new_record("PREDICTION", {"i": i}, model_name=model) for i in range(start, start + n)]
-
-
-def in_ledger(addr: str, model: str, kind: str = "PREDICTION") -> list[Record]:
-    with LedgerClient(addr) as client:
-        return list(client.query(kind=kind, model_name=model))
 
 
 def settled(shipper: Shipper) -> Callable[[], bool]:

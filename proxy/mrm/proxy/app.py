@@ -22,6 +22,7 @@ from mrm.proxy.metrics import ProxyMetrics, prometheus_registry
 from mrm.proxy.rest import RestInference, serve_rest
 from mrm.proxy.server import InferenceServicer
 from mrm.proxy.shipper import Shipper
+from mrm.proxy.shipping import ShipperConfig, ShipperProcess
 from mrm.proxy.spool import Spool
 from mrm.proxy.status import ProxyStatusServicer
 from mrm.proxy.watcher import DeploymentWatcher
@@ -29,6 +30,33 @@ from mrm.proxy.workers import Workers
 from mrm.v1 import proxy_pb2_grpc
 
 SERVICE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+def audit_sink(
+    settings: Settings, ledger_target: str, key: bytes, auth: ClientAuth
+) -> Shipper | ShipperProcess:
+    """The shipper MRM_PROXY_SHIPPER asks for: a child process (the default) or a thread."""
+    spool = settings.home / "proxy-spool.db"
+    if settings.proxy_shipper == "thread":
+        return Shipper(
+            ledger_target,
+            Spool(spool, settings.proxy_spool_max_records),
+            queue_max=settings.proxy_queue_max,
+            build=prediction_records,
+            auth=auth,
+        )
+    return ShipperProcess(
+        ShipperConfig(
+            ledger_target=ledger_target,
+            spool_path=spool,
+            spool_max_records=settings.proxy_spool_max_records,
+            queue_max=settings.proxy_queue_max,
+            subject_key=key,
+            auth=auth,
+            nice=settings.proxy_shipper_nice,
+            log_level=settings.log_level,
+        )
+    )
 
 
 def proxy_service(
@@ -45,13 +73,7 @@ def proxy_service(
     key_file = settings.resolved_subject_key_file()
     key = load_or_create_subject_key(key_file)
     workers = Workers(settings, registry_target, ledger_target, key_file)
-    shipper = Shipper(
-        ledger_target,
-        Spool(settings.home / "proxy-spool.db", settings.proxy_spool_max_records),
-        queue_max=settings.proxy_queue_max,
-        build=prediction_records,
-        auth=auth,
-    )
+    shipper = audit_sink(settings, ledger_target, key, auth)
     registry, inference = prometheus_registry(shipper.snapshot)
 
     async def follow(stopping: asyncio.Event) -> None:

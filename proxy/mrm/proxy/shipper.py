@@ -297,6 +297,14 @@ class Shipper:
         if not self._thread.is_alive():
             self.spool.close()
 
+    def count_dropped(self, model: str, version: str, reason: str, n: int) -> None:
+        """Decisions sampled and dropped before they reached this shipper (by the serving
+        process that feeds it): counted, and reported in a GAP record like its own drops."""
+        self._tally.add("sampled", model, version, n)
+        self._tally.add("dropped", model, version, n)
+        with self._lock:
+            self._unpersisted[reason, model] += n
+
     def _drop_sample(self, model: str, version: str, reason: str) -> None:
         self._tally.add("dropped", model, version)
         with self._lock:

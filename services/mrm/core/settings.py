@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +106,18 @@ class Settings(BaseSettings):
     proxy_queue_max: int = Field(default=10_000, ge=1)
     """Sampled records held in memory on their way to the ledger (lost on a SIGKILL;
     past half of it the shipper moves the backlog to the spool)."""
+
+    proxy_shipper: Literal["process", "thread"] = "process"
+    """Where sampled decisions become records and go to the ledger: `process`, a child
+    of the proxy fed through a pipe (mrm.proxy.shipping), so that work and its bursts
+    stay off the inference's interpreter and cores; `thread`, a thread of the proxy's
+    own process (one process less; what 2-core benchmarks measured:
+    benchmarks/results/README.md)."""
+
+    proxy_shipper_nice: int = Field(default=10, ge=0, le=19)
+    """How much lower the shipper process's CPU priority is than the proxy's (nice(2)):
+    when inference and auditing both want a core, inference gets it; the records wait in
+    the pipe and the shipper's queue, and the spool takes what the queue cannot hold."""
 
     proxy_spool_max_records: int = Field(default=1_000_000, ge=1)
     """Records the proxy's local spool keeps while the ledger is away; past this,

@@ -1,0 +1,556 @@
+"""The audit shipper in a process of its own, fed through a pipe (MRM_PROXY_SHIPPER=process).
+
+    serving process                          shipper process (python -m mrm.proxy.shipping)
+    offer() → buffer → feeder ══ feed pipe ══▶ Shipper (mrm.proxy.shipper): build, append, spool
+    strict_offer() ══════════ control pipe ══▶ Shipper.strict_offer (group commit)
+    snapshot(): last report ◀═ answer pipe ══ its counts every 0.1 s; strict answers
+
+Building a PREDICTION record (the subject's keyed hash, canonical JSON), the
+gRPC append and the spool's SQLite writes cost the serving process about as much
+CPU per sampled decision as the inference itself, and their bursts (one batch
+every flush interval) landed in the inference's tail latency. Here the serving
+process keeps only a list append per decision and, in a feeder thread, a pickle
+of each batch of decisions' fields and arrays; everything else runs in the
+child, at a lower CPU priority (MRM_PROXY_SHIPPER_NICE), so inference wins the
+cores when both want them. The pipe carries only what this process wrote to
+its own child (never a file, never the network).
+
+What is lost and what is counted is what `mrm.proxy.shipper` says, with one
+more place a record can be: in transit (the serving process's buffer and the
+pipe). The buffer is bounded by MRM_PROXY_QUEUE_MAX: past it a decision is
+dropped and counted, and the count travels to the child, which persists it for
+a GAP record like any other drop. When the serving process ends, even by
+SIGKILL, the child reads the pipe to its end, then ships or spools everything it
+holds before it exits. A child that dies is started again (its successor
+replays the spool); a SIGKILL of the child loses what only it held in memory,
+as a SIGKILL of a one-process proxy does, and nothing spooled or acknowledged
+by the ledger. Strict decisions are answered by the child after its group
+commit: durable, or refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import logging
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from mrm.client.credentials import ClientAuth
+from mrm.proxy.audit import PendingPrediction, Stamper, prediction_records
+from mrm.proxy.metrics import Counts, Snapshot
+from mrm.proxy.shipper import QUEUE_FULL, AuditUnavailable, Shipper
+from mrm.proxy.spool import Spool
+from mrm.v1.ledger_pb2 import Record
+
+log = logging.getLogger(__name__)
+
+_PIPE_BYTES = 1 << 20  # F_SETPIPE_SZ: room for a few thousand decisions in transit
+_F_SETPIPE_SZ = 1031
+_FEED_EVERY = 0.005  # seconds the feeder lets decisions gather before one write
+_RESTART_DELAY = 0.5
+_REPORT_EVERY = 0.1  # seconds between the child's reports of its counts
+SHIPPER_EXITED = (
+    "the proxy's shipper process exited; what it held in memory was lost (at most this "
+    "many: records settled after its last report are counted here too)"
+)
+
+# One decision as it crosses the pipe: PendingPrediction's fields but the stamper.
+_Fields = tuple[str, str, str, str, str, str, str, Mapping[str, Any], Mapping[str, Any], str]
+
+
+@dataclass(frozen=True)
+class ShipperConfig:
+    """What the child needs to run the proxy's `Shipper`; sent as the first message."""
+
+    ledger_target: str
+    spool_path: Path
+    spool_max_records: int
+    queue_max: int
+    subject_key: bytes = field(repr=False)  # secret: never in a log line
+    auth: ClientAuth
+    nice: int = 10
+    batch: int = 512
+    flush_interval: float = 0.1
+    rpc_timeout: float = 10.0
+    log_level: str = "INFO"
+
+
+def _fields(p: PendingPrediction) -> _Fields:
+    return (
+        p.record_id,
+        p.model_name,
+        p.model_version,
+        p.onnx_sha256,
+        p.subject_id,
+        p.trace_id,
+        p.span_id,
+        p.inputs,
+        p.outputs,
+        p.request_id,
+    )
+
+
+class ShipperProcess:
+    """The proxy's record sink (`mrm.proxy.core.RecordSink`) when the shipper is a child
+    process; the same surface as `Shipper` for the servicers (snapshot, target, close)."""
+
+    def __init__(self, config: ShipperConfig, *, queue_max: int | None = None) -> None:
+        self.config = config
+        self._queue_max = queue_max or config.queue_max
+        self._lock = threading.Lock()  # the buffer, the counters below, the child
+        self._buffer: list[_Fields] = []
+        self._sending: list[_Fields] = []  # the feeder's batch while it writes it
+        self._drops: Counter[tuple[str, str, str]] = Counter()  # (reason, model, version)
+        self._handed: Counter[tuple[str, str]] = Counter()  # everything offered, per version
+        self._retired: dict[tuple[str, str], Counts] = {}  # counts of children that ended
+        self._retired_own = [0, 0]  # gap_records_written, ledger_failures
+        self._last: Snapshot | None = None
+        # Until a child reports: what its spool holds (a previous process's records).
+        self._spool_hint = _spooled(config.spool_path)
+        self._control_lock = threading.Lock()  # the control pipe (strict asks), the child
+        self._pending: dict[int, Future[str]] = {}
+        self._next_id = 0
+        self._closed = False
+        self._wake = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._feed_conn: Connection | None = None  # the feeder's alone (and close's)
+        self._control: Connection | None = None
+        self._up = threading.Event()
+        self._start_child()
+        self._feeder = threading.Thread(target=self._feed, name="mrm-shipper-feed", daemon=True)
+        self._feeder.start()
+
+    # -- the sink ---------------------------------------------------------------
+
+    def offer(self, record: PendingPrediction) -> bool:
+        """Never blocks, never raises; False when the buffer was full (counted)."""
+        key = (record.model_name, record.model_version)
+        with self._lock:
+            self._handed[key] += 1
+            if len(self._buffer) < self._queue_max and not self._closed:
+                self._buffer.append(_fields(record))
+                return True
+            self._drops[QUEUE_FULL, *key] += 1
+        return False
+
+    def strict_offer(self, record: Record, timeout: float) -> None:
+        """Blocks until the child made the record durable; AuditUnavailable if it could
+        not (or the child did not answer within `timeout` and a little more)."""
+        with self._lock:
+            self._handed[record.model_name, record.model_version] += 1
+        if not self._up.wait(timeout):
+            self._lost_strict(record)
+            raise AuditUnavailable("the proxy's shipper process is not running")
+        answer = self._ask(record.SerializeToString(), timeout)
+        try:
+            error = answer.result(timeout + 5.0)
+        except Exception as exc:
+            raise AuditUnavailable(f"the proxy's shipper process did not answer ({exc})") from None
+        if error:
+            raise AuditUnavailable(error)
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        return self.config.ledger_target
+
+    def snapshot(self) -> Snapshot:
+        """The child's last report (at most 0.1 s old), plus what is in transit: offered
+        here, not yet counted there (the buffer, the pipe). Never waits for the child."""
+        with self._lock:
+            child = self._last
+            handed = dict(self._handed)
+            local_drops = sum(self._drops.values())
+            retired, own = dict(self._retired), list(self._retired_own)
+        by_model: dict[tuple[str, str], Counts] = {}
+        for key in {*handed, *(child.by_model if child else {}), *retired}:
+            seen = child.by_model.get(key, Counts()) if child else Counts()
+            gone = retired.get(key, Counts())
+            counted = _plus(seen, gone)
+            in_transit = max(0, handed.get(key, 0) - counted.sampled)
+            by_model[key] = replace(counted, sampled=counted.sampled + in_transit)
+        totals = Counts()
+        for counts in by_model.values():
+            totals = _plus(totals, counts)
+        in_transit = max(0, sum(handed.values()) - _plus_all(child, retired).sampled)
+        depth = (child.queue_depth if child else 0) + max(0, in_transit - local_drops)
+        return Snapshot(
+            totals=totals,
+            by_model=by_model,
+            queue_depth=depth,
+            queue_capacity=self._queue_max,
+            spool_depth=child.spool_depth if child else self._spool_hint,
+            spool_capacity=self.config.spool_max_records,
+            gap_records_written=own[0] + (child.gap_records_written if child else 0),
+            ledger_failures=own[1] + (child.ledger_failures if child else 0),
+            last_ledger_error=child.last_ledger_error if child else "",
+            last_ledger_error_at=child.last_ledger_error_at if child else None,
+            last_ledger_success_at=child.last_ledger_success_at if child else None,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None while it is being restarted)."""
+        child = self._child
+        return child.pid if child is not None and child.poll() is None else None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Hand the child what is buffered, let it ship what the ledger takes within
+        `timeout` and spool the rest, and wait for it to exit."""
+        if self._closed:
+            return
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        self._feeder.join(timeout + 10)
+        child = self._child
+        if child is None:
+            return
+        with self._control_lock, contextlib.suppress(OSError):
+            if self._feed_conn is not None:  # the feeder is done: the last word is ours
+                self._feed_conn.send_bytes(pickle.dumps(("close", timeout), protocol=5))
+        try:
+            child.wait(timeout + 15)
+        except subprocess.TimeoutExpired:
+            log.error("audit shipper process %d did not stop; killing it", child.pid)
+            child.kill()
+            child.wait()
+        self._reader.join(10)  # its last report counted, before close() returns
+        with self._control_lock:
+            self._close_pipes()
+
+    # -- the child --------------------------------------------------------------
+
+    def _start_child(self) -> None:
+        """Called with the control lock held (or before anyone else can take it)."""
+        feed, control, answers = os.pipe(), os.pipe(), os.pipe()  # (read end, write end)
+        for fd in (feed[1], answers[1]):
+            with contextlib.suppress(OSError):  # the default 64 KiB: the feeder waits sooner
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+        theirs = (feed[0], control[0], answers[1])
+        child = subprocess.Popen(  # noqa: S603 (this interpreter, our module, three fds)
+            [
+                sys.executable,
+                "-m",
+                "mrm.proxy.shipping",
+                *map(str, theirs),
+                f"--nice={self.config.nice}",
+            ],
+            pass_fds=theirs,
+            stdin=subprocess.DEVNULL,
+        )
+        for fd in theirs:
+            os.close(fd)
+        self._control = Connection(control[1], readable=False)
+        self._control.send_bytes(pickle.dumps(self.config, protocol=5))
+        self._child, self._feed_conn = child, Connection(feed[1], readable=False)
+        reader = threading.Thread(
+            target=self._read, args=(Connection(answers[0], writable=False), child), daemon=True
+        )
+        reader.name = "mrm-shipper-answers"
+        reader.start()
+        self._reader = reader
+        self._up.set()
+
+    def _read(self, conn: Connection, child: subprocess.Popen[bytes]) -> None:
+        """Answers from one child, until it ends; then its counts retire and, unless
+        closing, a new child starts."""
+        try:
+            while True:
+                kind, ident, value = _load(conn.recv_bytes())
+                if kind == "report":
+                    with self._lock:
+                        self._last = value
+                elif (future := self._pending.pop(ident, None)) is not None:
+                    future.set_result(value)
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+        child.wait()
+        self._up.clear()
+        self._retire()
+        if self._closed:
+            return
+        log.error(
+            "audit shipper process %d exited (%s); starting another, which replays the spool",
+            child.pid,
+            child.returncode,
+        )
+        time.sleep(_RESTART_DELAY)
+        with self._control_lock:
+            self._close_pipes()
+            if not self._closed:
+                self._start_child()
+
+    def _close_pipes(self) -> None:
+        """Our ends of the pipes to a child that is gone (with the control lock held)."""
+        for end in (self._feed_conn, self._control):
+            if end is not None:
+                end.close()
+        self._feed_conn = self._control = None
+
+    def _retire(self) -> None:
+        """The ended child's settled counts join the retired ones; what was handed to it
+        and not settled by its last report is lost, counted as dropped (and written in a
+        GAP record by the next child); its open questions fail."""
+        with self._lock:
+            last, self._last = self._last, None
+            if last is not None:
+                self._spool_hint = last.spool_depth
+            for key, counts in (last.by_model if last is not None else {}).items():
+                settled = counts.shipped + counts.spooled + counts.dropped + counts.strict_failed
+                self._retired[key] = _plus(
+                    self._retired.get(key, Counts()), replace(counts, sampled=settled)
+                )
+            if last is not None:
+                self._retired_own[0] += last.gap_records_written
+                self._retired_own[1] += last.ledger_failures
+            waiting: Counter[tuple[str, str]] = Counter(f[1:3] for f in self._buffer)
+            waiting.update(f[1:3] for f in self._sending)
+            for (_, model, version), n in self._drops.items():
+                waiting[model, version] += n
+            for key, n in self._handed.items():
+                lost = n - self._retired.get(key, Counts()).sampled - waiting[key]
+                if lost > 0:
+                    self._drops[SHIPPER_EXITED, *key] += lost
+        for ident in list(self._pending):
+            future = self._pending.pop(ident, None)
+            if future is not None and not future.done():
+                future.set_exception(AuditUnavailable("the proxy's shipper process exited"))
+
+    def _lost_strict(self, record: Record) -> None:
+        with self._lock:
+            key = (record.model_name, record.model_version)
+            counts = self._retired.get(key, Counts())
+            self._retired[key] = replace(
+                counts, sampled=counts.sampled + 1, strict_failed=counts.strict_failed + 1
+            )
+
+    def _ask(self, record: bytes, timeout: float) -> Future[str]:
+        """A strict record to the child, on the control pipe (never behind the feed)."""
+        future: Future[str] = Future()
+        with self._control_lock:
+            self._next_id += 1
+            ident = self._next_id
+            self._pending[ident] = future
+            try:
+                if self._control is None:
+                    raise OSError("the shipper process is restarting")
+                self._control.send_bytes(pickle.dumps((ident, record, timeout), protocol=5))
+            except OSError as exc:
+                self._pending.pop(ident, None)
+                future.set_exception(AuditUnavailable(f"the proxy's shipper process: {exc}"))
+        return future
+
+    def _send_feed(self, batch: list[_Fields], drops: Counter[tuple[str, str, str]]) -> None:
+        conn = self._feed_conn
+        if conn is None:
+            raise OSError("the shipper process is restarting")
+        conn.send_bytes(pickle.dumps(("feed", batch, dict(drops)), protocol=5))
+
+    def _feed(self) -> None:
+        """Every few milliseconds, the buffer and the drop counts to the child in one write.
+        A full pipe blocks this thread, never the request path (the buffer is bounded)."""
+        while True:
+            closing = self._closed
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+                drops, self._drops = self._drops, Counter()
+                self._sending = batch
+            if batch or drops:
+                try:
+                    if not self._up.wait(1.0):
+                        raise OSError("the shipper process is not running")
+                    self._send_feed(batch, drops)
+                    with self._lock:
+                        self._sending = []
+                except OSError:
+                    with self._lock:  # back in front of what came since, for the next child
+                        self._sending = []
+                        self._buffer[:0] = batch
+                        del self._buffer[self._queue_max :]
+                        self._drops.update(drops)
+                    if closing:
+                        log.error("audit shipper: %d records not handed over at close", len(batch))
+                        return
+                    time.sleep(0.1)
+                    continue
+            if closing:
+                return
+            self._wake.wait(_FEED_EVERY)
+            self._wake.clear()
+
+
+def _spooled(path: Path) -> int:
+    """How many records a spool holds, read without taking it over (0 if none)."""
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def _load(data: bytes) -> Any:
+    """A message from the other end of our own anonymous pipe: the proxy and the child it
+    started, one trust domain (never a file, a socket or anything a user hands over)."""
+    return pickle.loads(data)  # noqa: S301
+
+
+def _plus(a: Counts, b: Counts) -> Counts:
+    return Counts(
+        a.sampled + b.sampled,
+        a.shipped + b.shipped,
+        a.spooled + b.spooled,
+        a.dropped + b.dropped,
+        a.strict_failed + b.strict_failed,
+    )
+
+
+def _plus_all(child: Snapshot | None, retired: Mapping[tuple[str, str], Counts]) -> Counts:
+    total = child.totals if child is not None else Counts()
+    for counts in retired.values():
+        total = _plus(total, counts)
+    return total
+
+
+# -- the child's side ------------------------------------------------------------
+
+
+def _lower_priority(nice: int) -> None:
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+
+
+def _own_spool(path: Path) -> None:
+    """One shipper per spool: a predecessor still draining (its proxy was killed, say)
+    finishes with the spool before this one replays it. Held until this process exits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = (path.parent / f"{path.name}.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("audit shipper: waiting for the previous shipper to release %s", path)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    _held.append(lock)
+
+
+_held: list[Any] = []
+
+
+def serve(feed: Connection, control: Connection, outbox: Connection) -> None:
+    """Run the proxy's Shipper on the decisions arriving in `feed` until that pipe ends
+    or says close, and on the strict records arriving in `control`; counts and
+    answers go to `outbox`."""
+    config: ShipperConfig = _load(control.recv_bytes())
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s [shipper %(process)d]: %(message)s",
+    )
+    _own_spool(config.spool_path)
+    stamper = Stamper(config.subject_key)
+    shipper = Shipper(
+        config.ledger_target,
+        Spool(config.spool_path, config.spool_max_records),
+        queue_max=config.queue_max,
+        batch=config.batch,
+        flush_interval=config.flush_interval,
+        rpc_timeout=config.rpc_timeout,
+        build=prediction_records,
+        auth=config.auth,
+    )
+    answers = threading.Lock()
+    strict = ThreadPoolExecutor(64, thread_name_prefix="mrm-strict")
+
+    def answer(kind: str, ident: int, value: object) -> None:
+        with answers, contextlib.suppress(OSError):  # OSError: nobody left to answer
+            outbox.send_bytes(pickle.dumps((kind, ident, value), protocol=5))
+
+    def commit(ident: int, data: bytes, timeout: float) -> None:
+        error = ""
+        try:
+            shipper.strict_offer(Record.FromString(data), timeout)
+        except AuditUnavailable as exc:
+            error = str(exc)
+        answer("report", 0, shipper.snapshot())  # counted before the caller hears back
+        answer("strict", ident, error)
+
+    def strict_records() -> None:
+        while True:
+            try:
+                ident, data, timeout = _load(control.recv_bytes())
+            except (EOFError, OSError):
+                return
+            strict.submit(commit, ident, data, timeout)
+
+    stopping = threading.Event()
+
+    def report() -> None:
+        while not stopping.wait(_REPORT_EVERY):
+            answer("report", 0, shipper.snapshot())
+
+    answer("report", 0, shipper.snapshot())  # what the spool holds, before the first decision
+    threading.Thread(target=strict_records, name="mrm-shipper-control", daemon=True).start()
+    threading.Thread(target=report, name="mrm-shipper-report", daemon=True).start()
+    timeout = 5.0
+    try:
+        while True:
+            try:
+                message = _load(feed.recv_bytes())
+            except (EOFError, OSError):
+                break  # the serving process ended: ship or spool what we hold
+            if message[0] == "close":
+                timeout = float(message[1])
+                break
+            _, samples, drops = message
+            for fields in samples:
+                shipper.offer(PendingPrediction(stamper, *fields))
+            for (reason, model, version), n in drops.items():
+                shipper.count_dropped(model, version, reason, n)
+    finally:
+        stopping.set()
+        strict.shutdown(wait=True)
+        shipper.close(timeout=timeout)
+        answer("report", 0, shipper.snapshot())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mrm.proxy.shipping", description=__doc__)
+    parser.add_argument("feed", type=int, help="fd: the decisions the proxy sampled")
+    parser.add_argument("control", type=int, help="fd: the config, then strict records")
+    parser.add_argument("answers", type=int, help="fd: reports and answers to the proxy")
+    parser.add_argument("--nice", type=int, default=10, help="lower the CPU priority by this")
+    args = parser.parse_args(argv)
+    _lower_priority(args.nice)
+    # The proxy stops this process by closing the pipe, after its own last decisions;
+    # a Ctrl-C or SIGTERM meant for the proxy's process group must not cut that short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    serve(
+        Connection(args.feed, writable=False),
+        Connection(args.control, writable=False),
+        Connection(args.answers, readable=False),
+    )
+
+
+if __name__ == "__main__":
+    main()
