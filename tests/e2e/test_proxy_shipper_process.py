@@ -1,7 +1,7 @@
-"""The proxy with its audit shipper in a child process (MRM_PROXY_SHIPPER=process, the
-default): the child runs at a lower CPU priority, and a SIGKILL of it fails no
-decision and leaves every decision either in the ledger exactly once or counted
-in a GAP record. Real stack on PostgreSQL, real gRPC, real ONNX Runtime."""
+"""The proxy with its audit shipper in a child process (MRM_PROXY_SHIPPER=process):
+the child runs at a lower CPU priority, and a SIGKILL of it fails no decision and
+leaves every decision either in the ledger exactly once or counted in a GAP
+record. Real stack on PostgreSQL, real gRPC, real ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -50,7 +50,12 @@ def test_a_sigkilled_shipper_fails_no_decision_and_every_decision_is_accounted_f
     running = stack_with_ledger_on(tmp_path / "home", free_port(), pg_url)
     try:
         rows, input_name = deploy_gbt(running, tmp_path)
-        proxy = ProxyProcess(tmp_path / "proxy-home", running.registry_addr, running.addr)
+        proxy = ProxyProcess(
+            tmp_path / "proxy-home",
+            running.registry_addr,
+            running.addr,
+            {"MRM_PROXY_SHIPPER": "process"},
+        )
         try:
             wait_model_ready(proxy.addr)
             (first,) = shipper_children(proxy.proc.pid)

@@ -104,15 +104,19 @@ class Settings(BaseSettings):
     before the record goes to the local spool instead (fsync'd) and the response out."""
 
     proxy_queue_max: int = Field(default=10_000, ge=1)
-    """Sampled records held in memory on their way to the ledger (lost on a SIGKILL;
-    past half of it the shipper moves the backlog to the spool)."""
+    """Sampled records held in memory on their way to the ledger, in the proxy before the
+    pipe to its shipper process and again in the shipper's queue (lost on a SIGKILL;
+    past half of it the shipper moves the backlog to the spool; past all of it in the
+    proxy, decisions are dropped, counted and written in a GAP record)."""
 
-    proxy_shipper: Literal["process", "thread"] = "process"
-    """Where sampled decisions become records and go to the ledger: `process`, a child
-    of the proxy fed through a pipe (mrm.proxy.shipping), so that work and its bursts
-    stay off the inference's interpreter and cores; `thread`, a thread of the proxy's
-    own process (one process less; what 2-core benchmarks measured:
-    benchmarks/results/README.md)."""
+    proxy_shipper: Literal["thread", "process"] = "thread"
+    """Where sampled decisions become records and go to the ledger: `thread`, a thread of
+    the proxy's process; `process`, a child of the proxy fed through pipes
+    (mrm.proxy.shipping) at a lower CPU priority, which takes record building off the
+    proxy's interpreter lock and drains what it was handed even when the proxy is
+    SIGKILLed. On 2 cores shared with the load it neither raised throughput nor cut
+    p99, and strict decisions took 0.8 ms more (benchmarks/results/README.md): choose it
+    where the proxy has cores to spare."""
 
     proxy_shipper_nice: int = Field(default=10, ge=0, le=19)
     """How much lower the shipper process's CPU priority is than the proxy's (nice(2)):
