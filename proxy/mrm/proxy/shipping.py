@@ -6,14 +6,15 @@
     snapshot(): last report ◀═ answer pipe ══ its counts every 0.1 s; strict answers
 
 Building a PREDICTION record (the subject's keyed hash, canonical JSON), the
-gRPC append and the spool's SQLite writes cost the serving process about as much
-CPU per sampled decision as the inference itself, and their bursts (one batch
-every flush interval) landed in the inference's tail latency. Here the serving
-process keeps only a list append per decision and, in a feeder thread, a pickle
-of each batch of decisions' fields and arrays; everything else runs in the
-child, at a lower CPU priority (MRM_PROXY_SHIPPER_NICE), so inference wins the
-cores when both want them. The pipe carries only what this process wrote to
-its own child (never a file, never the network).
+gRPC append and the spool's SQLite writes then run in the child, at a lower CPU
+priority (MRM_PROXY_SHIPPER_NICE), off the proxy's interpreter lock; the serving
+process keeps a list append per decision and, in a feeder thread, a pickle of
+each few milliseconds' decisions (fields and arrays, about 5 us each). The pipes
+carry only what this process wrote to its own child (never a file, never the
+network). Measured on 2 cores shared with the load, this gained neither
+throughput nor p99 over the thread, and a strict decision's round trip through
+the pipe and a lower-priority process cost 0.8 ms (benchmarks/results/README.md),
+so it is an option for hosts with cores to spare, not the default.
 
 What is lost and what is counted is what `mrm.proxy.shipper` says, with one
 more place a record can be: in transit (the serving process's buffer and the
@@ -24,8 +25,11 @@ SIGKILL, the child reads the pipe to its end, then ships or spools everything it
 holds before it exits. A child that dies is started again (its successor
 replays the spool); a SIGKILL of the child loses what only it held in memory,
 as a SIGKILL of a one-process proxy does, and nothing spooled or acknowledged
-by the ledger. Strict decisions are answered by the child after its group
-commit: durable, or refused.
+by the ledger: what was handed to it and not settled by its last report (0.1 s
+old at most) is counted dropped and written in a GAP record by its successor,
+an upper bound, since some of it may have reached the ledger just before.
+Strict decisions are answered by the child after its group commit: durable, or
+refused.
 """
 
 from __future__ import annotations
