@@ -18,8 +18,9 @@ import pytest
 
 from mrm.proxy.audit import PendingPrediction
 from mrm.proxy.metrics import Snapshot
-from mrm.proxy.shipper import QUEUE_FULL, AuditUnavailable
-from mrm.proxy.shipping import SHIPPER_EXITED, ShipperProcess
+from mrm.proxy.shipper import QUEUE_FULL, AuditUnavailable, Shipper
+from mrm.proxy.shipping import SHIPPER_EXITED, SHUTDOWN, ShipperProcess
+from mrm.proxy.spool import Spool
 from mrm.v1.ledger_pb2 import Record
 from tests.conftest import RunningLedger
 from tests.support.shipping import KEY, decisions, in_ledger, shipper_config, stack_on
@@ -254,3 +255,64 @@ def test_close_hands_over_the_buffer_and_waits_for_the_child(
     assert _zombie(child)
     assert len(in_ledger(running_stack.addr, model)) == 300
     assert sink.snapshot().totals.shipped == 300
+
+
+def test_a_child_killed_after_replaying_its_spool_still_counts_what_it_held(
+    tmp_path: Path, model: str
+) -> None:
+    port = free_port()
+    sink = ShipperProcess(shipper_config(f"127.0.0.1:{port}", tmp_path))
+    stack = None
+    try:
+        for d in decisions(model, 100):
+            sink.offer(d)
+        wait_until(lambda: sink.snapshot().totals.spooled == 100, "the outage spools 100")
+        stack = stack_on(tmp_path / "home", port)
+        wait_until(lambda: sink.snapshot().totals.shipped == 100, "the spool is replayed")
+        child = sink.pid
+        assert child is not None
+        os.kill(child, signal.SIGSTOP)
+        for d in decisions(model, 50, 100):
+            sink.offer(d)
+        time.sleep(0.5)  # handed over: in the pipe, never read
+        os.kill(child, signal.SIGKILL)
+        os.kill(child, signal.SIGCONT)
+        wait_until(lambda: sink.pid not in (None, child), "another shipper process starts")
+        addr = stack.stack.ledger_addr
+        wait_until(lambda: bool(in_ledger(addr, model, "GAP")), "the loss is recorded")
+        snap = sink.snapshot()
+        assert balanced(snap)
+        assert (snap.totals.sampled, snap.totals.shipped, snap.totals.dropped) == (150, 100, 50)
+        (gap,) = [json.loads(g.body_json) for g in in_ledger(addr, model, "GAP")]
+        assert (gap["dropped"], gap["reason"]) == (50, SHIPPER_EXITED)
+        assert len(in_ledger(addr, model)) == 100
+    finally:
+        sink.close()
+        if stack is not None:
+            stack.stop()
+
+
+def test_what_no_child_took_at_close_is_counted_and_left_for_a_gap(
+    running_stack: RunningLedger, tmp_path: Path, model: str
+) -> None:
+    sink = ShipperProcess(shipper_config(running_stack.addr, tmp_path))
+    child = sink.pid
+    assert child is not None
+    os.kill(child, signal.SIGKILL)
+    wait_until(lambda: sink.pid is None, "the child is gone")
+    for d in decisions(model, 100):
+        sink.offer(d)
+    sink.close(timeout=1)  # before another child starts: nobody takes the 100
+    snap = sink.snapshot()
+    assert (snap.totals.sampled, snap.totals.dropped, snap.queue_depth) == (100, 100, 0)
+    assert not sink.offer(decisions(model, 1, 200)[0])  # after close: counted, dropped
+    assert sink.snapshot().totals.dropped == 101
+    after = Shipper(running_stack.addr, Spool(tmp_path / "spool.db", 1000))
+    try:
+        wait_until(
+            lambda: bool(in_ledger(running_stack.addr, model, "GAP")), "the next shipper writes it"
+        )
+    finally:
+        after.close()
+    (gap,) = [json.loads(g.body_json) for g in in_ledger(running_stack.addr, model, "GAP")]
+    assert (gap["dropped"], gap["reason"]) == (100, SHUTDOWN)

@@ -35,7 +35,7 @@ SERVICE_NAME = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceSer
 def audit_sink(
     settings: Settings, ledger_target: str, key: bytes, auth: ClientAuth
 ) -> Shipper | ShipperProcess:
-    """The shipper MRM_PROXY_SHIPPER asks for: a child process (the default) or a thread."""
+    """The shipper MRM_PROXY_SHIPPER asks for: a thread (the default) or a child process."""
     spool = settings.home / "proxy-spool.db"
     if settings.proxy_shipper == "thread":
         return Shipper(

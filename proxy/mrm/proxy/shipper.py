@@ -189,6 +189,7 @@ class Shipper:
         self._ledger_seen: tuple[str, datetime | None, datetime | None] = ("", None, None)
         self._lock = threading.Lock()  # guards the counter below
         self._unpersisted: Counter[tuple[str, str]] = Counter()  # (reason, model) → drops
+        self._replayed: Counter[tuple[str, str]] = Counter()  # (model, version) → out of spool
         self._auth = ClientAuth.from_env() if auth is None else auth
         self._client = LedgerClient(ledger_target, timeout=rpc_timeout, auth=self._auth)
         self._net = ThreadPoolExecutor(1, thread_name_prefix="mrm-ledger-append")
@@ -296,6 +297,14 @@ class Shipper:
         self._strict_client.close()
         if not self._thread.is_alive():
             self.spool.close()
+
+    def replayed(self) -> dict[tuple[str, str], int]:
+        """Records that left the spool (shipped or refused on a replay), per model and
+        version: counted once when spooled and again when they left, so what this
+        shipper still holds in memory is sampled - (shipped + spooled + dropped +
+        strict_failed - replayed)."""
+        with self._lock:
+            return dict(self._replayed)
 
     def count_dropped(self, model: str, version: str, reason: str, n: int) -> None:
         """Decisions sampled and dropped before they reached this shipper (by the serving
@@ -446,6 +455,9 @@ class Shipper:
         self._tally.add_records("shipped", (r for r in records if r.record_id in acked))
         if kind == "replay":
             self.spool.remove(d.acked)
+            left = [r for r in records if r.record_id in acked] + [r for r, _ in d.refused]
+            with self._lock:
+                self._replayed.update((r.model_name, r.model_version) for r in left)
         else:
             self._spool_live(d.failed)
         by_reason: dict[str, list[Record]] = {}

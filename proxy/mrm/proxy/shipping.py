@@ -67,7 +67,9 @@ _PIPE_BYTES = 1 << 20  # F_SETPIPE_SZ: room for a few thousand decisions in tran
 _F_SETPIPE_SZ = 1031
 _FEED_EVERY = 0.005  # seconds the feeder lets decisions gather before one write
 _RESTART_DELAY = 0.5
+_STABLE = 10.0  # seconds a child must have lived for its exit not to slow the next start
 _REPORT_EVERY = 0.1  # seconds between the child's reports of its counts
+SHUTDOWN = "the proxy stopped while its shipper process was not running"
 SHIPPER_EXITED = (
     "the proxy's shipper process exited; what it held in memory was lost (at most this "
     "many: records settled after its last report are counted here too)"
@@ -124,6 +126,7 @@ class ShipperProcess:
         self._retired: dict[tuple[str, str], Counts] = {}  # counts of children that ended
         self._retired_own = [0, 0]  # gap_records_written, ledger_failures
         self._last: Snapshot | None = None
+        self._last_replayed: dict[tuple[str, str], int] = {}
         # Until a child reports: what its spool holds (a previous process's records).
         self._spool_hint = _spooled(config.spool_path)
         self._control_lock = threading.Lock()  # the control pipe (strict asks), the child
@@ -135,6 +138,8 @@ class ShipperProcess:
         self._feed_conn: Connection | None = None  # the feeder's alone (and close's)
         self._control: Connection | None = None
         self._up = threading.Event()
+        self._delay = _RESTART_DELAY
+        self._started: dict[int, float] = {}
         self._start_child()
         self._feeder = threading.Thread(target=self._feed, name="mrm-shipper-feed", daemon=True)
         self._feeder.start()
@@ -146,10 +151,13 @@ class ShipperProcess:
         key = (record.model_name, record.model_version)
         with self._lock:
             self._handed[key] += 1
-            if len(self._buffer) < self._queue_max and not self._closed:
+            if self._closed:  # as the thread's shipper: counted, in no GAP record
+                self._settle_here(key, Counts(sampled=1, dropped=1))
+            elif len(self._buffer) < self._queue_max:
                 self._buffer.append(_fields(record))
                 return True
-            self._drops[QUEUE_FULL, *key] += 1
+            else:
+                self._drops[QUEUE_FULL, *key] += 1
         return False
 
     def strict_offer(self, record: Record, timeout: float) -> None:
@@ -157,13 +165,21 @@ class ShipperProcess:
         not (or the child did not answer within `timeout` and a little more)."""
         with self._lock:
             self._handed[record.model_name, record.model_version] += 1
+        key = (record.model_name, record.model_version)
         if not self._up.wait(timeout):
-            self._lost_strict(record)
+            with self._lock:
+                self._settle_here(key, Counts(sampled=1, strict_failed=1))
             raise AuditUnavailable("the proxy's shipper process is not running")
-        answer = self._ask(record.SerializeToString(), timeout)
+        ident, answer = self._ask(record.SerializeToString(), timeout)
+        if ident is None:  # it never reached the child: refused here
+            with self._lock:
+                self._settle_here(key, Counts(sampled=1, strict_failed=1))
         try:
             error = answer.result(timeout + 5.0)
         except Exception as exc:
+            # Reached a child that did not answer: that child counts it (or, if it died,
+            # its loss is counted when it retires); the record may still reach the ledger.
+            self._pending.pop(ident or 0, None)
             raise AuditUnavailable(f"the proxy's shipper process did not answer ({exc})") from None
         if error:
             raise AuditUnavailable(error)
@@ -217,53 +233,87 @@ class ShipperProcess:
     def close(self, timeout: float = 5.0) -> None:
         """Hand the child what is buffered, let it ship what the ledger takes within
         `timeout` and spool the rest, and wait for it to exit."""
-        if self._closed:
-            return
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
         self._wake.set()
         self._feeder.join(timeout + 10)
         child = self._child
-        if child is None:
-            return
-        with self._control_lock, contextlib.suppress(OSError):
-            if self._feed_conn is not None:  # the feeder is done: the last word is ours
-                self._feed_conn.send_bytes(pickle.dumps(("close", timeout), protocol=5))
-        try:
-            child.wait(timeout + 15)
-        except subprocess.TimeoutExpired:
-            log.error("audit shipper process %d did not stop; killing it", child.pid)
-            child.kill()
-            child.wait()
-        self._reader.join(10)  # its last report counted, before close() returns
+        if child is not None:
+            with self._control_lock, contextlib.suppress(OSError):
+                if self._feed_conn is not None and not self._feeder.is_alive():
+                    self._feed_conn.send_bytes(pickle.dumps(("close", timeout), protocol=5))
+            try:
+                child.wait(timeout + 15)
+            except subprocess.TimeoutExpired:
+                log.error("audit shipper process %d did not stop; killing it", child.pid)
+                child.kill()
+                child.wait()
+            self._reader.join(10)  # its last report counted, before close() returns
         with self._control_lock:
             self._close_pipes()
+        self._count_abandoned()
+
+    def _count_abandoned(self) -> None:
+        """After the last child: what none took (its shipper was down at close) is dropped,
+        counted here and in the spool, whose next shipper writes the GAP records."""
+        with self._lock:
+            left: Counter[tuple[str, str, str]] = Counter(self._drops)
+            left.update((SHUTDOWN, f[1], f[2]) for f in (*self._buffer, *self._sending))
+            self._buffer, self._sending, self._drops = [], [], Counter()
+            for (_, model, version), n in left.items():
+                self._settle_here((model, version), Counts(sampled=n, dropped=n))
+        if not left:
+            return
+        log.error("audit shipper: %d records not handed over at close", sum(left.values()))
+        try:
+            spool = Spool(self.config.spool_path, self.config.spool_max_records)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("audit shipper: cannot count them in the spool: %s", exc)
+            return
+        try:
+            per: Counter[tuple[str, str]] = Counter()
+            for (reason, model, _), n in left.items():
+                per[reason, model] += n
+            for (reason, model), n in per.items():
+                spool.add_dropped(n, reason, model)
+        finally:
+            spool.close()
 
     # -- the child --------------------------------------------------------------
 
     def _start_child(self) -> None:
         """Called with the control lock held (or before anyone else can take it)."""
         feed, control, answers = os.pipe(), os.pipe(), os.pipe()  # (read end, write end)
-        for fd in (feed[1], answers[1]):
+        for fd in (feed[1], control[1], answers[1]):
             with contextlib.suppress(OSError):  # the default 64 KiB: the feeder waits sooner
                 fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
         theirs = (feed[0], control[0], answers[1])
-        child = subprocess.Popen(  # noqa: S603 (this interpreter, our module, three fds)
-            [
-                sys.executable,
-                "-m",
-                "mrm.proxy.shipping",
-                *map(str, theirs),
-                f"--nice={self.config.nice}",
-            ],
-            pass_fds=theirs,
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            child = subprocess.Popen(  # noqa: S603 (this interpreter, our module, three fds)
+                [
+                    sys.executable,
+                    "-m",
+                    "mrm.proxy.shipping",
+                    *map(str, theirs),
+                    f"--nice={self.config.nice}",
+                ],
+                pass_fds=theirs,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (*feed, *control, *answers):
+                os.close(fd)
+            raise
         for fd in theirs:
             os.close(fd)
+        self._started[child.pid] = time.monotonic()
         self._control = Connection(control[1], readable=False)
-        self._control.send_bytes(pickle.dumps(self.config, protocol=5))
-        self._child, self._feed_conn = child, Connection(feed[1], readable=False)
+        self._feed_conn = Connection(feed[1], readable=False)
+        self._child = child
+        with contextlib.suppress(OSError):  # it died at once: the reader starts another
+            self._control.send_bytes(pickle.dumps(self.config, protocol=5))
         reader = threading.Thread(
             target=self._read, args=(Connection(answers[0], writable=False), child), daemon=True
         )
@@ -280,7 +330,7 @@ class ShipperProcess:
                 kind, ident, value = _load(conn.recv_bytes())
                 if kind == "report":
                     with self._lock:
-                        self._last = value
+                        self._last, self._last_replayed = value
                 elif (future := self._pending.pop(ident, None)) is not None:
                     future.set_result(value)
         except (EOFError, OSError):
@@ -297,11 +347,24 @@ class ShipperProcess:
             child.pid,
             child.returncode,
         )
-        time.sleep(_RESTART_DELAY)
-        with self._control_lock:
-            self._close_pipes()
-            if not self._closed:
-                self._start_child()
+        # A child that dies young waits longer each time (0.5 s doubling to 30 s).
+        self._delay = _RESTART_DELAY if self._lived(child) else min(self._delay * 2, 30.0)
+        while True:
+            time.sleep(self._delay)
+            with self._control_lock:
+                self._close_pipes()
+                if self._closed:
+                    return
+                try:
+                    self._start_child()
+                    return
+                except (OSError, ValueError) as exc:  # no fds, no memory, no interpreter
+                    log.error("audit shipper process cannot start (%s); retrying", exc)
+                    self._close_pipes()
+            self._delay = min(self._delay * 2, 30.0)
+
+    def _lived(self, child: subprocess.Popen[bytes]) -> bool:
+        return time.monotonic() - self._started.get(child.pid, 0.0) >= _STABLE
 
     def _close_pipes(self) -> None:
         """Our ends of the pipes to a child that is gone (with the control lock held)."""
@@ -316,10 +379,17 @@ class ShipperProcess:
         GAP record by the next child); its open questions fail."""
         with self._lock:
             last, self._last = self._last, None
+            replayed, self._last_replayed = self._last_replayed, {}
             if last is not None:
                 self._spool_hint = last.spool_depth
             for key, counts in (last.by_model if last is not None else {}).items():
-                settled = counts.shipped + counts.spooled + counts.dropped + counts.strict_failed
+                settled = (
+                    counts.shipped
+                    + counts.spooled
+                    + counts.dropped
+                    + counts.strict_failed
+                    - replayed.get(key, 0)
+                )
                 self._retired[key] = _plus(
                     self._retired.get(key, Counts()), replace(counts, sampled=settled)
                 )
@@ -339,16 +409,13 @@ class ShipperProcess:
             if future is not None and not future.done():
                 future.set_exception(AuditUnavailable("the proxy's shipper process exited"))
 
-    def _lost_strict(self, record: Record) -> None:
-        with self._lock:
-            key = (record.model_name, record.model_version)
-            counts = self._retired.get(key, Counts())
-            self._retired[key] = replace(
-                counts, sampled=counts.sampled + 1, strict_failed=counts.strict_failed + 1
-            )
+    def _settle_here(self, key: tuple[str, str], counts: Counts) -> None:
+        """Decisions settled in this process, never seen by a child (lock held)."""
+        self._retired[key] = _plus(self._retired.get(key, Counts()), counts)
 
-    def _ask(self, record: bytes, timeout: float) -> Future[str]:
-        """A strict record to the child, on the control pipe (never behind the feed)."""
+    def _ask(self, record: bytes, timeout: float) -> tuple[int | None, Future[str]]:
+        """A strict record to the child, on the control pipe (never behind the feed):
+        its id, or None when it could not be sent, and the future of the answer."""
         future: Future[str] = Future()
         with self._control_lock:
             self._next_id += 1
@@ -361,7 +428,8 @@ class ShipperProcess:
             except OSError as exc:
                 self._pending.pop(ident, None)
                 future.set_exception(AuditUnavailable(f"the proxy's shipper process: {exc}"))
-        return future
+                return None, future
+        return ident, future
 
     def _send_feed(self, batch: list[_Fields], drops: Counter[tuple[str, str, str]]) -> None:
         conn = self._feed_conn
@@ -489,13 +557,19 @@ def serve(feed: Connection, control: Connection, outbox: Connection) -> None:
         with answers, contextlib.suppress(OSError):  # OSError: nobody left to answer
             outbox.send_bytes(pickle.dumps((kind, ident, value), protocol=5))
 
+    def report() -> None:
+        """The counts, read and sent under one lock: reports arrive in the order taken."""
+        with answers, contextlib.suppress(OSError):
+            counts = (shipper.snapshot(), shipper.replayed())
+            outbox.send_bytes(pickle.dumps(("report", 0, counts), protocol=5))
+
     def commit(ident: int, data: bytes, timeout: float) -> None:
         error = ""
         try:
             shipper.strict_offer(Record.FromString(data), timeout)
         except AuditUnavailable as exc:
             error = str(exc)
-        answer("report", 0, shipper.snapshot())  # counted before the caller hears back
+        report()  # counted before the caller hears back
         answer("strict", ident, error)
 
     def strict_records() -> None:
@@ -508,13 +582,13 @@ def serve(feed: Connection, control: Connection, outbox: Connection) -> None:
 
     stopping = threading.Event()
 
-    def report() -> None:
+    def reports() -> None:
         while not stopping.wait(_REPORT_EVERY):
-            answer("report", 0, shipper.snapshot())
+            report()
 
-    answer("report", 0, shipper.snapshot())  # what the spool holds, before the first decision
+    report()  # what the spool holds, before the first decision
     threading.Thread(target=strict_records, name="mrm-shipper-control", daemon=True).start()
-    threading.Thread(target=report, name="mrm-shipper-report", daemon=True).start()
+    threading.Thread(target=reports, name="mrm-shipper-report", daemon=True).start()
     timeout = 5.0
     try:
         while True:
@@ -534,7 +608,7 @@ def serve(feed: Connection, control: Connection, outbox: Connection) -> None:
         stopping.set()
         strict.shutdown(wait=True)
         shipper.close(timeout=timeout)
-        answer("report", 0, shipper.snapshot())
+        report()
 
 
 def main(argv: list[str] | None = None) -> None:
