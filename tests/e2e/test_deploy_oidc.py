@@ -22,7 +22,8 @@ from mrm.client.registry import RegistryClient
 from tests.conftest import RunningLedger, start_ledger
 from tests.support.auth import TEST_TOKEN, issue
 from tests.support.credit import project, tree_model
-from tests.support.decisions import decide, wait_ready
+from tests.support.decisions import decide
+from tests.support.inference import wait_ready
 from tests.support.issuer import REPOSITORY, SHA, Issuer
 
 PRINCIPAL = "ci:acme/credit@refs/heads/main"

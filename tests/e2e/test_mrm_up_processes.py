@@ -22,7 +22,8 @@ from mrm.client.proxy import ProxyClient
 from mrm.supervisor import RESTARTS
 from tests.conftest import RunningLedger
 from tests.support.auth import seed_test_token
-from tests.support.decisions import decide, deploy_explained, wait_ready, wait_recorded
+from tests.support.decisions import decide, deploy_explained, wait_recorded
+from tests.support.inference import wait_ready
 from tests.support.mrm_up import MRM, mrm_env
 
 

@@ -18,7 +18,8 @@ from mrm.client.ledger import LedgerClient
 from mrm.client.reasons import MIN_SHARE
 from tests.conftest import RunningLedger, start_ledger
 from tests.support.credit import project, tree_model
-from tests.support.decisions import decide, wait_ready
+from tests.support.decisions import decide
+from tests.support.inference import wait_ready
 from tests.support.mrmctl import cli
 
 KEYS = {

@@ -14,12 +14,12 @@ import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 from mrm.client.explain import ExplainClient
 from mrm.client.ledger import LedgerClient, Record
 from mrm.client.registry import RegistryClient
-from mrm.deploy.config import DeployConfig
 from mrm.deploy.pipeline import Published, prepare, publish
 from mrm.oip.v2 import grpc_predict_v2_pb2 as oip
 from mrm.oip.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from tests.conftest import RunningLedger
 from tests.support.credit import Builder, project, tree_model
+from tests.support.inference import deploy_config, wait_ready
 
 EXPLAIN_TABLE = {
     "positive_label": "1",
@@ -39,19 +39,8 @@ def deploy_explained(
     """Deploy through the same steps `mrmctl deploy` runs, baseline included."""
     tmp.mkdir(parents=True, exist_ok=True)
     model, X, target = project(tmp, build, name)
-    cfg = DeployConfig(
-        model_path=tmp / "model.pkl",
-        version=version,
-        name=name,
-        eval_data=tmp / "eval.csv",
-        target=target,
-        dataset_id="sha256:" + "0" * 64,
-        training_data=None,
-        source_commit="0" * 40,
-        stage="production",
-        sample_rate=1.0,
-        fidelity_tolerance=1e-4,
-        explain=EXPLAIN_TABLE if explain is None else explain,
+    cfg = deploy_config(
+        tmp, name, version, target, explain=EXPLAIN_TABLE if explain is None else explain
     )
     with RegistryClient(stack.registry_addr) as reg, ExplainClient(stack.explain_addr) as ex:
         published = publish(
@@ -59,15 +48,6 @@ def deploy_explained(
         )
     wait_ready(stack, name)
     return model, X, published
-
-
-def wait_ready(stack: RunningLedger, name: str) -> None:
-    with grpc.insecure_channel(stack.proxy_addr) as channel:
-        stub = oip_grpc.GRPCInferenceServiceStub(channel)
-        deadline = time.monotonic() + 60
-        while not stub.ModelReady(oip.ModelReadyRequest(name=name)).ready:
-            assert time.monotonic() < deadline, f"{name} never became ready on the proxy"
-            time.sleep(0.05)
 
 
 def decide(stack: RunningLedger, name: str, rows: np.ndarray[Any, Any], subject: str) -> list[str]:

@@ -19,15 +19,12 @@ from tests.conftest import RunningLedger
 from tests.support.credit import Builder, project
 
 
-def deployed(
-    stack: RunningLedger, tmp: Path, build: Builder, name: str
-) -> tuple[Any, pd.DataFrame]:
-    """Deploy `build`'s model as `name` 1.0.0 through the deploy pipeline and wait
-    until the stack's proxy reports it ready; the fitted model and its inputs."""
-    model, X, target = project(tmp, build, name)
-    cfg = DeployConfig(
+def deploy_config(tmp: Path, name: str, version: str, target: str, **extra: Any) -> DeployConfig:
+    """What `mrmctl deploy` would read for `credit.project`'s files in `tmp`: production,
+    sampled at 1.0; `extra` sets further fields (explain, say)."""
+    return DeployConfig(
         model_path=tmp / "model.pkl",
-        version="1.0.0",
+        version=version,
         name=name,
         eval_data=tmp / "eval.csv",
         target=target,
@@ -37,15 +34,30 @@ def deployed(
         stage="production",
         sample_rate=1.0,
         fidelity_tolerance=1e-4,
+        **extra,
     )
-    with RegistryClient(stack.registry_addr) as reg:
-        publish(cfg, prepare(cfg, lambda _s, _d: None, env={}), reg, lambda _s, _d: None)
+
+
+def wait_ready(stack: RunningLedger, name: str) -> None:
+    """Until the stack's proxy reports `name` ready (60 s at most)."""
     with grpc.insecure_channel(stack.proxy_addr) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         deadline = time.monotonic() + 60
         while not stub.ModelReady(oip.ModelReadyRequest(name=name)).ready:
             assert time.monotonic() < deadline, f"{name} never became ready on the proxy"
             time.sleep(0.05)
+
+
+def deployed(
+    stack: RunningLedger, tmp: Path, build: Builder, name: str
+) -> tuple[Any, pd.DataFrame]:
+    """Deploy `build`'s model as `name` 1.0.0 through the deploy pipeline and wait
+    until the stack's proxy reports it ready; the fitted model and its inputs."""
+    model, X, target = project(tmp, build, name)
+    cfg = deploy_config(tmp, name, "1.0.0", target)
+    with RegistryClient(stack.registry_addr) as reg:
+        publish(cfg, prepare(cfg, lambda _s, _d: None, env={}), reg, lambda _s, _d: None)
+    wait_ready(stack, name)
     return model, X
 
 

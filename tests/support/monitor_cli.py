@@ -26,7 +26,8 @@ from tests.conftest import RunningLedger, start_ledger
 from tests.support import postgres
 from tests.support.auth import issue
 from tests.support.credit import applicants, deploy, project, tree_model
-from tests.support.decisions import decide, wait_ready
+from tests.support.decisions import decide
+from tests.support.inference import wait_ready
 
 MODEL = "credit-risk"
 VERSION = "1.0.0"
