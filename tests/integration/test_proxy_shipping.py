@@ -280,6 +280,8 @@ def test_a_child_killed_after_replaying_its_spool_still_counts_what_it_held(
         wait_until(lambda: sink.pid not in (None, child), "another shipper process starts")
         addr = stack.stack.ledger_addr
         wait_until(lambda: bool(in_ledger(addr, model, "GAP")), "the loss is recorded")
+        # The counts are the child's last report, at most 0.1 s behind the ledger.
+        wait_until(lambda: sink.snapshot().gap_records_written == 1, "the GAP is reported")
         snap = sink.snapshot()
         assert balanced(snap)
         assert (snap.totals.sampled, snap.totals.shipped, snap.totals.dropped) == (150, 100, 50)
